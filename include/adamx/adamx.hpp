@@ -1,0 +1,36 @@
+// adamx: Adam, AdamW and AdamX for Eigen, header-only. The one include.
+//
+//   #include <adamx/adamx.hpp>
+//   adamx::AdamX<float> opt;
+//   opt.add_group({W, b});
+//   opt.step({{W, b}}, {{dW, db}});
+//
+// AdamX is Adam whose second moment scales g² by a per-group factor γ that
+// follows the group's squared gradient norm against its own history; see
+// docs/design.md for the equations and every decision behind them.
+#pragma once
+
+#include "adamx/correction.hpp"
+#include "adamx/errors.hpp"
+#include "adamx/optimizer.hpp"
+#include "adamx/options.hpp"
+#include "adamx/report.hpp"
+#include "adamx/state.hpp"
+#include "adamx/tensor_ref.hpp"
+#include "adamx/version.hpp"
+
+namespace adamx {
+
+/// Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.
+template <class Scalar>
+using Adam = Optimizer<Scalar, flavour::Adam>;
+
+/// AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, λ = 1e-2 by default.
+template <class Scalar>
+using AdamW = Optimizer<Scalar, flavour::AdamW>;
+
+/// AdamX: Adam whose second moment is scaled per group by γ (β3 = 0.99, β_n = 0.99).
+template <class Scalar>
+using AdamX = Optimizer<Scalar, flavour::AdamX>;
+
+}  // namespace adamx

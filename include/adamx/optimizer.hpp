@@ -1,0 +1,423 @@
+// The driver: parameter groups, one step() call over all of them, typed
+// option setters. It owns the state; the element rule (rule.hpp), the passes
+// over memory (kernel.hpp) and AdamX's γ/h update (correction.hpp) live in
+// their own headers. Data flows one way:
+//   gradients → kernel (update θ, m, v; sum s) → correction (h, γ) → report.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "adamx/correction.hpp"
+#include "adamx/errors.hpp"
+#include "adamx/kernel.hpp"
+#include "adamx/options.hpp"
+#include "adamx/report.hpp"
+#include "adamx/rule.hpp"
+#include "adamx/state.hpp"
+#include "adamx/tensor_ref.hpp"
+
+namespace adamx {
+namespace detail {
+
+// True for containers whose elements convert to the view type View (and so
+// not for an Eigen vector, whose elements are scalars).
+template <class Range, class View, class = void>
+struct is_range_of : std::false_type {};
+template <class Range, class View>
+struct is_range_of<Range, View, std::void_t<decltype(std::end(std::declval<const Range&>()))>>
+    : std::is_convertible<decltype(*std::begin(std::declval<const Range&>())), View> {};
+
+template <class Groups, class View, class = void>
+struct is_range_of_ranges : std::false_type {};
+template <class Groups, class View>
+struct is_range_of_ranges<Groups, View, std::void_t<decltype(std::end(std::declval<const Groups&>()))>>
+    : is_range_of<std::decay_t<decltype(*std::begin(std::declval<const Groups&>()))>, View> {};
+
+}  // namespace detail
+
+/// An Adam-family optimizer over one or more parameter groups. Use the
+/// aliases adamx::Adam, adamx::AdamW and adamx::AdamX (adamx.hpp).
+///
+/// Parameters and gradients are passed to every step() (the optimizer keeps
+/// no pointers into user memory); the tensors given to add_group() only fix
+/// the group's shapes.
+template <class Scalar, class Flavour>
+class Optimizer {
+  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value,
+                "adamx: the parameter type must be float or double");
+
+ public:
+  using scalar_type = Scalar;
+  using Options = BasicOptions<Flavour>;
+  using State = GroupState<Scalar, Options>;
+  using Tensor = TensorRef<Scalar>;
+  using ConstTensor = ConstTensorRef<Scalar>;
+
+  static constexpr const char* name() { return Flavour::name; }
+
+  /// The defaults of this optimizer (PyTorch's, plus AdamX's β3 and β_n).
+  static Options default_options() { return Options{}; }
+
+  // ---- groups -------------------------------------------------------------
+
+  /// Adds a parameter group whose tensors have the shapes of `tensors`
+  /// (their values are not read) and returns its index. Names default to
+  /// "group<i>" and "tensor<j>"; they must be unique, because checkpoints
+  /// match state by name. Allocates the group's state (zeros) now, so
+  /// step() never allocates. Throws std::invalid_argument, changing nothing.
+  std::size_t add_group(std::initializer_list<ConstTensor> tensors,
+                        const Options& options = Options{}, std::string group_name = {},
+                        std::vector<std::string> tensor_names = {}) {
+    return add_group_impl(tensors, options, std::move(group_name), std::move(tensor_names));
+  }
+  /// Same, from any container of tensors or views (e.g. std::vector<TensorRef<float>>).
+  template <class Tensors,
+            class = std::enable_if_t<detail::is_range_of<Tensors, ConstTensorRef<Scalar>>::value>>
+  std::size_t add_group(const Tensors& tensors, const Options& options = Options{},
+                        std::string group_name = {}, std::vector<std::string> tensor_names = {}) {
+    return add_group_impl(tensors, options, std::move(group_name), std::move(tensor_names));
+  }
+
+  std::size_t num_groups() const { return groups_.size(); }
+
+  /// Index of the group called `group_name`; throws std::out_of_range if none.
+  std::size_t group_index(const std::string& group_name) const {
+    for (std::size_t i = 0; i < groups_.size(); ++i)
+      if (groups_[i].name == group_name) return i;
+    throw std::out_of_range(prefix("group_index") + "no group named '" + group_name + "'");
+  }
+
+  // ---- stepping -----------------------------------------------------------
+
+  /// One step of every group: `params` and `grads` hold one list of tensors
+  /// per group, in group order, e.g. `opt.step({{W1, b1}, {W2}}, {{gW1, gb1}, {gW2}})`.
+  /// Wrong counts or shapes throw std::invalid_argument and a non-finite
+  /// gradient in a group with NonFinitePolicy::error throws
+  /// NonFiniteGradientError — in both cases before any state or parameter
+  /// changes. Returns one report per group (valid until the next call).
+  const std::vector<StepReport>& step(std::initializer_list<std::initializer_list<Tensor>> params,
+                                      std::initializer_list<std::initializer_list<ConstTensor>> grads) {
+    return step_impl(params, grads);
+  }
+  /// Same, from containers built once by the training loop, e.g.
+  /// std::vector<std::vector<TensorRef<float>>> and std::vector<std::vector<ConstTensorRef<float>>>.
+  template <class ParamGroups, class GradGroups,
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads) {
+    return step_impl(params, grads);
+  }
+  const std::vector<StepReport>& operator()(
+      std::initializer_list<std::initializer_list<Tensor>> params,
+      std::initializer_list<std::initializer_list<ConstTensor>> grads) {
+    return step_impl(params, grads);
+  }
+  template <class ParamGroups, class GradGroups,
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
+  const std::vector<StepReport>& operator()(const ParamGroups& params, const GradGroups& grads) {
+    return step_impl(params, grads);
+  }
+
+  /// The reports of the last step() (one per group).
+  const std::vector<StepReport>& last_reports() const { return reports_; }
+
+  // ---- options ------------------------------------------------------------
+
+  const Options& options(std::size_t group) const { return at(group).options; }
+
+  /// Replaces a group's options after validating them (std::invalid_argument
+  /// naming the field, nothing changed). Turning amsgrad on starts v_max at
+  /// zero, as a fresh AMSGrad run would; turning it off drops v_max.
+  void set_options(std::size_t group, const Options& options) {
+    State& g = at(group);
+    validate(options, g.name);
+    if (options.amsgrad != g.options.amsgrad) {
+      // Allocate every new buffer first, then swap: an allocation failure
+      // leaves the group as it was.
+      std::vector<typename TensorState<Scalar>::Array> fresh(g.tensors.size());
+      if (options.amsgrad)
+        for (std::size_t j = 0; j < g.tensors.size(); ++j)
+          fresh[j].setZero(g.tensors[j].size());
+      for (std::size_t j = 0; j < g.tensors.size(); ++j) g.tensors[j].v_max.swap(fresh[j]);
+    }
+    g.options = options;
+  }
+
+  // Typed setters, one per option; each validates like set_options.
+  void set_lr(std::size_t group, double lr) { modify(group, [&](Options& o) { o.lr = lr; }); }
+  void set_betas(std::size_t group, double beta1, double beta2) {
+    modify(group, [&](Options& o) { o.set_betas(beta1, beta2); });
+  }
+  void set_beta3(std::size_t group, double beta3) {
+    modify(group, [&](Options& o) { o.beta3 = beta3; });
+  }
+  void set_beta_norm(std::size_t group, double beta_norm) {
+    modify(group, [&](Options& o) { o.beta_norm = beta_norm; });
+  }
+  void set_eps(std::size_t group, double eps) { modify(group, [&](Options& o) { o.eps = eps; }); }
+  void set_weight_decay(std::size_t group, double weight_decay) {
+    modify(group, [&](Options& o) { o.weight_decay = weight_decay; });
+  }
+  void set_decay_mode(std::size_t group, WeightDecayMode mode) {
+    modify(group, [&](Options& o) { o.decay_mode = mode; });
+  }
+  void set_amsgrad(std::size_t group, bool amsgrad) {
+    modify(group, [&](Options& o) { o.amsgrad = amsgrad; });
+  }
+  void set_maximize(std::size_t group, bool maximize) {
+    modify(group, [&](Options& o) { o.maximize = maximize; });
+  }
+  void set_nonfinite(std::size_t group, NonFinitePolicy policy) {
+    modify(group, [&](Options& o) { o.nonfinite = policy; });
+  }
+  /// Sets lr on every group (a schedule driving the whole model). Validated
+  /// before any group changes.
+  void set_lr(double lr) {
+    for (const State& g : groups_) {
+      Options o = g.options;
+      o.lr = lr;
+      validate(o, g.name);
+    }
+    for (State& g : groups_) g.options.lr = lr;
+  }
+
+  // ---- state --------------------------------------------------------------
+
+  /// The full state of every group, as plain data.
+  const std::vector<State>& state() const { return groups_; }
+  const State& state(std::size_t group) const { return at(group); }
+
+ private:
+  static std::string prefix(const char* function) {
+    return std::string("adamx::") + Flavour::name + "::" + function + ": ";
+  }
+
+  const State& at(std::size_t group) const {
+    if (group >= groups_.size())
+      throw std::out_of_range(prefix("group") + "group index " + std::to_string(group) +
+                              " is out of range (the optimizer has " +
+                              std::to_string(groups_.size()) + " groups)");
+    return groups_[group];
+  }
+  State& at(std::size_t group) { return const_cast<State&>(std::as_const(*this).at(group)); }
+
+  template <class Change>
+  void modify(std::size_t group, Change change) {
+    Options o = at(group).options;
+    change(o);
+    set_options(group, o);
+  }
+
+  static std::string qualified(const State& g, std::size_t tensor) {
+    return g.name + "." + g.tensors[tensor].name;
+  }
+
+  static std::string describe(const detail::TensorLayout& layout) {
+    std::ostringstream out;
+    out << layout.rows << "x" << layout.cols;
+    if (layout.rows > 1 && layout.cols > 1) out << (layout.row_major ? " row-major" : " column-major");
+    return out.str();
+  }
+
+  template <class Tensors>
+  std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
+                             std::vector<std::string> tensor_names) {
+    const std::size_t index = groups_.size();
+    State g;
+    g.name = group_name.empty() ? "group" + std::to_string(index) : std::move(group_name);
+    for (const State& other : groups_)
+      if (other.name == g.name)
+        throw std::invalid_argument(prefix("add_group") + "a group named '" + g.name +
+                                    "' already exists (names must be unique)");
+    validate(options, g.name);
+    g.options = options;
+    const std::size_t count = static_cast<std::size_t>(std::distance(std::begin(tensors), std::end(tensors)));
+    if (count == 0)
+      throw std::invalid_argument(prefix("add_group") + "group '" + g.name +
+                                  "' has no tensors (a group needs at least one)");
+    if (!tensor_names.empty() && tensor_names.size() != count)
+      throw std::invalid_argument(prefix("add_group") + "group '" + g.name + "' has " +
+                                  std::to_string(count) + " tensors but " +
+                                  std::to_string(tensor_names.size()) + " tensor names");
+    std::size_t j = 0;
+    for (const auto& tensor : tensors) {
+      const ConstTensor view = tensor;
+      TensorState<Scalar> ts;
+      ts.name = tensor_names.empty() ? "tensor" + std::to_string(j) : std::move(tensor_names[j]);
+      if (ts.name.empty())
+        throw std::invalid_argument(prefix("add_group") + "group '" + g.name + "' tensor " +
+                                    std::to_string(j) + " has an empty name");
+      for (const auto& earlier : g.tensors)
+        if (earlier.name == ts.name)
+          throw std::invalid_argument(prefix("add_group") + "group '" + g.name +
+                                      "' has two tensors named '" + ts.name + "'");
+      if (view.rows() < 0 || view.cols() < 0)
+        throw std::invalid_argument(prefix("add_group") + "tensor '" + g.name + "." + ts.name +
+                                    "' has a negative dimension");
+      ts.rows = view.rows();
+      ts.cols = view.cols();
+      ts.row_major = view.layout().row_major && ts.rows > 1 && ts.cols > 1;
+      ts.m.setZero(ts.size());
+      ts.v.setZero(ts.size());
+      if (options.amsgrad) ts.v_max.setZero(ts.size());
+      g.tensors.push_back(std::move(ts));
+      ++j;
+    }
+    // Reserve everything step() needs before publishing the group, so a
+    // failure here leaves the optimizer as it was.
+    reports_.reserve(index + 1);
+    checked_norms_.reserve(index + 1);
+    groups_.push_back(std::move(g));
+    reports_.emplace_back();
+    checked_norms_.push_back(0.0);
+    return index;
+  }
+
+  // Throws unless every group got as many tensors as it has, each of its
+  // shape and contiguous. Runs before anything changes.
+  template <class ParamGroups, class GradGroups>
+  void check_structure(const ParamGroups& params, const GradGroups& grads) const {
+    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
+    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
+    if (n_params != groups_.size() || n_grads != groups_.size()) {
+      std::ostringstream message;
+      message << prefix("step") << "got " << n_params << " parameter groups and " << n_grads
+              << " gradient groups, but the optimizer has " << groups_.size() << " groups";
+      throw std::invalid_argument(message.str());
+    }
+    auto param_group = std::begin(params);
+    auto grad_group = std::begin(grads);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
+      const State& g = groups_[gi];
+      const auto np = static_cast<std::size_t>(std::distance(std::begin(*param_group), std::end(*param_group)));
+      const auto ng = static_cast<std::size_t>(std::distance(std::begin(*grad_group), std::end(*grad_group)));
+      if (np != g.tensors.size() || ng != g.tensors.size()) {
+        std::ostringstream message;
+        message << prefix("step") << "group '" << g.name << "' has " << g.tensors.size()
+                << " tensors but got " << np << " parameters and " << ng << " gradients";
+        throw std::invalid_argument(message.str());
+      }
+      auto param = std::begin(*param_group);
+      auto grad = std::begin(*grad_group);
+      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
+        const Tensor p = *param;
+        const ConstTensor q = *grad;
+        check_tensor(g, j, "parameter", p.layout(), p.data() != nullptr);
+        check_tensor(g, j, "gradient", q.layout(), q.data() != nullptr);
+      }
+    }
+  }
+
+  void check_tensor(const State& g, std::size_t j, const char* role,
+                    const detail::TensorLayout& layout, bool has_data) const {
+    const TensorState<Scalar>& ts = g.tensors[j];
+    detail::TensorLayout expected;
+    expected.rows = ts.rows;
+    expected.cols = ts.cols;
+    expected.row_major = ts.row_major;
+    std::ostringstream message;
+    message << prefix("step") << "tensor '" << qualified(g, j) << "': ";
+    if (!layout.same_shape(expected)) {
+      message << "the " << role << " has shape " << describe(layout)
+              << " but the group was created with " << describe(expected);
+      throw std::invalid_argument(message.str());
+    }
+    if (!layout.contiguous()) {
+      message << "the " << role << " is not contiguous (inner stride " << layout.inner_stride
+              << ", outer stride " << layout.outer_stride
+              << "); pass a Matrix, Array or Map over contiguous memory";
+      throw std::invalid_argument(message.str());
+    }
+    if (!has_data && ts.size() > 0) {
+      message << "the " << role << " has no memory (null data pointer)";
+      throw std::invalid_argument(message.str());
+    }
+  }
+
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads) {
+    check_structure(params, grads);
+
+    // The skip and error policies read the gradients once before changing
+    // anything; every error group is checked before any group is updated.
+    {
+      auto param_group = std::begin(params);
+      auto grad_group = std::begin(grads);
+      for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
+        const State& g = groups_[gi];
+        if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
+        const auto c = detail::AdamCoefficients<Scalar>::make(g.options, g.t + 1, g.gamma);
+        double s = 0.0;
+        std::size_t first_bad = g.tensors.size();
+        auto param = std::begin(*param_group);
+        auto grad = std::begin(*grad_group);
+        for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
+          const Tensor p = *param;
+          const ConstTensor q = *grad;
+          detail::squared_norm_pass(c, p.data(), q.data(), p.size(), s);
+          if (!std::isfinite(s) && first_bad == g.tensors.size()) first_bad = j;
+        }
+        checked_norms_[gi] = s;
+        if (first_bad != g.tensors.size() && g.options.nonfinite == NonFinitePolicy::error) {
+          std::ostringstream message;
+          message << prefix("step") << "group '" << g.name
+                  << "': the gradient is not finite (squared norm " << s
+                  << ", first non-finite at tensor '" << qualified(g, first_bad)
+                  << "'); nothing was changed";
+          throw NonFiniteGradientError(message.str(), gi);
+        }
+      }
+    }
+
+    auto param_group = std::begin(params);
+    auto grad_group = std::begin(grads);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
+      State& g = groups_[gi];
+      StepReport& report = reports_[gi];
+      if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(checked_norms_[gi])) {
+        report.step = g.t;
+        report.grad_norm_sq = checked_norms_[gi];
+        report.gamma = g.gamma;
+        report.finite = false;
+        report.applied = false;
+        continue;
+      }
+      const std::int64_t t = g.t + 1;
+      const auto c = detail::AdamCoefficients<Scalar>::make(g.options, t, g.gamma);
+      double s = 0.0;
+      auto param = std::begin(*param_group);
+      auto grad = std::begin(*grad_group);
+      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
+        const Tensor p = *param;
+        const ConstTensor q = *grad;
+        TensorState<Scalar>& ts = g.tensors[j];
+        detail::fused_adam_pass(c, p.data(), q.data(), ts.m.data(), ts.v.data(),
+                                g.options.amsgrad ? ts.v_max.data() : nullptr, p.size(), s);
+      }
+      g.t = t;
+      report.finite = advance_correction(g.gamma, g.h, s, t, g.options.beta3, g.options.beta_norm);
+      report.step = t;
+      report.grad_norm_sq = s;
+      report.gamma = g.gamma;
+      report.applied = true;
+    }
+    return reports_;
+  }
+
+  std::vector<State> groups_;
+  std::vector<StepReport> reports_;
+  std::vector<double> checked_norms_;  // s from the checking pass, per group
+};
+
+}  // namespace adamx

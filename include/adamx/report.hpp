@@ -1,0 +1,16 @@
+// What one step did to one group.
+#pragma once
+
+#include <cstdint>
+
+namespace adamx {
+
+struct StepReport {
+  std::int64_t step = 0;       ///< the group's t after this call
+  double grad_norm_sq = 0.0;   ///< s: Σg² over the group (after maximize/L2), in double
+  double gamma = 1.0;          ///< γ after this step (the value the next step uses)
+  bool finite = true;          ///< s was finite; otherwise γ and h were left as they were
+  bool applied = true;         ///< m, v and θ were updated (false: skipped by policy)
+};
+
+}  // namespace adamx

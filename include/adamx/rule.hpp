@@ -1,0 +1,102 @@
+// The per-element update rule of the Adam family, shared by Adam, AdamW and
+// AdamX. AdamX differs from Adam only in the coefficient of g² in the second
+// moment, (1 − β2)·γ, where γ is a per-group scalar fixed for the whole step
+// (SPEC D1: γ_{t−1} scales g²). With γ = 1 the coefficient is exactly
+// (1 − β2), so Adam is this rule with γ ≡ 1 — the same instructions, bit for
+// bit (SPEC D4).
+//
+//   Adam:  D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+//   AdamW: I. Loshchilov, F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+//   AMSGrad: S. J. Reddi, S. Kale, S. Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+//
+// The arithmetic mirrors torch.optim.Adam's single-tensor path term by term
+// (mul then add for the moments, sqrt(v)/sqrt(1−β2^t) + ε for the
+// denominator), so results can be compared with PyTorch.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "adamx/options.hpp"
+
+namespace adamx {
+namespace detail {
+
+/// Everything the element pass needs, computed once per group and step in
+/// double (bias corrections, γ-scaled constants) and rounded once to Scalar.
+template <class Scalar>
+struct AdamCoefficients {
+  Scalar beta1;
+  Scalar one_minus_beta1;
+  Scalar beta2;
+  Scalar v_coefficient;    // (1 − β2)·γ_{t−1}
+  Scalar neg_step_size;    // −α / (1 − β1^t)
+  Scalar sqrt_bias2;       // sqrt(1 − β2^t)
+  Scalar eps;
+  Scalar l2;               // λ when decay is L2, else 0 (unused)
+  Scalar decay_factor;     // 1 − αλ when decay is decoupled, else 1 (unused)
+  bool maximize;
+  bool use_l2;
+  bool use_decoupled;
+  bool amsgrad;
+
+  template <class Options>
+  static AdamCoefficients make(const Options& o, std::int64_t t, double gamma) {
+    // t is the step being taken (≥ 1). pow in double: exact enough far past
+    // 2^24 steps, where a float counter would stall.
+    const double td = static_cast<double>(t);
+    const double bias1 = 1.0 - std::pow(o.beta1, td);
+    const double bias2 = 1.0 - std::pow(o.beta2, td);
+    AdamCoefficients c;
+    c.beta1 = static_cast<Scalar>(o.beta1);
+    c.one_minus_beta1 = static_cast<Scalar>(1.0 - o.beta1);
+    c.beta2 = static_cast<Scalar>(o.beta2);
+    c.v_coefficient = static_cast<Scalar>((1.0 - o.beta2) * gamma);
+    c.neg_step_size = static_cast<Scalar>(-(o.lr / bias1));
+    c.sqrt_bias2 = static_cast<Scalar>(std::sqrt(bias2));
+    c.eps = static_cast<Scalar>(o.eps);
+    c.use_l2 = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::l2;
+    c.use_decoupled = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::decoupled;
+    c.l2 = static_cast<Scalar>(o.weight_decay);
+    c.decay_factor = static_cast<Scalar>(1.0 - o.lr * o.weight_decay);
+    c.maximize = o.maximize;
+    c.amsgrad = o.amsgrad;
+    return c;
+  }
+};
+
+/// The gradient the moments see: sign flipped for maximize, plus λθ for L2
+/// decay. The checking pass of the skip/error policies and the fused pass both
+/// call this, so the `s` they compute is the same to the bit.
+template <class Scalar>
+inline Scalar transformed_gradient(const AdamCoefficients<Scalar>& c, Scalar grad, Scalar param) {
+  Scalar g = c.maximize ? -grad : grad;
+  if (c.use_l2) g = g + c.l2 * param;
+  return g;
+}
+
+/// One element of one step. Returns the transformed gradient, whose square the
+/// caller accumulates into s.
+template <class Scalar>
+inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Scalar& param, Scalar grad,
+                          Scalar& m, Scalar& v, Scalar* v_max) {
+  const Scalar g = transformed_gradient(c, grad, param);
+  Scalar p = param;
+  if (c.use_decoupled) p = p * c.decay_factor;
+  m = m * c.beta1 + c.one_minus_beta1 * g;
+  v = v * c.beta2 + (c.v_coefficient * g) * g;
+  Scalar second = v;
+  if (c.amsgrad) {
+    // max that propagates NaN from either side, as torch.maximum does
+    // (std::max would drop a NaN v).
+    const Scalar previous = *v_max;
+    *v_max = (previous < v || v != v) ? v : previous;
+    second = *v_max;
+  }
+  const Scalar denominator = std::sqrt(second) / c.sqrt_bias2 + c.eps;
+  param = p + (c.neg_step_size * m) / denominator;
+  return g;
+}
+
+}  // namespace detail
+}  // namespace adamx

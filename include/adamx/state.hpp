@@ -1,0 +1,66 @@
+// The optimizer's state as plain data: what a user inspects, compares, or
+// serialises with their own tools (SPEC §7). Nothing here has behaviour.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace adamx {
+
+/// Per-element state of one tensor, stored in the tensor's memory order.
+template <class Scalar>
+struct TensorState {
+  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+
+  std::string name;         ///< e.g. "bias" or the default "tensor1"
+  Eigen::Index rows = 0;    ///< the shape the group was created with
+  Eigen::Index cols = 0;
+  bool row_major = false;   ///< memory order, when rows > 1 and cols > 1
+  Array m;                  ///< first moment
+  Array v;                  ///< second moment (AdamX: of γ-scaled g²)
+  Array v_max;              ///< running max of v; empty unless amsgrad
+
+  Eigen::Index size() const { return rows * cols; }
+
+  /// Bitwise equality of every field (NaNs compare by bit pattern).
+  friend bool operator==(const TensorState& a, const TensorState& b) {
+    const auto same = [](const Array& x, const Array& y) {
+      return x.size() == y.size() &&
+             std::equal(reinterpret_cast<const unsigned char*>(x.data()),
+                        reinterpret_cast<const unsigned char*>(x.data() + x.size()),
+                        reinterpret_cast<const unsigned char*>(y.data()));
+    };
+    return a.name == b.name && a.rows == b.rows && a.cols == b.cols &&
+           a.row_major == b.row_major && same(a.m, b.m) && same(a.v, b.v) &&
+           same(a.v_max, b.v_max);
+  }
+  friend bool operator!=(const TensorState& a, const TensorState& b) { return !(a == b); }
+};
+
+/// Everything one parameter group carries from step to step.
+template <class Scalar, class Options>
+struct GroupState {
+  std::string name;          ///< e.g. "fc1" or the default "group0"
+  Options options;           ///< validated hyperparameters
+  std::int64_t t = 0;        ///< steps taken (64-bit: bias corrections stay right past 2^24)
+  double gamma = 1.0;        ///< AdamX's γ after step t (always 1 for Adam/AdamW)
+  double h = 0.0;            ///< EMA of the squared gradient norm s (not bias-corrected)
+  std::vector<TensorState<Scalar>> tensors;
+
+  /// Bitwise equality of the whole state (doubles compared by bit pattern).
+  friend bool operator==(const GroupState& a, const GroupState& b) {
+    const auto same_bits = [](double x, double y) {
+      return std::memcmp(&x, &y, sizeof(double)) == 0;
+    };
+    return a.name == b.name && a.options == b.options && a.t == b.t &&
+           same_bits(a.gamma, b.gamma) && same_bits(a.h, b.h) && a.tensors == b.tensors;
+  }
+  friend bool operator!=(const GroupState& a, const GroupState& b) { return !(a == b); }
+};
+
+}  // namespace adamx

@@ -1,0 +1,131 @@
+// Non-owning views of a tensor's memory, so a training loop hands over its own
+// buffers (Eigen Matrix, Array, Vector or a Map over user memory) without copies.
+//
+// A view records the shape and the strides it was made from; the optimizer
+// checks them against the group's shapes before touching any state, so the
+// error can name the group and tensor (the view itself does not know them).
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace adamx {
+
+using Index = Eigen::Index;
+
+namespace detail {
+
+// The common part of TensorRef and ConstTensorRef: shape and layout.
+struct TensorLayout {
+  Index rows = 0;
+  Index cols = 0;
+  Index inner_stride = 1;
+  Index outer_stride = 0;
+  bool row_major = false;
+
+  Index size() const { return rows * cols; }
+  // Contiguous: elements 0..size-1 are consecutive in memory.
+  bool contiguous() const {
+    if (size() <= 1) return true;
+    const Index inner_size = row_major ? cols : rows;
+    const Index outer_size = row_major ? rows : cols;
+    return inner_stride == 1 && (outer_size == 1 || outer_stride == inner_size);
+  }
+  // Storage order only matters when both dimensions exceed 1: a vector is the
+  // same sequence of elements either way.
+  bool same_shape(const TensorLayout& other) const {
+    if (rows != other.rows || cols != other.cols) return false;
+    if (rows > 1 && cols > 1) return row_major == other.row_major;
+    return true;
+  }
+
+  template <class Derived>
+  static TensorLayout of(const Eigen::DenseBase<Derived>& x) {
+    const Derived& d = x.derived();
+    TensorLayout layout;
+    layout.rows = d.rows();
+    layout.cols = d.cols();
+    layout.inner_stride = d.innerStride();
+    layout.outer_stride = d.outerStride();
+    layout.row_major = (Derived::Flags & Eigen::RowMajorBit) != 0;
+    return layout;
+  }
+};
+
+template <class Derived, class Scalar>
+constexpr bool is_direct_tensor_v =
+    std::is_same<typename Derived::Scalar, Scalar>::value &&
+    (Derived::Flags & Eigen::DirectAccessBit) != 0;
+
+}  // namespace detail
+
+/// A writable view of a parameter tensor (contiguous memory of `Scalar`).
+template <class Scalar>
+class TensorRef {
+ public:
+  /// From any Eigen object with direct, writable memory access of the same
+  /// scalar type: Matrix, Array, Vector, Map, contiguous Block.
+  template <class Derived,
+            class = std::enable_if_t<detail::is_direct_tensor_v<Derived, Scalar> &&
+                                     (Derived::Flags & Eigen::LvalueBit) != 0>>
+  TensorRef(Eigen::DenseBase<Derived>& x)  // NOLINT(google-explicit-constructor): views convert
+      : data_(x.derived().data()), layout_(detail::TensorLayout::of(x)) {}
+
+  /// From a temporary Map or Block (the memory is the user's, not the temporary's).
+  template <class Derived,
+            class = std::enable_if_t<detail::is_direct_tensor_v<Derived, Scalar> &&
+                                     (Derived::Flags & Eigen::LvalueBit) != 0 &&
+                                     !std::is_base_of<Eigen::PlainObjectBase<Derived>, Derived>::value>>
+  TensorRef(Eigen::DenseBase<Derived>&& x)  // NOLINT(google-explicit-constructor)
+      : data_(x.derived().data()), layout_(detail::TensorLayout::of(x)) {}
+
+  /// From raw memory holding rows*cols elements in column-major order.
+  TensorRef(Scalar* data, Index rows, Index cols = 1) : data_(data) {
+    layout_.rows = rows;
+    layout_.cols = cols;
+    layout_.outer_stride = rows;
+  }
+
+  Scalar* data() const { return data_; }
+  Index rows() const { return layout_.rows; }
+  Index cols() const { return layout_.cols; }
+  Index size() const { return layout_.size(); }
+  const detail::TensorLayout& layout() const { return layout_; }
+
+ private:
+  Scalar* data_;
+  detail::TensorLayout layout_;
+};
+
+/// A read-only view of a gradient tensor (or of a parameter, to give a shape).
+template <class Scalar>
+class ConstTensorRef {
+ public:
+  template <class Derived, class = std::enable_if_t<detail::is_direct_tensor_v<Derived, Scalar>>>
+  ConstTensorRef(const Eigen::DenseBase<Derived>& x)  // NOLINT(google-explicit-constructor)
+      : data_(x.derived().data()), layout_(detail::TensorLayout::of(x)) {}
+
+  ConstTensorRef(const TensorRef<Scalar>& x)  // NOLINT(google-explicit-constructor)
+      : data_(x.data()), layout_(x.layout()) {}
+
+  /// From raw memory holding rows*cols elements in column-major order.
+  ConstTensorRef(const Scalar* data, Index rows, Index cols = 1) : data_(data) {
+    layout_.rows = rows;
+    layout_.cols = cols;
+    layout_.outer_stride = rows;
+  }
+
+  const Scalar* data() const { return data_; }
+  Index rows() const { return layout_.rows; }
+  Index cols() const { return layout_.cols; }
+  Index size() const { return layout_.size(); }
+  const detail::TensorLayout& layout() const { return layout_; }
+
+ private:
+  const Scalar* data_;
+  detail::TensorLayout layout_;
+};
+
+}  // namespace adamx
