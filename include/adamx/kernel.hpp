@@ -1,9 +1,9 @@
 // The passes over a tensor's memory: the fused update (θ, m, v and the partial
-// sums of s in one pass, SPEC D1) and the checking pass of the skip/error
+// sums of s in one pass, docs/design.md D1) and the checking pass of the skip/error
 // non-finite policies. The only loops over elements live here.
 //
 // s is summed in double in a fixed pattern that does not depend on how the
-// work is split (SPEC §5): each tensor is cut into blocks of kNormBlock
+// work is split (docs/design.md, "How s is summed"): each tensor is cut into blocks of kNormBlock
 // elements; inside a block, element k goes to lane k mod kNormLanes; a block's
 // partial is the lanes combined pairwise in a fixed tree; the group's s is the
 // blocks' partials added in order, tensor after tensor. Threads or shards that

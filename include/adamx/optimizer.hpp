@@ -184,6 +184,11 @@ class Optimizer {
   /// Sets lr on every group (a schedule driving the whole model). Validated
   /// before any group changes.
   void set_lr(double lr) {
+    if (groups_.empty()) {  // nothing to change, but a bad lr is still an error
+      Options checked;
+      checked.lr = lr;
+      validate(checked);
+    }
     for (const State& g : groups_) {
       Options o = g.options;
       o.lr = lr;

@@ -48,7 +48,7 @@ inline const char* to_string(NonFinitePolicy policy) {
 
 namespace flavour {
 // Each flavour names an optimizer and supplies the defaults that differ.
-// `gamma_fixed` flavours are AdamX with β3 = 1: γ never moves (SPEC D4).
+// `gamma_fixed` flavours are AdamX with β3 = 1: γ never moves (docs/design.md D4).
 struct Adam {
   static constexpr const char* name = "Adam";
   static constexpr double beta3 = 1.0;
@@ -141,7 +141,7 @@ inline std::string format_value(double value) {
 }  // namespace detail
 
 /// Throws std::invalid_argument naming the first invalid field, its value and
-/// the rule it breaks (SPEC §4). `group` is used in the message only.
+/// the rule it breaks (docs/design.md, "Errors and the strong guarantee"). `group` is used in the message only.
 template <class Flavour>
 void validate(const BasicOptions<Flavour>& o, const std::string& group = {}) {
   const auto fail = [&](const char* field, double value, const char* rule) {

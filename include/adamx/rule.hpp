@@ -1,9 +1,9 @@
 // The per-element update rule of the Adam family, shared by Adam, AdamW and
 // AdamX. AdamX differs from Adam only in the coefficient of g² in the second
 // moment, (1 − β2)·γ, where γ is a per-group scalar fixed for the whole step
-// (SPEC D1: γ_{t−1} scales g²). With γ = 1 the coefficient is exactly
+// (docs/design.md D1: γ_{t−1} scales g²). With γ = 1 the coefficient is exactly
 // (1 − β2), so Adam is this rule with γ ≡ 1 — the same instructions, bit for
-// bit (SPEC D4).
+// bit (docs/design.md D4).
 //
 //   Adam:  D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
 //   AdamW: I. Loshchilov, F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.

@@ -1,5 +1,5 @@
 // The optimizer's state as plain data: what a user inspects, compares, or
-// serialises with their own tools (SPEC §7). Nothing here has behaviour.
+// serialises with their own tools (docs/design.md, "State layout and allocation"). Nothing here has behaviour.
 #pragma once
 
 #include <Eigen/Core>

@@ -31,7 +31,9 @@ struct TensorLayout {
     if (size() <= 1) return true;
     const Index inner_size = row_major ? cols : rows;
     const Index outer_size = row_major ? rows : cols;
-    return inner_stride == 1 && (outer_size == 1 || outer_stride == inner_size);
+    // Element (k, j) sits at k·inner_stride + j·outer_stride; a stride along a
+    // dimension of length 1 is never used.
+    return (inner_size <= 1 || inner_stride == 1) && (outer_size <= 1 || outer_stride == inner_size);
   }
   // Storage order only matters when both dimensions exceed 1: a vector is the
   // same sequence of elements either way.
