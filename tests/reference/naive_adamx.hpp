@@ -1,0 +1,208 @@
+// An independent scalar reference for Adam / AdamW / AdamX, written straight
+// from the equations in docs/design.md: long double, one loop per element, and
+// nothing shared with the library (this header includes no adamx header).
+//
+// Alongside every quantity it carries a first-order bound on the rounding
+// error that the library's arithmetic (in float or double, with its
+// double-precision per-group scalars) can have accumulated in that quantity
+// relative to this exact-as-possible trajectory. Tests then assert
+//     |library − reference| ≤ kSlack · bound
+// so the tolerance is derived, element by element and step by step, from the
+// operations the equations require rather than picked by hand. The model:
+//   * every rounding of a Scalar operation adds at most u·|result| + η,
+//     where u is the Scalar's unit roundoff and η its smallest subnormal
+//     (which covers results that underflow, e.g. m decaying under zero
+//     gradients);
+//   * errors already present propagate through each operation with that
+//     operation's first derivatives (|∂f/∂x|·e_x);
+//   * per-step constants (bias corrections, (1−β2)γ, −α/(1−β1^t)) are computed
+//     in double and rounded once to Scalar: u_d·(1 + condition) + u each.
+// The EMAs contract (factor β < 1 per step), so the bounds on m, v, h and γ
+// settle at a few ulps times 1/(1−β); θ's bound grows additively with t.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace naive {
+
+using Real = long double;
+
+struct Hyper {
+  Real lr = 1e-3L;
+  Real beta1 = 0.9L, beta2 = 0.999L, beta3 = 0.99L, beta_norm = 0.99L, eps = 1e-8L;
+  Real weight_decay = 0;
+  bool decoupled = false;  // θ ← θ(1 − αλ) instead of g ← g + λθ
+  bool amsgrad = false;
+  bool maximize = false;
+  bool skip_nonfinite = false;  // otherwise non-finite gradients propagate
+};
+
+struct Element {
+  Real theta = 0, m = 0, v = 0, v_max = 0;
+  // Bounds on |library − reference| for each quantity.
+  Real err_theta = 0, err_m = 0, err_v = 0, err_v_max = 0;
+};
+
+struct Group {
+  std::vector<std::vector<Element>> tensors;
+  std::int64_t t = 0;
+  Real gamma = 1, h = 0;
+  Real err_gamma = 0, err_h = 0;
+  Real last_s = 0;
+};
+
+/// The library's working precision: unit roundoff and smallest subnormal of
+/// its Scalar, and of double (its per-group scalars).
+struct Precision {
+  Real u;
+  Real eta;
+  Real u_double = std::numeric_limits<double>::epsilon() / 2;
+  template <class Scalar>
+  static Precision of() {
+    return {std::numeric_limits<Scalar>::epsilon() / 2, std::numeric_limits<Scalar>::denorm_min()};
+  }
+};
+
+/// Relative error bound of 1 − β^t computed in double (pow correctly rounded
+/// to within an ulp, then one subtraction): cancellation grows it by β^t/(1−β^t).
+inline Real one_minus_power_error(Real beta, std::int64_t t, Real u_double) {
+  const Real power = std::pow(beta, static_cast<Real>(t));
+  return u_double * (1 + 2 * power / (1 - power));
+}
+
+/// One step. `grads[j][i]` is the gradient the library also received
+/// (already rounded to its Scalar). Returns false when the step was skipped.
+inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Real>>& grads,
+                 const Precision& p) {
+  const Real u = p.u, eta = p.eta, ud = p.u_double;
+
+  // The gradient the moments see: sign flip, then L2 decay.
+  auto transformed = [&](Real g, Real theta) {
+    if (hp.maximize) g = -g;
+    if (!hp.decoupled && hp.weight_decay != 0) g = g + hp.weight_decay * theta;
+    return g;
+  };
+
+  if (hp.skip_nonfinite) {
+    Real s = 0;
+    for (std::size_t j = 0; j < group.tensors.size(); ++j)
+      for (std::size_t i = 0; i < group.tensors[j].size(); ++i) {
+        const Real g = transformed(grads[j][i], group.tensors[j][i].theta);
+        s += g * g;
+      }
+    if (!std::isfinite(s)) return false;
+  }
+
+  const std::int64_t t = ++group.t;
+  const Real bias1 = 1 - std::pow(hp.beta1, static_cast<Real>(t));
+  const Real bias2 = 1 - std::pow(hp.beta2, static_cast<Real>(t));
+  const Real step_size = hp.lr / bias1;
+  const Real sqrt_bias2 = std::sqrt(bias2);
+
+  // Relative errors of the per-step constants as the library holds them.
+  const Real rel_step = one_minus_power_error(hp.beta1, t, ud) + 2 * ud + u;
+  const Real rel_sqrt_bias2 = one_minus_power_error(hp.beta2, t, ud) / 2 + 2 * ud + u;
+  const Real rel_coefficient = 2 * ud + u;  // (1 − β) or (1 − β2)γ: two double ops, one rounding
+
+  Real s = 0, err_s = 0;
+  std::size_t n = 0;
+  for (std::size_t j = 0; j < group.tensors.size(); ++j) {
+    for (std::size_t i = 0; i < group.tensors[j].size(); ++i, ++n) {
+      Element& e = group.tensors[j][i];
+
+      // ---- the equations -------------------------------------------------
+      Real theta = e.theta;
+      Real err_theta = e.err_theta;
+      if (hp.decoupled && hp.weight_decay != 0) {
+        const Real factor = 1 - hp.lr * hp.weight_decay;
+        theta = theta * factor;
+        err_theta = std::fabs(factor) * err_theta + (2 * u + ud) * std::fabs(theta) + eta;
+      }
+      const Real g = transformed(grads[j][i], e.theta);
+      const Real m_prev = e.m, v_prev = e.v;
+      const Real m = hp.beta1 * m_prev + (1 - hp.beta1) * g;
+      const Real v = hp.beta2 * v_prev + (1 - hp.beta2) * group.gamma * g * g;
+      const Real v_max = std::fmax(e.v_max, v);
+      const Real second = hp.amsgrad ? v_max : v;
+      const Real root = std::sqrt(second);
+      const Real denominator = root / sqrt_bias2 + hp.eps;
+      const Real delta = step_size * m / denominator;
+      const Real theta_new = theta - delta;
+
+      // ---- the rounding-error bounds ---------------------------------------
+      // g: L2 decay adds λθ (λ rounded, one product, one sum); its θ carries err_theta.
+      Real err_g = 0;
+      if (!hp.decoupled && hp.weight_decay != 0)
+        err_g = hp.weight_decay * e.err_theta +
+                2 * u * hp.weight_decay * std::fabs(e.theta) + u * std::fabs(g) + 2 * eta;
+      const Real abs_g = std::fabs(g);
+      // m = β1·m + (1−β1)·g: two rounded coefficients, two products, one sum.
+      const Real err_m = hp.beta1 * e.err_m + (1 - hp.beta1) * err_g +
+                         (u + rel_coefficient) * (hp.beta1 * std::fabs(m_prev) + (1 - hp.beta1) * abs_g) +
+                         u * std::fabs(m) + 3 * eta;
+      // v = β2·v + ((1−β2)γ·g)·g: γ's own error enters through the coefficient.
+      const Real g_term = (1 - hp.beta2) * group.gamma * abs_g * abs_g;
+      const Real err_v = hp.beta2 * e.err_v + (1 - hp.beta2) * group.gamma * 2 * abs_g * err_g +
+                         (1 - hp.beta2) * abs_g * abs_g * group.err_gamma +
+                         2 * u * hp.beta2 * v_prev + (2 * u + rel_coefficient) * g_term +
+                         u * v + 4 * eta;
+      const Real err_v_max = std::fmax(e.err_v_max, err_v);
+      const Real err_second = hp.amsgrad ? err_v_max : err_v;
+      // sqrt: |√a − √b| ≤ min(√|a−b|, |a−b|/√a); then its own rounding.
+      Real err_root = std::sqrt(err_second);
+      if (second > 0) err_root = std::fmin(err_root, err_second / root);
+      err_root += u * root + eta;
+      const Real quotient = root / sqrt_bias2;
+      const Real err_denominator = err_root / sqrt_bias2 + quotient * (rel_sqrt_bias2 + u) +
+                                   u * (denominator + hp.eps) + 2 * eta;
+      // delta = (step·m)/denominator: relative errors add, plus m's and the
+      // denominator's absolute errors through the derivatives.
+      const Real abs_delta = std::fabs(delta);
+      const Real err_delta = abs_delta * (rel_step + 2 * u) + step_size * err_m / denominator +
+                             abs_delta * err_denominator / denominator + 2 * eta;
+      const Real err_theta_new = err_theta + err_delta + u * std::fabs(theta_new) + eta;
+
+      e.theta = theta_new;
+      e.m = m;
+      e.v = v;
+      e.v_max = v_max;
+      e.err_theta = err_theta_new;
+      e.err_m = err_m;
+      e.err_v = err_v;
+      e.err_v_max = err_v_max;
+
+      s += g * g;
+      // g² in double is exact for float g and rounds once for double g.
+      err_s += 2 * abs_g * err_g + ud * abs_g * abs_g;
+    }
+  }
+  // The library sums s in double over at most n terms: each partial sum
+  // rounds at most n times along any path.
+  err_s += static_cast<Real>(n + 2) * ud * s;
+  group.last_s = s;
+
+  // ---- AdamX's per-group correction (double in the library) --------------
+  if (!std::isfinite(s)) return true;  // γ and h keep their values
+  const Real h = hp.beta_norm * group.h + (1 - hp.beta_norm) * s;
+  const Real bias_norm = 1 - std::pow(hp.beta_norm, static_cast<Real>(t));
+  const Real h_hat = h / bias_norm;
+  const Real r = h_hat > 0 ? s / h_hat : 1;
+  const Real gamma = hp.beta3 * group.gamma + (1 - hp.beta3) * r;
+
+  const Real err_h = hp.beta_norm * group.err_h + (1 - hp.beta_norm) * err_s + 4 * ud * h;
+  Real err_r = 0;
+  if (h_hat > 0) {
+    const Real rel_h_hat = (err_h / h) + one_minus_power_error(hp.beta_norm, t, ud) + ud;
+    err_r = r * ((s > 0 ? err_s / s : 0) + rel_h_hat + ud);
+  }
+  group.err_gamma = hp.beta3 * group.err_gamma + (1 - hp.beta3) * err_r + 4 * ud * gamma;
+  group.err_h = err_h;
+  group.h = h;
+  group.gamma = gamma;
+  return true;
+}
+
+}  // namespace naive

@@ -1,0 +1,241 @@
+// Helpers shared by test_optimizer.cpp and test_badinput.cpp: deterministic
+// fills, bitwise comparisons, snapshots of an optimizer's state plus the
+// caller's parameters, and checks on exception messages. Nothing here knows
+// the update rule; expectations about the arithmetic live in the tests.
+#pragma once
+
+#include <adamx/adamx.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace adamx_test {
+
+// ---- typed tests -------------------------------------------------------------
+
+/// The flavour tag of an optimizer type (flavour::Adam, ...).
+template <class Opt>
+struct FlavourOf;
+template <class S, class F>
+struct FlavourOf<adamx::Optimizer<S, F>> {
+  using type = F;
+};
+/// True for Adam and AdamW, whose γ is fixed at 1 (β3 must be 1).
+template <class Opt>
+constexpr bool kGammaFixed = FlavourOf<Opt>::type::gamma_fixed;
+
+/// Every optimizer type, for typed tests.
+using AllOptimizers = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>,
+                                       adamx::AdamW<double>, adamx::AdamX<float>, adamx::AdamX<double>>;
+
+/// Readable typed-test names: Suite/AdamX_float, ...
+struct OptimizerName {
+  template <class T>
+  static std::string GetName(int) {
+    return std::string(T::name()) +
+           (std::is_same<typename T::scalar_type, float>::value ? "_float" : "_double");
+  }
+};
+
+// ---- deterministic data ----------------------------------------------------
+
+/// Fills n elements with reproducible values in [-scale, scale], none zero
+/// (a zero gradient would hide sign and eps effects). A 64-bit LCG, so the
+/// numbers are the same on every platform.
+template <class Scalar>
+void fill(Scalar* data, Eigen::Index n, std::uint64_t seed, double scale = 1.0) {
+  std::uint64_t x = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const double u = static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+    double value = (2.0 * u - 1.0) * scale;
+    if (value == 0.0) value = scale * 0.5;
+    data[i] = static_cast<Scalar>(value);
+  }
+}
+
+/// fill() for any Eigen object with direct access (Matrix, Array, Map).
+template <class Derived>
+void fill(Eigen::DenseBase<Derived>& x, std::uint64_t seed, double scale = 1.0) {
+  fill(x.derived().data(), x.size(), seed, scale);
+}
+
+// ---- bitwise comparison ----------------------------------------------------
+
+template <class Scalar>
+bool same_bits(const Scalar* a, const Scalar* b, Eigen::Index n) {
+  return n == 0 || std::memcmp(a, b, static_cast<std::size_t>(n) * sizeof(Scalar)) == 0;
+}
+
+inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+/// The raw bytes of a tensor in memory order.
+template <class Scalar>
+std::vector<unsigned char> bytes_of(const adamx::ConstTensorRef<Scalar>& x) {
+  const auto* begin = reinterpret_cast<const unsigned char*>(x.data());
+  return std::vector<unsigned char>(begin, begin + x.size() * static_cast<Eigen::Index>(sizeof(Scalar)));
+}
+
+/// Bitwise equality of two Eigen objects' memory (same size required).
+template <class A, class B>
+::testing::AssertionResult BitwiseEqual(const Eigen::DenseBase<A>& a, const Eigen::DenseBase<B>& b) {
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "sizes differ: " << a.size() << " vs " << b.size();
+  for (Eigen::Index i = 0; i < a.size(); ++i) {
+    const auto x = a.derived().data()[i];
+    const auto y = b.derived().data()[i];
+    if (std::memcmp(&x, &y, sizeof x) != 0)
+      return ::testing::AssertionFailure()
+             << "first difference at memory index " << i << ": " << x << " vs " << y;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ---- snapshots -------------------------------------------------------------
+
+/// The optimizer's full state (a copy of state(), compared with GroupState's
+/// bitwise operator==) and the bytes of the caller's parameter tensors.
+template <class Optimizer>
+struct Snapshot {
+  using Scalar = typename Optimizer::scalar_type;
+  std::vector<typename Optimizer::State> state;
+  std::vector<std::vector<unsigned char>> params;
+  std::size_t num_groups = 0;
+
+  Snapshot(const Optimizer& opt, std::initializer_list<adamx::ConstTensorRef<Scalar>> tensors)
+      : state(opt.state()), num_groups(opt.num_groups()) {
+    for (const auto& t : tensors) params.push_back(bytes_of(t));
+  }
+
+  /// Success iff `opt` and `tensors` are bitwise what they were; otherwise
+  /// names the first difference.
+  ::testing::AssertionResult Unchanged(const Optimizer& opt,
+                                       std::initializer_list<adamx::ConstTensorRef<Scalar>> tensors) const {
+    if (opt.num_groups() != num_groups)
+      return ::testing::AssertionFailure()
+             << "num_groups changed from " << num_groups << " to " << opt.num_groups();
+    const auto& now = opt.state();
+    for (std::size_t g = 0; g < state.size(); ++g) {
+      if (now[g] == state[g]) continue;
+      auto failure = ::testing::AssertionFailure();
+      failure << "state of group " << g << " ('" << state[g].name << "') changed:";
+      if (now[g].t != state[g].t) failure << " t " << state[g].t << " -> " << now[g].t << ";";
+      if (!same_bits(now[g].gamma, state[g].gamma)) failure << " gamma;";
+      if (!same_bits(now[g].h, state[g].h)) failure << " h;";
+      if (!(now[g].options == state[g].options)) failure << " options;";
+      for (std::size_t j = 0; j < state[g].tensors.size() && j < now[g].tensors.size(); ++j)
+        if (!(now[g].tensors[j] == state[g].tensors[j]))
+          failure << " tensor '" << state[g].tensors[j].name << "';";
+      return failure;
+    }
+    if (tensors.size() != params.size())
+      return ::testing::AssertionFailure() << "snapshot holds " << params.size()
+                                           << " parameter tensors, " << tensors.size() << " given";
+    std::size_t k = 0;
+    for (const auto& t : tensors) {
+      if (bytes_of(t) != params[k])
+        return ::testing::AssertionFailure() << "parameter tensor " << k << " changed";
+      ++k;
+    }
+    return ::testing::AssertionSuccess();
+  }
+};
+
+// ---- exception messages ----------------------------------------------------
+
+/// Runs `action`, which must throw `E`; returns what() ("" and a test failure
+/// otherwise). Any other exception type is a failure too.
+template <class E, class Action>
+std::string thrown_message(Action&& action) {
+  try {
+    action();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw the wrong exception type; what(): " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "did not throw";
+  return {};
+}
+
+/// The message split into words of [A-Za-z0-9_.+-] (quotes, '=', brackets,
+/// commas and spaces separate words).
+inline std::vector<std::string> words(const std::string& message) {
+  std::vector<std::string> out;
+  std::string current;
+  for (char c : message) {
+    const bool word_char = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
+                           c == '+' || c == '-';
+    if (word_char) {
+      current += c;
+    } else if (!current.empty()) {
+      out.push_back(current);
+      current.clear();
+    }
+  }
+  if (!current.empty()) out.push_back(current);
+  return out;
+}
+
+inline bool parses_as_number(const std::string& word, double& value) {
+  if (word.empty()) return false;
+  char* end = nullptr;
+  value = std::strtod(word.c_str(), &end);
+  return end == word.c_str() + word.size();
+}
+
+/// Success iff the message names `field` as a word and the first number after
+/// it reads back exactly as `value` (NaN matches any NaN spelling). This pins
+/// "field = value" without pinning how the value is formatted.
+inline ::testing::AssertionResult NamesFieldAndValue(const std::string& message,
+                                                     const std::string& field, double value) {
+  const auto w = words(message);
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    if (w[i] != field) continue;
+    for (std::size_t k = i + 1; k < w.size(); ++k) {
+      double parsed = 0.0;
+      if (!parses_as_number(w[k], parsed)) continue;
+      if ((std::isnan(value) && std::isnan(parsed)) || parsed == value)
+        return ::testing::AssertionSuccess();
+      return ::testing::AssertionFailure() << "the first number after '" << field << "' is '"
+                                           << w[k] << "', not " << value << " in: " << message;
+    }
+    return ::testing::AssertionFailure() << "no number after '" << field << "' in: " << message;
+  }
+  return ::testing::AssertionFailure() << "'" << field << "' is not a word of: " << message;
+}
+
+inline ::testing::AssertionResult Contains(const std::string& message, const std::string& part) {
+  if (message.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << part << "' is not in: " << message;
+}
+
+/// Success iff the message shows the shape rows x cols, in any of the usual
+/// spellings ("4x2", "4 x 2", "(4, 2)", "[4, 2]", "4×2").
+inline ::testing::AssertionResult MentionsShape(const std::string& message, Eigen::Index rows,
+                                                Eigen::Index cols) {
+  const std::string r = std::to_string(rows), c = std::to_string(cols);
+  for (const std::string& form : {r + "x" + c, r + " x " + c, "(" + r + ", " + c + ")",
+                                  "[" + r + ", " + c + "]", r + "\u00d7" + c}) {
+    if (message.find(form) != std::string::npos) return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "shape " << r << "x" << c << " is not in: " << message;
+}
+
+inline std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace adamx_test
