@@ -1,0 +1,641 @@
+// fashion_mnist_demo.cpp - Adam vs AdamX training the same MLP on Fashion-MNIST.
+//
+// Both optimizers start from the same initial weights, see the same minibatches
+// in the same order and use the same learning rate, so the only difference
+// between the two runs is AdamX's gamma factor in the second-moment update.
+//
+//   fashion_mnist_demo [--data DIR] [--epochs N] [--batch N] [--lr X]
+//                      [--seed N] [--hidden N]
+//
+// Exit codes: 0 success, 1 bad arguments or unreadable/corrupt data,
+// 2 dataset not installed (Debian package dataset-fashion-mnist).
+#include <adamx/adamx.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <iterator>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "idx_reader.hpp"
+
+namespace {
+
+using Matrix = Eigen::MatrixXf;  // column-major: one sample per column
+using Vector = Eigen::VectorXf;
+using Index = Eigen::Index;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kClasses = 10;
+constexpr Index kEvalChunk = 2000;  // test images per forward pass when evaluating
+constexpr int kMissingDatasetExit = 2;
+
+// ---------------------------------------------------------------- options --
+
+struct Config {
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  int epochs = 10;
+  int batch = 128;
+  double lr = 1e-3;
+  std::uint32_t seed = 1;
+  int hidden = 128;
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out,
+               "usage: fashion_mnist_demo [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N] [--hidden N]\n"
+               "  --data DIR    directory with the four Fashion-MNIST *-ubyte.gz files\n"
+               "                (default /usr/share/datasets/fashion-mnist)\n"
+               "  --epochs N    passes over the 60000 training images (default 10)\n"
+               "  --batch N     minibatch size (default 128)\n"
+               "  --lr X        learning rate, the same for Adam and AdamX (default 1e-3)\n"
+               "  --seed N      seed for initial weights and batch order (default 1)\n"
+               "  --hidden N    hidden units (default 128)\n");
+}
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "fashion_mnist_demo: %s\n", msg.c_str());
+  print_usage(stderr);
+  std::exit(1);
+}
+
+long long parse_int(const std::string& flag, const std::string& text, long long lo, long long hi) {
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || v < lo || v > hi) {
+    usage_error(flag + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+                text + "'");
+  }
+  return v;
+}
+
+double parse_positive(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !(v > 0) || !std::isfinite(v)) {
+    usage_error(flag + " expects a positive number, got '" + text + "'");
+  }
+  return v;
+}
+
+Config parse_args(int argc, char** argv) {
+  static const char* const kFlags[] = {"--data", "--epochs", "--batch", "--lr", "--seed", "--hidden"};
+  Config c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help") {
+      print_usage(stdout);
+      std::exit(0);
+    }
+    if (std::find(std::begin(kFlags), std::end(kFlags), flag) == std::end(kFlags)) {
+      usage_error("unknown option '" + flag + "'");
+    }
+    if (i + 1 >= argc) usage_error(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--data") {
+      c.data_dir = value;
+    } else if (flag == "--epochs") {
+      c.epochs = static_cast<int>(parse_int(flag, value, 1, 1000));
+    } else if (flag == "--batch") {
+      c.batch = static_cast<int>(parse_int(flag, value, 1, 60000));
+    } else if (flag == "--lr") {
+      c.lr = parse_positive(flag, value);
+    } else if (flag == "--seed") {
+      c.seed = static_cast<std::uint32_t>(parse_int(flag, value, 0, std::numeric_limits<std::uint32_t>::max()));
+    } else {  // --hidden
+      c.hidden = static_cast<int>(parse_int(flag, value, 1, 100000));
+    }
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------- data --
+
+struct Dataset {
+  Matrix x;                 // pixels x samples, standardised
+  std::vector<int> labels;  // one class index in [0, 10) per column of x
+  Index rows = 0, cols = 0;  // image geometry, for the header
+};
+
+const char* const kFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+
+// A missing dataset is an installation problem, not a bug: say exactly what to
+// install and exit with a distinct code so scripts can skip the demo.
+void require_dataset(const std::string& dir) {
+  std::vector<std::string> missing;
+  for (const char* f : kFiles) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec)) missing.push_back(f);
+  }
+  if (missing.empty()) return;
+  std::fprintf(stderr, "fashion_mnist_demo: Fashion-MNIST not found in %s (missing:", dir.c_str());
+  for (const auto& f : missing) std::fprintf(stderr, " %s", f.c_str());
+  std::fprintf(stderr,
+               ").\n"
+               "The Debian package dataset-fashion-mnist provides it:\n"
+               "    apt-get install dataset-fashion-mnist\n"
+               "or pass --data DIR pointing at a directory holding the four files.\n");
+  std::exit(kMissingDatasetExit);
+}
+
+Dataset load_split(const std::string& dir, const char* images_file, const char* labels_file) {
+  const std::string images_path = (std::filesystem::path(dir) / images_file).string();
+  const std::string labels_path = (std::filesystem::path(dir) / labels_file).string();
+  const idx::Images img = idx::read_images(images_path);
+  const std::vector<std::uint8_t> lab = idx::read_labels(labels_path);
+  if (lab.size() != img.count) {
+    throw std::runtime_error(labels_path + ": has " + std::to_string(lab.size()) + " labels but " + images_path +
+                             " has " + std::to_string(img.count) + " images");
+  }
+
+  Dataset d;
+  d.rows = static_cast<Index>(img.rows);
+  d.cols = static_cast<Index>(img.cols);
+  // IDX stores each image as rows*cols consecutive bytes, which is exactly one
+  // column of a column-major pixels x samples matrix.
+  const Index n_pix = static_cast<Index>(img.pixels_per_image());
+  const Index n = static_cast<Index>(img.count);
+  using ByteMatrix = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic>;
+  d.x = Eigen::Map<const ByteMatrix>(img.pixels.data(), n_pix, n).cast<float>() * (1.0f / 255.0f);
+
+  d.labels.resize(lab.size());
+  for (std::size_t i = 0; i < lab.size(); ++i) {
+    if (lab[i] >= kClasses) {
+      throw std::runtime_error(labels_path + ": label " + std::to_string(lab[i]) + " at index " + std::to_string(i) +
+                               " is outside [0, " + std::to_string(kClasses) + ")");
+    }
+    d.labels[i] = lab[i];
+  }
+  return d;
+}
+
+// Standardise with the training set's global pixel mean and standard
+// deviation (one scalar each, applied to train and test alike). Inputs centred
+// on zero make the first layer's gradients better conditioned for both
+// optimizers; it does not favour either.
+void standardise(Dataset& train, Dataset& test) {
+  const double mean = train.x.cast<double>().mean();
+  const double var = (train.x.cast<double>().array() - mean).square().mean();
+  const float m = static_cast<float>(mean);
+  const float inv_sd = var > 0.0 ? static_cast<float>(1.0 / std::sqrt(var)) : 1.0f;  // blank images: only centre
+  train.x = (train.x.array() - m) * inv_sd;
+  test.x = (test.x.array() - m) * inv_sd;
+}
+
+// ------------------------------------------------------------- randomness --
+// std::mt19937's output sequence is fixed by the C++ standard, but the
+// algorithms behind std::uniform_*_distribution and std::shuffle are
+// implementation-defined. Deriving floats and indices from the raw engine
+// output ourselves keeps a given --seed reproducible across standard
+// libraries (libstdc++, libc++), not just on this platform.
+
+float uniform_pm(std::mt19937& rng, float bound) {  // uniform in [-bound, bound)
+  const float u = static_cast<float>(static_cast<std::uint32_t>(rng()) >> 8) * (1.0f / 16777216.0f);
+  return (2.0f * u - 1.0f) * bound;
+}
+
+std::uint32_t uniform_below(std::mt19937& rng, std::uint32_t n) {  // unbiased in [0, n)
+  const std::uint64_t span = std::uint64_t{1} << 32;
+  const std::uint64_t limit = span - span % n;  // largest multiple of n that fits
+  std::uint64_t r = 0;
+  do {
+    r = static_cast<std::uint32_t>(rng());
+  } while (r >= limit);
+  return static_cast<std::uint32_t>(r % n);
+}
+
+void shuffle(Eigen::VectorXi& perm, std::mt19937& rng) {  // Fisher-Yates
+  for (Index i = perm.size() - 1; i > 0; --i) {
+    const Index j = uniform_below(rng, static_cast<std::uint32_t>(i + 1));
+    std::swap(perm[i], perm[j]);
+  }
+}
+
+// ------------------------------------------------------------------ model --
+
+struct Mlp {
+  Matrix w1;  // hidden x inputs
+  Vector b1;  // hidden
+  Matrix w2;  // classes x hidden
+  Vector b2;  // classes
+};
+
+// Kaiming-uniform initialisation: U(-b, b) with b = gain * sqrt(3 / fan_in)
+// keeps activations at a similar scale layer to layer. Gain sqrt(2) for the
+// ReLU layer, 1 for the linear output layer. Biases start at zero.
+Mlp init_mlp(Index n_in, Index n_hidden, Index n_out, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto fill = [&rng](Matrix& w, double gain) {
+    const float bound = static_cast<float>(gain * std::sqrt(3.0 / static_cast<double>(w.cols())));
+    for (Index i = 0; i < w.size(); ++i) w.data()[i] = uniform_pm(rng, bound);
+  };
+  Mlp m;
+  m.w1.resize(n_hidden, n_in);
+  m.w2.resize(n_out, n_hidden);
+  fill(m.w1, std::sqrt(2.0));
+  fill(m.w2, 1.0);
+  m.b1 = Vector::Zero(n_hidden);
+  m.b2 = Vector::Zero(n_out);
+  return m;
+}
+
+// Buffers for one minibatch, allocated once and reused: Eigen's resize() is a
+// no-op when the size is unchanged, so only the short last batch of an epoch
+// reallocates.
+struct Workspace {
+  Matrix x;          // inputs x batch
+  std::vector<int> y;
+  Matrix h;          // hidden activations after ReLU, hidden x batch
+  Matrix logits;     // classes x batch; overwritten in place by d(loss)/d(logits)
+  Matrix dh;         // d(loss)/d(h), hidden x batch
+  Eigen::RowVectorXf col_max, col_sum;
+  Matrix gw1, gw2;   // gradients, same shapes as the parameters
+  Vector gb1, gb2;
+};
+
+// h = relu(W1 x + b1), logits = W2 h + b2.
+void forward(const Mlp& m, const Eigen::Ref<const Matrix>& x, Workspace& ws) {
+  ws.h.resize(m.w1.rows(), x.cols());
+  ws.h.noalias() = m.w1 * x;
+  ws.h.colwise() += m.b1;
+  ws.h = ws.h.cwiseMax(0.0f);
+  ws.logits.resize(m.w2.rows(), x.cols());
+  ws.logits.noalias() = m.w2 * ws.h;
+  ws.logits.colwise() += m.b2;
+}
+
+// Softmax cross-entropy for each column of ws.logits, computed stably as
+// log(sum exp(z - max)) - (z_y - max). Returns the loss summed over the batch.
+// With `to_gradient`, ws.logits is overwritten with
+// d(mean loss)/d(logits) = (softmax - onehot) / B, ready for backward().
+double softmax_xent(Workspace& ws, const std::vector<int>& y, std::size_t y_offset, bool to_gradient) {
+  const Index b = ws.logits.cols();
+  ws.col_max = ws.logits.colwise().maxCoeff();
+  ws.logits.rowwise() -= ws.col_max;  // every column now has max 0, so exp() cannot overflow
+  double loss = 0.0;
+  for (Index j = 0; j < b; ++j) loss -= static_cast<double>(ws.logits(y[y_offset + static_cast<std::size_t>(j)], j));
+  ws.logits = ws.logits.array().exp();  // unnormalised probabilities
+  ws.col_sum = ws.logits.colwise().sum();
+  loss += ws.col_sum.array().log().cast<double>().sum();
+  if (to_gradient) {
+    ws.logits.array().rowwise() /= ws.col_sum.array();
+    for (Index j = 0; j < b; ++j) ws.logits(y[y_offset + static_cast<std::size_t>(j)], j) -= 1.0f;
+    ws.logits /= static_cast<float>(b);
+  }
+  return loss;
+}
+
+// Backpropagation through the two layers, given ws.logits = d(loss)/d(logits).
+void backward(const Mlp& m, Workspace& ws) {
+  ws.gw2.noalias() = ws.logits * ws.h.transpose();
+  ws.gb2 = ws.logits.rowwise().sum();
+  ws.dh.noalias() = m.w2.transpose() * ws.logits;
+  ws.dh = (ws.h.array() > 0.0f).select(ws.dh, 0.0f);  // ReLU passes gradient only where it was active
+  ws.gw1.noalias() = ws.dh * ws.x.transpose();
+  ws.gb1 = ws.dh.rowwise().sum();
+}
+
+struct Evaluation {
+  double loss = 0.0;           // mean cross-entropy
+  double accuracy = 0.0;       // percent
+  std::vector<int> predicted;  // predicted class per test image
+};
+
+// Test-set evaluation in large chunks: big matrix products are far faster than
+// many small ones, and columns of a column-major matrix are contiguous, so
+// middleCols() needs no copy.
+Evaluation evaluate(const Mlp& m, const Dataset& data, Workspace& ws) {
+  const Index n = data.x.cols();
+  Evaluation ev;
+  ev.predicted.resize(static_cast<std::size_t>(n));
+  long correct = 0;
+  for (Index start = 0; start < n; start += kEvalChunk) {
+    const Index len = std::min(kEvalChunk, n - start);
+    forward(m, data.x.middleCols(start, len), ws);
+    for (Index j = 0; j < len; ++j) {
+      Index k = 0;
+      ws.logits.col(j).maxCoeff(&k);
+      const auto i = static_cast<std::size_t>(start + j);
+      ev.predicted[i] = static_cast<int>(k);
+      if (ev.predicted[i] == data.labels[i]) ++correct;
+    }
+    ev.loss += softmax_xent(ws, data.labels, static_cast<std::size_t>(start), false);
+  }
+  ev.loss /= static_cast<double>(n);
+  ev.accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
+  return ev;
+}
+
+// -------------------------------------------------------------- training --
+
+// What one group's gamma did over a stretch of steps.
+struct GammaRange {
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  double last = 1.0;
+  double sum = 0.0;
+  long steps = 0;
+  long below_one = 0;
+  void add(double g) {
+    min = std::min(min, g);
+    max = std::max(max, g);
+    last = g;
+    sum += g;
+    ++steps;
+    if (g < 1.0) ++below_one;
+  }
+  double mean() const { return steps > 0 ? sum / static_cast<double>(steps) : 1.0; }
+  void merge(const GammaRange& o) {  // o covers the steps after ours
+    min = std::min(min, o.min);
+    max = std::max(max, o.max);
+    last = o.last;
+    sum += o.sum;
+    steps += o.steps;
+    below_one += o.below_one;
+  }
+};
+
+struct EpochStats {
+  double train_loss = 0.0;  // mean over the epoch's samples, each measured before its step
+  double seconds = 0.0;     // training only, evaluation excluded
+  long skipped_steps = 0;   // steps the optimizer reported as not applied
+  std::array<GammaRange, 2> gamma;  // per parameter group: fc1, fc2
+};
+
+// One pass over the training set in the order given by `perm`. Templated on
+// the optimizer so Adam and AdamX run literally the same code.
+template <class Optimizer>
+EpochStats train_epoch(Mlp& m, Optimizer& opt, const Dataset& train, const Eigen::VectorXi& perm, Index batch,
+                       Workspace& ws) {
+  const auto t0 = Clock::now();
+  EpochStats st;
+  const Index n = perm.size();
+  double loss_sum = 0.0;
+  for (Index start = 0; start < n; start += batch) {
+    const Index len = std::min(batch, n - start);
+    const auto idx = perm.segment(start, len);
+    ws.x = train.x(Eigen::all, idx);  // gather the shuffled columns into the batch buffer
+    ws.y.resize(static_cast<std::size_t>(len));
+    for (Index j = 0; j < len; ++j) ws.y[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(idx[j])];
+
+    forward(m, ws.x, ws);
+    loss_sum += softmax_xent(ws, ws.y, 0, true);
+    backward(m, ws);
+
+    // One list per parameter group, in the order the groups were added.
+    const auto& reports = opt.step({{m.w1, m.b1}, {m.w2, m.b2}}, {{ws.gw1, ws.gb1}, {ws.gw2, ws.gb2}});
+    for (std::size_t g = 0; g < st.gamma.size(); ++g) {
+      st.gamma[g].add(reports[g].gamma);
+      if (!reports[g].applied) ++st.skipped_steps;
+    }
+  }
+  st.train_loss = loss_sum / static_cast<double>(n);
+  st.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return st;
+}
+
+// Both optimizers get one group per layer, named so their state is readable.
+template <class Optimizer>
+void add_layer_groups(Optimizer& opt, Mlp& m, double lr) {
+  typename Optimizer::Options o;
+  o.lr = lr;
+  opt.add_group({m.w1, m.b1}, o, "fc1", {"weight", "bias"});
+  opt.add_group({m.w2, m.b2}, o, "fc2", {"weight", "bias"});
+}
+
+// -------------------------------------------------------------- reporting --
+
+struct RunRecord {
+  EpochStats train;
+  Evaluation test;
+};
+
+void print_header(const Config& c, const Dataset& train, const Dataset& test, Index steps_per_epoch) {
+  const adamx::AdamX<float>::Options defaults;
+  std::printf("Adam vs AdamX on Fashion-MNIST\n");
+  std::printf("  data      %s: %ld train / %ld test images, %ldx%ld, %d classes\n", c.data_dir.c_str(),
+              static_cast<long>(train.x.cols()), static_cast<long>(test.x.cols()), static_cast<long>(train.rows),
+              static_cast<long>(train.cols), kClasses);
+  std::printf("            pixels scaled to [0,1], then standardised with the training set's mean and std\n");
+  std::printf("  model     MLP %ld-%d-%d, ReLU, softmax cross-entropy, float32, Kaiming-uniform init\n",
+              static_cast<long>(train.x.rows()), c.hidden, kClasses);
+  std::printf("  training  %d epochs x %ld steps, batch %d, lr %g for both, seed %u\n", c.epochs,
+              static_cast<long>(steps_per_epoch), c.batch, c.lr, c.seed);
+  std::printf("            same initial weights and the same shuffled batch order for both optimizers\n");
+  std::printf("  groups    fc1 {weight %dx%ld, bias %d}, fc2 {weight %dx%d, bias %d}: one group per layer\n",
+              c.hidden, static_cast<long>(train.x.rows()), c.hidden, kClasses, c.hidden, kClasses);
+  std::printf("  options   beta1 %g, beta2 %g, eps %g; AdamX also beta3 %g, beta_norm %g (library defaults)\n",
+              defaults.beta1, defaults.beta2, defaults.eps, defaults.beta3, defaults.beta_norm);
+  std::printf("  threads   %d (Eigen::nbThreads())\n\n", Eigen::nbThreads());
+  std::printf("time s: training time of the epoch, evaluation excluded\n");
+  std::printf("gamma: value at the end of the epoch [min, max during the epoch]\n");
+  std::printf("%5s  %-5s  %10s  %9s  %8s  %7s  %-24s  %s\n", "epoch", "opt", "train loss", "test loss",
+              "test acc", "time s", "gamma fc1", "gamma fc2");
+}
+
+std::string gamma_cell(const GammaRange& g) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", g.last, g.min, g.max);
+  return buf;
+}
+
+void print_row(int epoch, const char* name, const RunRecord& r, bool show_gamma) {
+  const std::string g1 = show_gamma ? gamma_cell(r.train.gamma[0]) : "-";
+  const std::string g2 = show_gamma ? gamma_cell(r.train.gamma[1]) : "-";
+  char ep[16] = "";
+  if (epoch > 0) std::snprintf(ep, sizeof ep, "%d", epoch);
+  std::printf("%5s  %-5s  %10.4f  %9.4f  %7.2f%%  %7.2f  %-24s  %s\n", ep, name, r.train.train_loss, r.test.loss,
+              r.test.accuracy, r.train.seconds, g1.c_str(), g2.c_str());
+  std::fflush(stdout);
+}
+
+// Largest epoch-to-epoch change in test accuracy over the second half of the
+// run, for either optimizer: how much the final accuracy could move with one
+// epoch more or less. Only measured from 6 epochs on: in a short run accuracy
+// is still climbing and the change is progress, not noise.
+double late_wobble(const std::vector<RunRecord>& a, const std::vector<RunRecord>& b) {
+  double w = 0.0;
+  if (a.size() < 6) return w;
+  for (const auto* runs : {&a, &b}) {
+    for (std::size_t e = runs->size() / 2; e < runs->size(); ++e) {
+      w = std::max(w, std::abs((*runs)[e].test.accuracy - (*runs)[e - 1].test.accuracy));
+    }
+  }
+  return w;
+}
+
+void print_summary(const std::vector<RunRecord>& adam, const std::vector<RunRecord>& adamx, const Dataset& test,
+                   double total_seconds) {
+  const RunRecord& a = adam.back();
+  const RunRecord& x = adamx.back();
+  const double d_acc = x.test.accuracy - a.test.accuracy;
+  const double d_loss = x.test.loss - a.test.loss;
+
+  std::printf("\nSummary after %zu epochs (total wall time %.1f s)\n", adam.size(), total_seconds);
+  std::printf("  Adam    test accuracy %6.2f%%   test loss %.4f   last-epoch train loss %.4f\n", a.test.accuracy,
+              a.test.loss, a.train.train_loss);
+  std::printf("  AdamX   test accuracy %6.2f%%   test loss %.4f   last-epoch train loss %.4f\n", x.test.accuracy,
+              x.test.loss, x.train.train_loss);
+  std::printf("  AdamX - Adam: %+.2f points of test accuracy, %+.4f test loss\n", d_acc, d_loss);
+
+  // Is the accuracy gap bigger than the noise in this comparison? Two yardsticks
+  // taken from this run; the larger one counts:
+  //  - test-set sampling (McNemar): only images the two models classify
+  //    differently can move the gap; were each of them a coin flip, the gap
+  //    would have a standard deviation of sqrt(#disagreements) images, so
+  //    2 sigma is 200 * sqrt(#disagreements) / n points;
+  //  - the late epoch-to-epoch wobble of test accuracy (training noise).
+  const auto n = static_cast<double>(test.labels.size());
+  long only_adam = 0, only_adamx = 0;
+  for (std::size_t i = 0; i < test.labels.size(); ++i) {
+    const bool ok_a = a.test.predicted[i] == test.labels[i];
+    const bool ok_x = x.test.predicted[i] == test.labels[i];
+    only_adam += ok_a && !ok_x;
+    only_adamx += ok_x && !ok_a;
+  }
+  const double sampling = 200.0 * std::sqrt(static_cast<double>(only_adam + only_adamx)) / n;
+  const double wobble = late_wobble(adam, adamx);
+  const double noise = std::max(sampling, wobble);
+  std::printf("\n  Noise in this comparison, in points of test accuracy:\n");
+  std::printf("    %.2f  test-set sampling, 2 sigma (only Adam is right on %ld test images, only AdamX on %ld)\n",
+              sampling, only_adam, only_adamx);
+  if (wobble > 0.0) {
+    std::printf("    %.2f  largest epoch-to-epoch change in test accuracy from epoch %zu on\n", wobble,
+                adam.size() / 2);
+  }
+
+  // What gamma did, per layer. v is a running average of gamma * g^2 over
+  // roughly 1/(1 - beta2) steps, so late in the run AdamX's v is about Adam's
+  // times the recent mean gamma, and its steps about 1/sqrt(that) times Adam's
+  // (roughly: the two runs' gradients differ too).
+  static const char* const kGroup[] = {"fc1", "fc2"};
+  const double horizon = 1.0 / (1.0 - adamx::AdamX<float>::Options{}.beta2);
+  std::printf("\n  gamma   range over the run   steps below 1   last-epoch mean   AdamX step / Adam step\n");
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo, step_ratio_dev = 0.0;
+  for (std::size_t g = 0; g < 2; ++g) {
+    GammaRange r;
+    for (const auto& e : adamx) r.merge(e.train.gamma[g]);
+    lo = std::min(lo, r.min);
+    hi = std::max(hi, r.max);
+    const double recent = adamx.back().train.gamma[g].mean();
+    const double ratio = 1.0 / std::sqrt(recent);
+    step_ratio_dev = std::max(step_ratio_dev, std::abs(ratio - 1.0));
+    std::printf("  %-5s   [%.3f, %.3f]       %5.1f%%          %.3f             ~%.3f\n", kGroup[g], r.min, r.max,
+                100.0 * static_cast<double>(r.below_one) / static_cast<double>(r.steps), recent, ratio);
+  }
+  std::printf("  gamma < 1: the layer's recent gradient norms were below their running average (falling);\n"
+              "  gamma > 1: above it. v averages gamma * g^2 over ~%.0f steps, so the step ratio is\n"
+              "  about 1/sqrt(recent mean gamma).\n",
+              horizon);
+
+  // The verdict, worded from the numbers above.
+  std::printf("\n  ");
+  const bool alike = std::abs(d_acc) <= noise;
+  if (alike && step_ratio_dev < 0.03) {
+    std::printf("On this stationary problem AdamX and Adam behave alike: the %.2f-point accuracy gap is\n"
+                "  within the noise (%.2f), and although gamma moved between %.3f and %.3f, by the end it\n"
+                "  averages so close to 1 that AdamX's steps are within %.1f%% of Adam's.\n",
+                std::abs(d_acc), noise, lo, hi, 100.0 * step_ratio_dev);
+  } else if (alike) {
+    std::printf("The %.2f-point accuracy gap is within the noise (%.2f), so the two end up alike here, even\n"
+                "  though gamma (between %.3f and %.3f) left AdamX's steps up to %.1f%% off Adam's at the end.\n",
+                std::abs(d_acc), noise, lo, hi, 100.0 * step_ratio_dev);
+  } else {
+    std::printf("%s ends ahead by %.2f points of accuracy, more than the noise (%.2f). This is one seed:\n"
+                "  rerun with other --seed values before reading much into it.\n",
+                d_acc > 0 ? "AdamX" : "Adam", std::abs(d_acc), noise);
+  }
+
+  long skipped = 0;
+  for (const auto* runs : {&adam, &adamx})
+    for (const auto& e : *runs) skipped += e.train.skipped_steps;
+  if (skipped > 0) std::printf("  note: %ld group-steps were reported as not applied (non-finite gradients)\n", skipped);
+}
+
+int run(const Config& c) {
+  require_dataset(c.data_dir);
+  const auto t_start = Clock::now();
+
+  Dataset train = load_split(c.data_dir, kFiles[0], kFiles[1]);
+  Dataset test = load_split(c.data_dir, kFiles[2], kFiles[3]);
+  if (test.x.rows() != train.x.rows()) {
+    throw std::runtime_error("train and test images differ in size (" + std::to_string(train.x.rows()) + " vs " +
+                             std::to_string(test.x.rows()) + " pixels)");
+  }
+  standardise(train, test);
+
+  const Index batch = std::min<Index>(c.batch, train.x.cols());
+  const Index steps_per_epoch = (train.x.cols() + batch - 1) / batch;
+  print_header(c, train, test, steps_per_epoch);
+
+  // Same starting point for both: one initialisation, copied.
+  const Mlp init = init_mlp(train.x.rows(), c.hidden, kClasses, c.seed);
+  Mlp m_adam = init;
+  Mlp m_adamx = init;
+  adamx::Adam<float> adam;
+  adamx::AdamX<float> adamx_opt;
+  add_layer_groups(adam, m_adam, c.lr);
+  add_layer_groups(adamx_opt, m_adamx, c.lr);
+
+  // A separate stream for the batch order (seed + 1), so changing the model
+  // size does not change the order of the batches.
+  std::mt19937 order_rng(c.seed + 1u);
+  Eigen::VectorXi perm = Eigen::VectorXi::LinSpaced(train.x.cols(), 0, static_cast<int>(train.x.cols() - 1));
+  Workspace train_ws, eval_ws;  // separate, so neither is resized back and forth
+  std::vector<RunRecord> hist_adam, hist_adamx;
+
+  for (int epoch = 1; epoch <= c.epochs; ++epoch) {
+    shuffle(perm, order_rng);  // one permutation per epoch, shared by both optimizers
+
+    RunRecord ra;
+    ra.train = train_epoch(m_adam, adam, train, perm, batch, train_ws);
+    ra.test = evaluate(m_adam, test, eval_ws);
+    hist_adam.push_back(ra);
+    print_row(epoch, "Adam", ra, false);
+
+    RunRecord rx;
+    rx.train = train_epoch(m_adamx, adamx_opt, train, perm, batch, train_ws);
+    rx.test = evaluate(m_adamx, test, eval_ws);
+    hist_adamx.push_back(rx);
+    print_row(0, "AdamX", rx, true);
+  }
+
+  print_summary(hist_adam, hist_adamx, test, std::chrono::duration<double>(Clock::now() - t_start).count());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Config config = parse_args(argc, argv);
+  try {
+    return run(config);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fashion_mnist_demo: %s\n", e.what());
+    return 1;
+  }
+}
