@@ -1,0 +1,70 @@
+# Shared setup for scripts/test and scripts/demo; source it, then call
+# adamx_setup. It installs the Debian packages the build, the tests and the
+# demo need, and touches apt only when something is actually missing.
+#
+# shellcheck shell=bash
+
+ADAMX_DEBIAN_PACKAGES=(
+  cmake
+  ninja-build
+  g++
+  clang
+  libeigen3-dev
+  libgtest-dev
+  libbenchmark-dev
+  zlib1g-dev
+  pkg-config
+  dataset-fashion-mnist
+)
+
+# Print the packages from ADAMX_DEBIAN_PACKAGES that are not installed.
+adamx_missing_packages() {
+  local pkg status
+  for pkg in "${ADAMX_DEBIAN_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    if [[ "$status" != "install ok installed" ]]; then
+      printf '%s\n' "$pkg"
+    fi
+  done
+}
+
+adamx_setup() {
+  local -a missing sudo=()
+  mapfile -t missing < <(adamx_missing_packages)
+  if ((${#missing[@]} == 0)); then
+    echo "setup: all ${#ADAMX_DEBIAN_PACKAGES[@]} required packages are installed; apt not run"
+    return 0
+  fi
+  echo "setup: installing missing packages: ${missing[*]}"
+  if [[ "$(id -u)" -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "setup: not root and sudo is unavailable; install these yourself: ${missing[*]}" >&2
+      return 1
+    fi
+    sudo=(sudo)
+  fi
+  # Explicit checks: set -e does not apply when this runs under adamx_timed.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update || return 1
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}" || return 1
+  mapfile -t missing < <(adamx_missing_packages)
+  if ((${#missing[@]} != 0)); then
+    echo "setup: still missing after apt-get install: ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# adamx_timed <label> <command...>: run a command and report how long it took.
+adamx_timed() {
+  local label="$1" start end rc=0
+  shift
+  start=$(date +%s)
+  "$@" || rc=$?
+  end=$(date +%s)
+  if ((rc == 0)); then
+    echo "timing: ${label}: $((end - start)) s"
+  else
+    echo "timing: ${label}: FAILED (exit ${rc}) after $((end - start)) s" >&2
+  fi
+  return "$rc"
+}
