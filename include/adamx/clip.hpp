@@ -4,6 +4,7 @@
 // Call it on the gradients before step().
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <iterator>
@@ -18,20 +19,6 @@
 namespace adamx {
 namespace detail {
 
-template <class Scalar>
-double squared_sum(const Scalar* x, Index n) {
-  // The block/lane order of kernel.hpp, so the result does not depend on how
-  // the caller grouped its tensors within a group.
-  double s = 0.0;
-  for (Index start = 0; start < n; start += kNormBlock) {
-    const Index end = start + kNormBlock < n ? start + kNormBlock : n;
-    double lanes[kNormLanes] = {};
-    for (Index i = start; i < end; ++i) lanes[(i - start) % kNormLanes] += square(static_cast<double>(x[i]));
-    s += combine_lanes(lanes);
-  }
-  return s;
-}
-
 template <class Groups>
 double clip_grad_norm_impl(const Groups& grads, double max_norm) {
   if (!(max_norm >= 0.0) || std::isnan(max_norm))
@@ -43,7 +30,10 @@ double clip_grad_norm_impl(const Groups& grads, double max_norm) {
       const auto view = tensor;
       if (!view.layout().contiguous())
         throw std::invalid_argument("adamx::clip_grad_norm: a gradient is not contiguous");
-      total += squared_sum(view.data(), view.size());
+      // The kernel's block order, so the norm does not depend on how the
+      // caller split its tensors into groups.
+      for (Index start = 0; start < view.size(); start += kNormBlock)
+        total += squared_sum_block(view.data() + start, std::min(kNormBlock, view.size() - start));
     }
   const double norm = std::sqrt(total);
   // A non-finite norm is returned untouched: scaling by it would turn every

@@ -5,6 +5,7 @@
 //   gradients → kernel (update θ, m, v; sum s) → correction (h, γ) → report.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "adamx/errors.hpp"
 #include "adamx/kernel.hpp"
 #include "adamx/options.hpp"
+#include "adamx/parallel.hpp"
 #include "adamx/report.hpp"
 #include "adamx/rule.hpp"
 #include "adamx/state.hpp"
@@ -131,6 +133,25 @@ class Optimizer {
 
   /// The reports of the last step() (one per group).
   const std::vector<StepReport>& last_reports() const { return reports_; }
+
+  // ---- threads ------------------------------------------------------------
+
+  /// Number of threads a step may use (default 1). Results are bitwise the
+  /// same for any value: work is split on the fixed blocks s is summed over.
+  /// More than 1 needs OpenMP (define ADAMX_OPENMP and compile with -fopenmp,
+  /// or configure adamx with -DADAMX_OPENMP=ON); otherwise it throws
+  /// std::invalid_argument.
+  void set_threads(int threads) {
+    if (threads < 1)
+      throw std::invalid_argument(prefix("set_threads") + "invalid threads = " +
+                                  std::to_string(threads) + " (must be >= 1)");
+    if (threads > 1 && !detail::kOpenMP)
+      throw std::invalid_argument(prefix("set_threads") + "threads = " + std::to_string(threads) +
+                                  " needs OpenMP, but adamx was compiled without it (define "
+                                  "ADAMX_OPENMP and compile with -fopenmp)");
+    threads_ = threads;
+  }
+  int threads() const { return threads_; }
 
   // ---- options ------------------------------------------------------------
 
@@ -279,11 +300,24 @@ class Optimizer {
       g.tensors.push_back(std::move(ts));
       ++j;
     }
-    // Reserve everything step() needs before publishing the group, so a
-    // failure here leaves the optimizer as it was.
+    // Everything step() needs is allocated here, before the group is
+    // published, so a failure leaves the optimizer as it was and step()
+    // never allocates.
+    Work work;
+    for (std::size_t t = 0; t < g.tensors.size(); ++t) {
+      const Index n = g.tensors[t].size();
+      for (Index start = 0; start < n; start += detail::kNormBlock)
+        work.blocks.push_back({t, start, std::min(detail::kNormBlock, n - start)});
+      work.elements += n;
+    }
+    work.partials.assign(work.blocks.size(), 0.0);
+    work.params.assign(g.tensors.size(), nullptr);
+    work.grads.assign(g.tensors.size(), nullptr);
     reports_.reserve(index + 1);
     checked_norms_.reserve(index + 1);
+    work_.reserve(index + 1);
     groups_.push_back(std::move(g));
+    work_.push_back(std::move(work));
     reports_.emplace_back();
     checked_norms_.push_back(0.0);
     return index;
@@ -331,23 +365,22 @@ class Optimizer {
     expected.rows = ts.rows;
     expected.cols = ts.cols;
     expected.row_major = ts.row_major;
+    const bool shape_ok = layout.same_shape(expected);
+    const bool contiguous = layout.contiguous();
+    const bool memory_ok = has_data || ts.size() == 0;
+    if (shape_ok && contiguous && memory_ok) return;  // the message is built only on failure:
+                                                      // step() must not allocate
     std::ostringstream message;
-    message << prefix("step") << "tensor '" << qualified(g, j) << "': ";
-    if (!layout.same_shape(expected)) {
-      message << "the " << role << " has shape " << describe(layout)
-              << " but the group was created with " << describe(expected);
-      throw std::invalid_argument(message.str());
-    }
-    if (!layout.contiguous()) {
-      message << "the " << role << " is not contiguous (inner stride " << layout.inner_stride
-              << ", outer stride " << layout.outer_stride
-              << "); pass a Matrix, Array or Map over contiguous memory";
-      throw std::invalid_argument(message.str());
-    }
-    if (!has_data && ts.size() > 0) {
-      message << "the " << role << " has no memory (null data pointer)";
-      throw std::invalid_argument(message.str());
-    }
+    message << prefix("step") << "tensor '" << qualified(g, j) << "': the " << role;
+    if (!shape_ok)
+      message << " has shape " << describe(layout) << " but the group was created with "
+              << describe(expected);
+    else if (!contiguous)
+      message << " is not contiguous (inner stride " << layout.inner_stride << ", outer stride "
+              << layout.outer_stride << "); pass a Matrix, Array or Map over contiguous memory";
+    else
+      message << " has no memory (null data pointer)";
+    throw std::invalid_argument(message.str());
   }
 
   template <class ParamGroups, class GradGroups>
@@ -363,15 +396,21 @@ class Optimizer {
         const State& g = groups_[gi];
         if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
         const auto c = detail::AdamCoefficients<Scalar>::make(g.options, g.t + 1, g.gamma);
+        Work& work = gather(gi, *param_group, *grad_group);
+        detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
+                               [&](Index b) {
+                                 const Block& block = work.blocks[static_cast<std::size_t>(b)];
+                                 work.partials[static_cast<std::size_t>(b)] = detail::squared_norm_block(
+                                     c, work.params[block.tensor] + block.start,
+                                     work.grads[block.tensor] + block.start, block.length);
+                               });
+        // The same sum, in the same order, as the update pass; note where it
+        // first stops being finite, to name the tensor.
         double s = 0.0;
         std::size_t first_bad = g.tensors.size();
-        auto param = std::begin(*param_group);
-        auto grad = std::begin(*grad_group);
-        for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
-          const Tensor p = *param;
-          const ConstTensor q = *grad;
-          detail::squared_norm_pass(c, p.data(), q.data(), p.size(), s);
-          if (!std::isfinite(s) && first_bad == g.tensors.size()) first_bad = j;
+        for (std::size_t b = 0; b < work.blocks.size(); ++b) {
+          s += work.partials[b];
+          if (!std::isfinite(s) && first_bad == g.tensors.size()) first_bad = work.blocks[b].tensor;
         }
         checked_norms_[gi] = s;
         if (first_bad != g.tensors.size() && g.options.nonfinite == NonFinitePolicy::error) {
@@ -400,16 +439,20 @@ class Optimizer {
       }
       const std::int64_t t = g.t + 1;
       const auto c = detail::AdamCoefficients<Scalar>::make(g.options, t, g.gamma);
+      Work& work = gather(gi, *param_group, *grad_group);
+      const bool amsgrad = g.options.amsgrad;
+      detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
+        const Block& block = work.blocks[static_cast<std::size_t>(b)];
+        TensorState<Scalar>& ts = g.tensors[block.tensor];
+        work.partials[static_cast<std::size_t>(b)] = detail::fused_adam_block(
+            c, work.params[block.tensor] + block.start, work.grads[block.tensor] + block.start,
+            ts.m.data() + block.start, ts.v.data() + block.start,
+            amsgrad ? ts.v_max.data() + block.start : nullptr, block.length);
+      });
+      // Blocks in order, tensor after tensor: the sum does not depend on how
+      // the blocks were shared out.
       double s = 0.0;
-      auto param = std::begin(*param_group);
-      auto grad = std::begin(*grad_group);
-      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
-        const Tensor p = *param;
-        const ConstTensor q = *grad;
-        TensorState<Scalar>& ts = g.tensors[j];
-        detail::fused_adam_pass(c, p.data(), q.data(), ts.m.data(), ts.v.data(),
-                                g.options.amsgrad ? ts.v_max.data() : nullptr, p.size(), s);
-      }
+      for (const double partial : work.partials) s += partial;
       g.t = t;
       report.finite = advance_correction(g.gamma, g.h, s, t, g.options.beta3, g.options.beta_norm);
       report.step = t;
@@ -420,9 +463,45 @@ class Optimizer {
     return reports_;
   }
 
+  // One s-block of one tensor: the unit of work and of summation.
+  struct Block {
+    std::size_t tensor;
+    Index start;
+    Index length;
+  };
+  // Per-group scratch, derived from the shapes and allocated in add_group.
+  struct Work {
+    std::vector<Block> blocks;
+    std::vector<double> partials;        // one per block, filled by each pass
+    std::vector<Scalar*> params;         // this step's tensors, per tensor
+    std::vector<const Scalar*> grads;
+    Index elements = 0;
+  };
+
+  // Records this step's data pointers of group gi (shapes were checked).
+  template <class ParamList, class GradList>
+  Work& gather(std::size_t gi, const ParamList& params, const GradList& grads) {
+    Work& work = work_[gi];
+    auto param = std::begin(params);
+    auto grad = std::begin(grads);
+    for (std::size_t j = 0; j < work.params.size(); ++j, ++param, ++grad) {
+      const Tensor p = *param;
+      const ConstTensor q = *grad;
+      work.params[j] = p.data();
+      work.grads[j] = q.data();
+    }
+    return work;
+  }
+
+  int threads_for(const Work& work) const {
+    return work.elements >= detail::kMinParallelElements ? threads_ : 1;
+  }
+
   std::vector<State> groups_;
+  std::vector<Work> work_;
   std::vector<StepReport> reports_;
   std::vector<double> checked_norms_;  // s from the checking pass, per group
+  int threads_ = 1;
 };
 
 }  // namespace adamx

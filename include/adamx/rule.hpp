@@ -9,9 +9,15 @@
 //   AdamW: I. Loshchilov, F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
 //   AMSGrad: S. J. Reddi, S. Kale, S. Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
 //
-// The arithmetic mirrors torch.optim.Adam's single-tensor path term by term
-// (mul then add for the moments, sqrt(v)/sqrt(1−β2^t) + ε for the
-// denominator), so results can be compared with PyTorch.
+// The moments are computed as torch.optim.Adam computes them (mul, then add).
+// The step uses the algebraically identical form of Kingma & Ba's §2
+//   α/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
+//     = [α·sqrt(1−β2^t)/(1−β1^t)] · m / (sqrt(v) + ε·sqrt(1−β2^t))
+// with both bracketed constants computed once per step in double: one
+// division per element instead of two. The pass is memory-bound only if the
+// divider keeps up, and it does not with two (measured: 1.6 ns against 1.15
+// ns for the copy roofline per float element, SSE2). Rounding differs from
+// PyTorch's order by an ulp or so, not more.
 #pragma once
 
 #include <cmath>
@@ -30,9 +36,8 @@ struct AdamCoefficients {
   Scalar one_minus_beta1;
   Scalar beta2;
   Scalar v_coefficient;    // (1 − β2)·γ_{t−1}
-  Scalar neg_step_size;    // −α / (1 − β1^t)
-  Scalar sqrt_bias2;       // sqrt(1 − β2^t)
-  Scalar eps;
+  Scalar neg_step_size;    // −α·sqrt(1 − β2^t) / (1 − β1^t)
+  Scalar eps;              // ε·sqrt(1 − β2^t)
   Scalar l2;               // λ when decay is L2, else 0 (unused)
   Scalar decay_factor;     // 1 − αλ when decay is decoupled, else 1 (unused)
   bool maximize;
@@ -52,9 +57,9 @@ struct AdamCoefficients {
     c.one_minus_beta1 = static_cast<Scalar>(1.0 - o.beta1);
     c.beta2 = static_cast<Scalar>(o.beta2);
     c.v_coefficient = static_cast<Scalar>((1.0 - o.beta2) * gamma);
-    c.neg_step_size = static_cast<Scalar>(-(o.lr / bias1));
-    c.sqrt_bias2 = static_cast<Scalar>(std::sqrt(bias2));
-    c.eps = static_cast<Scalar>(o.eps);
+    const double sqrt_bias2 = std::sqrt(bias2);
+    c.neg_step_size = static_cast<Scalar>(-(o.lr * sqrt_bias2 / bias1));
+    c.eps = static_cast<Scalar>(o.eps * sqrt_bias2);
     c.use_l2 = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::l2;
     c.use_decoupled = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::decoupled;
     c.l2 = static_cast<Scalar>(o.weight_decay);
@@ -93,7 +98,7 @@ inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Scalar& param, Scal
     *v_max = (previous < v || v != v) ? v : previous;
     second = *v_max;
   }
-  const Scalar denominator = std::sqrt(second) / c.sqrt_bias2 + c.eps;
+  const Scalar denominator = std::sqrt(second) + c.eps;
   param = p + (c.neg_step_size * m) / denominator;
   return g;
 }

@@ -9,6 +9,7 @@ ADAMX_DEBIAN_PACKAGES=(
   ninja-build
   g++
   clang
+  libomp-dev
   libeigen3-dev
   libgtest-dev
   libbenchmark-dev

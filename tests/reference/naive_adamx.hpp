@@ -102,9 +102,13 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
   const Real step_size = hp.lr / bias1;
   const Real sqrt_bias2 = std::sqrt(bias2);
 
-  // Relative errors of the per-step constants as the library holds them.
-  const Real rel_step = one_minus_power_error(hp.beta1, t, ud) + 2 * ud + u;
-  const Real rel_sqrt_bias2 = one_minus_power_error(hp.beta2, t, ud) / 2 + 2 * ud + u;
+  // The library evaluates the same step in the equivalent form
+  //   [α·√(1−β2^t)/(1−β1^t)] · m / (√v + [ε·√(1−β2^t)])
+  // with each bracket computed in double and rounded once to its Scalar.
+  // Relative errors of those two constants:
+  const Real rel_sqrt_bias2 = one_minus_power_error(hp.beta2, t, ud) / 2 + ud;
+  const Real rel_step = one_minus_power_error(hp.beta1, t, ud) + rel_sqrt_bias2 + 2 * ud + u;
+  const Real rel_eps = rel_sqrt_bias2 + ud + u;
   const Real rel_coefficient = 2 * ud + u;  // (1 − β) or (1 − β2)γ: two double ops, one rounding
 
   Real s = 0, err_s = 0;
@@ -155,14 +159,15 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       Real err_root = std::sqrt(err_second);
       if (second > 0) err_root = std::fmin(err_root, err_second / root);
       err_root += u * root + eta;
-      const Real quotient = root / sqrt_bias2;
-      const Real err_denominator = err_root / sqrt_bias2 + quotient * (rel_sqrt_bias2 + u) +
-                                   u * (denominator + hp.eps) + 2 * eta;
+      // The library's denominator is √v + ε·√(1−β2^t) = √(1−β2^t) · denominator.
+      const Real scaled_denominator = sqrt_bias2 * denominator;
+      const Real err_scaled_denominator = err_root + hp.eps * sqrt_bias2 * rel_eps +
+                                          u * scaled_denominator + eta;
       // delta = (step·m)/denominator: relative errors add, plus m's and the
       // denominator's absolute errors through the derivatives.
       const Real abs_delta = std::fabs(delta);
       const Real err_delta = abs_delta * (rel_step + 2 * u) + step_size * err_m / denominator +
-                             abs_delta * err_denominator / denominator + 2 * eta;
+                             abs_delta * err_scaled_denominator / scaled_denominator + 2 * eta;
       const Real err_theta_new = err_theta + err_delta + u * std::fabs(theta_new) + eta;
 
       e.theta = theta_new;

@@ -1,0 +1,38 @@
+// How the element passes are spread over threads: optional OpenMP (define
+// ADAMX_OPENMP and compile with -fopenmp; the CMake option ADAMX_OPENMP does
+// both). Work is split on s-block boundaries and every block writes its own
+// partial, so the result is bitwise the same for any thread count.
+#pragma once
+
+#include <Eigen/Core>
+
+namespace adamx {
+namespace detail {
+
+#ifdef ADAMX_OPENMP
+constexpr bool kOpenMP = true;
+#else
+constexpr bool kOpenMP = false;
+#endif
+
+/// Below this many elements a group is stepped on one thread: starting a
+/// parallel region costs more than the pass itself.
+constexpr Eigen::Index kMinParallelElements = Eigen::Index{1} << 15;
+
+/// Calls work(i) for i in [0, count), on up to `threads` threads.
+template <class Work>
+void for_each_block(Eigen::Index count, int threads, const Work& work) {
+#ifdef ADAMX_OPENMP
+  if (threads > 1 && count > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (Eigen::Index i = 0; i < count; ++i) work(i);
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (Eigen::Index i = 0; i < count; ++i) work(i);
+}
+
+}  // namespace detail
+}  // namespace adamx

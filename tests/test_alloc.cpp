@@ -1,0 +1,99 @@
+// step() performs no heap allocation after a group's first step: every buffer
+// it needs is allocated by add_group (docs/design.md, "State layout and
+// allocation"). The global allocation functions are replaced in this test
+// binary by counting ones.
+#include <gtest/gtest.h>
+
+#include <adamx/adamx.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+namespace {
+std::atomic<long> allocations{0};
+}  // namespace
+
+// These are the replaceable global allocation functions, written over malloc
+// and free as the standard allows; g++ cannot see that the pairs match once
+// it inlines them and warns, wrongly, of a mismatch.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+void* operator new(std::size_t size) {
+  ++allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void* operator new(std::size_t size, std::align_val_t alignment) {
+  ++allocations;
+  const std::size_t a = static_cast<std::size_t>(alignment);
+  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) { return operator new(size, alignment); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+template <class Opt>
+class NoAllocation : public testing::Test {};
+using Optimizers = testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adamx::AdamX<float>,
+                                  adamx::AdamX<double>>;
+TYPED_TEST_SUITE(NoAllocation, Optimizers);
+
+TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {
+  using Scalar = typename TypeParam::scalar_type;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  for (const auto policy : {adamx::NonFinitePolicy::propagate, adamx::NonFinitePolicy::skip,
+                            adamx::NonFinitePolicy::error}) {
+    Matrix w1 = Matrix::Ones(300, 70), g1 = Matrix::Constant(300, 70, Scalar(0.1));
+    Vector b1 = Vector::Ones(70), gb1 = Vector::Constant(70, Scalar(-0.2));
+    Vector w2 = Vector::Ones(9000), g2 = Vector::Constant(9000, Scalar(0.3));
+    typename TypeParam::Options o;
+    o.nonfinite = policy;
+    TypeParam opt;
+    opt.add_group({w1, b1}, o, "fc1");
+    o.amsgrad = true;
+    opt.add_group({w2}, o, "fc2");
+    std::vector<std::vector<adamx::TensorRef<Scalar>>> params{{w1, b1}, {w2}};
+    std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grads{{g1, gb1}, {g2}};
+    opt.step({{w1, b1}, {w2}}, {{g1, gb1}, {g2}});  // the first step
+
+    const long before = allocations.load();
+    for (int i = 0; i < 20; ++i) {
+      opt.step({{w1, b1}, {w2}}, {{g1, gb1}, {g2}});
+      opt(params, grads);
+      opt.set_lr(1e-3 / (i + 1));
+    }
+    // A skipped non-finite step allocates nothing either.
+    if (policy == adamx::NonFinitePolicy::skip) {
+      g2[4] = std::numeric_limits<Scalar>::infinity();
+      opt.step(params, grads);
+      g2[4] = Scalar(0.3);
+    }
+    EXPECT_EQ(allocations.load() - before, 0) << "policy " << adamx::to_string(policy);
+  }
+}
+
+// The counter is live: adding a group allocates, so a zero above is a real zero.
+TEST(NoAllocationCounter, CountsTheAllocationsOfAddGroup) {
+  Eigen::VectorXf w = Eigen::VectorXf::Ones(100);
+  adamx::AdamX<float> opt;
+  const long before = allocations.load();
+  opt.add_group({w});
+  EXPECT_GT(allocations.load() - before, 0);
+}
+
+}  // namespace

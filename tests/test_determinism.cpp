@@ -1,0 +1,115 @@
+// The same inputs give bitwise the same θ, m, v, v_max, γ and h with 1, 2 or 3
+// threads: work is split on the fixed blocks s is summed over, and the blocks'
+// partials are added in one fixed order (include/adamx/parallel.hpp).
+#include <gtest/gtest.h>
+
+#include <adamx/adamx.hpp>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+
+template <class Scalar>
+using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+// A model of many tensors of awkward sizes: odd lengths, lengths that are not
+// multiples of the 8-element chunk or of the 4096-element block, and lots of
+// small tensors, together well above the size where threads are used.
+std::vector<Eigen::Index> awkward_sizes() {
+  std::vector<Eigen::Index> sizes = {100003, 4097, 4095, 1, 7, 65537};
+  for (Eigen::Index n = 1; n <= 300; n += 3) sizes.push_back(n);  // many small tensors
+  return sizes;
+}
+
+template <class Scalar>
+struct Run {
+  std::vector<Vector<Scalar>> params;
+  std::vector<typename adamx::AdamX<Scalar>::State> state;
+};
+
+// Steps a two-group AdamX for `steps` steps on `threads` threads and returns
+// the parameters and the state. Gradients burst ×100 for a stretch and carry a
+// NaN at one step (which the skip group skips), so every code path runs.
+template <class Scalar>
+Run<Scalar> run(int threads, int steps, bool amsgrad, adamx::NonFinitePolicy policy) {
+  const std::vector<Eigen::Index> sizes = awkward_sizes();
+  std::mt19937_64 rng(99);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Run<Scalar> out;
+  std::vector<Vector<Scalar>> grads;
+  for (Eigen::Index n : sizes) {
+    Vector<Scalar> p(n), g(n);
+    for (Eigen::Index i = 0; i < n; ++i) p[i] = static_cast<Scalar>(normal(rng));
+    out.params.push_back(p);
+    grads.push_back(g);
+  }
+  const std::size_t split = 3;  // group 0: the first three tensors; group 1: the rest
+  adamx::AdamXOptions o;
+  o.amsgrad = amsgrad;
+  o.nonfinite = policy;
+  o.weight_decay = 1e-3;
+  adamx::AdamX<Scalar> opt;
+  opt.set_threads(threads);
+  std::vector<std::vector<adamx::TensorRef<Scalar>>> params(2);
+  std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grad_views(2);
+  for (std::size_t j = 0; j < sizes.size(); ++j) {
+    params[j < split ? 0 : 1].emplace_back(out.params[j]);
+    grad_views[j < split ? 0 : 1].emplace_back(grads[j]);
+  }
+  opt.add_group(params[0], o);
+  o.decay_mode = adamx::WeightDecayMode::decoupled;
+  opt.add_group(params[1], o);
+  for (int step = 1; step <= steps; ++step) {
+    const double scale = (step > steps / 3 && step <= 2 * steps / 3) ? 100.0 : 1.0;
+    for (auto& g : grads)
+      for (Eigen::Index i = 0; i < g.size(); ++i) g[i] = static_cast<Scalar>(scale * normal(rng));
+    if (step == steps / 2) grads[1][5] = std::numeric_limits<Scalar>::quiet_NaN();
+    opt.step(params, grad_views);
+  }
+  out.state = opt.state();
+  return out;
+}
+
+template <class Scalar>
+void expect_identical(const Run<Scalar>& a, const Run<Scalar>& b, int threads) {
+  ASSERT_EQ(a.params.size(), b.params.size());
+  for (std::size_t j = 0; j < a.params.size(); ++j) {
+    ASSERT_EQ(std::memcmp(a.params[j].data(), b.params[j].data(),
+                          sizeof(Scalar) * static_cast<std::size_t>(a.params[j].size())),
+              0)
+        << "parameters of tensor " << j << " differ with " << threads << " threads";
+  }
+  // GroupState's == compares every bit: t, γ, h, m, v, v_max, options, names.
+  ASSERT_EQ(a.state.size(), b.state.size());
+  for (std::size_t g = 0; g < a.state.size(); ++g)
+    EXPECT_TRUE(a.state[g] == b.state[g]) << "state of group " << g << " differs with " << threads
+                                          << " threads";
+}
+
+template <class Scalar>
+class Determinism : public testing::Test {};
+using ScalarTypes = testing::Types<float, double>;
+TYPED_TEST_SUITE(Determinism, ScalarTypes);
+
+TYPED_TEST(Determinism, OneTwoAndThreeThreadsGiveBitwiseEqualResults) {
+  ASSERT_TRUE(adamx::detail::kOpenMP) << "this test must be built with ADAMX_OPENMP";
+  for (const bool amsgrad : {false, true}) {
+    for (const auto policy : {adamx::NonFinitePolicy::propagate, adamx::NonFinitePolicy::skip}) {
+      SCOPED_TRACE(testing::Message() << "amsgrad " << amsgrad << ", policy " << adamx::to_string(policy));
+      const Run<TypeParam> one = run<TypeParam>(1, 60, amsgrad, policy);
+      for (const int threads : {2, 3}) expect_identical(one, run<TypeParam>(threads, 60, amsgrad, policy), threads);
+    }
+  }
+}
+
+TEST(Threads, InvalidThreadCountsThrowAndKeepTheSetting) {
+  adamx::AdamX<float> opt;
+  opt.set_threads(2);
+  EXPECT_THROW(opt.set_threads(0), std::invalid_argument);
+  EXPECT_THROW(opt.set_threads(-3), std::invalid_argument);
+  EXPECT_EQ(opt.threads(), 2);
+}
+
+}  // namespace
