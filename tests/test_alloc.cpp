@@ -49,7 +49,7 @@ namespace {
 template <class Opt>
 class NoAllocation : public testing::Test {};
 using Optimizers = testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adamx::AdamX<float>,
-                                  adamx::AdamX<double>>;
+                                  adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>>;
 TYPED_TEST_SUITE(NoAllocation, Optimizers);
 
 TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {

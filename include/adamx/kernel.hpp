@@ -62,8 +62,8 @@ inline const void* ahead(const Scalar* p) {
   return reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) +
                                        kPrefetchDistance * sizeof(Scalar));
 }
-template <class Scalar>
-inline void prefetch_ahead(const Scalar* param, const Scalar* grad, const Scalar* m, const Scalar* v) {
+template <class Param, class Scalar>
+inline void prefetch_ahead(const Param* param, const Param* grad, const Scalar* m, const Scalar* v) {
 #if defined(__GNUC__)
   __builtin_prefetch(ahead(param), 1);
   __builtin_prefetch(ahead(grad), 0);
@@ -76,23 +76,28 @@ inline void prefetch_ahead(const Scalar* param, const Scalar* grad, const Scalar
 
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
 /// fused Adam-family update. Returns the block's partial of s = Σg²
-/// (transformed g). `v_max` is null when amsgrad is off.
-template <class Scalar>
-double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Scalar* param,
-                        const Scalar* grad, Scalar* m, Scalar* v, Scalar* v_max, Index n) {
+/// (transformed g). `v_max` is null when amsgrad is off. Param is the type of
+/// the parameters and gradients, Scalar that of the state and the arithmetic
+/// (see adam_update).
+template <class Param, class Scalar>
+double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Param* param,
+                        const Param* grad, Scalar* m, Scalar* v, Scalar* v_max, Index n) {
   // A local copy: stores through param, m and v could alias the caller's
   // struct as far as the compiler knows, which would make it reload and
   // re-broadcast every constant in every chunk.
   const AdamCoefficients<Scalar> c = coefficients;
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
   using ChunkMap = Eigen::Map<Chunk>;
-  using ConstChunkMap = Eigen::Map<const Chunk>;
+  using ParamChunk = Eigen::Array<Param, kNormLanes, 1>;
   Lanes lanes = Lanes::Zero();
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     prefetch_ahead(param + i, grad + i, m + i, v + i);
-    ChunkMap p(param + i), mm(m + i), vv(v + i);
-    Chunk g = ConstChunkMap(grad + i);
+    ChunkMap mm(m + i), vv(v + i);
+    Eigen::Map<ParamChunk> param_chunk(param + i);
+    // Conversions are no-ops when Param is Scalar.
+    const Chunk p = param_chunk.template cast<Scalar>();
+    Chunk g = Eigen::Map<const ParamChunk>(grad + i).template cast<Scalar>();
     // The same operations, in the same order, as transformed_gradient and
     // adam_update (rule.hpp).
     if (c.maximize) g = -g;
@@ -111,7 +116,7 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Scalar* pa
     Chunk root;
     sqrt8(second.data(), root.data());
     const Chunk denominator = root + c.eps;
-    p = decayed + (c.neg_step_size * mm) / denominator;
+    param_chunk = (decayed + (c.neg_step_size * mm) / denominator).template cast<Param>();
     add_squares8(g.data(), lanes.data());
   }
   for (int lane = 0; i < n; ++i, ++lane) {
@@ -123,22 +128,23 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Scalar* pa
 
 /// The same partial of s that fused_adam_block would return, without changing
 /// anything: the first pass of the skip and error policies.
-template <class Scalar>
-double squared_norm_block(const AdamCoefficients<Scalar>& coefficients, const Scalar* param,
-                          const Scalar* grad, Index n) {
+template <class Param, class Scalar>
+double squared_norm_block(const AdamCoefficients<Scalar>& coefficients, const Param* param,
+                          const Param* grad, Index n) {
   const AdamCoefficients<Scalar> c = coefficients;  // see fused_adam_block
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
-  using ConstChunkMap = Eigen::Map<const Chunk>;
+  using ConstParamMap = Eigen::Map<const Eigen::Array<Param, kNormLanes, 1>>;
   Lanes lanes = Lanes::Zero();
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
-    Chunk g = ConstChunkMap(grad + i);
+    Chunk g = ConstParamMap(grad + i).template cast<Scalar>();
     if (c.maximize) g = -g;
-    if (c.use_l2) g = g + c.l2 * ConstChunkMap(param + i);
+    if (c.use_l2) g = g + c.l2 * ConstParamMap(param + i).template cast<Scalar>();
     add_squares8(g.data(), lanes.data());
   }
   for (int lane = 0; i < n; ++i, ++lane)
-    lanes[lane] += square(static_cast<double>(transformed_gradient(c, grad[i], param[i])));
+    lanes[lane] += square(static_cast<double>(transformed_gradient(
+        c, static_cast<Scalar>(grad[i]), static_cast<Scalar>(param[i]))));
   return combine_lanes(lanes);
 }
 

@@ -31,6 +31,20 @@
 namespace adamx {
 namespace detail {
 
+// The state (and arithmetic) type for a parameter type.
+template <class Scalar>
+struct state_scalar {
+  using type = Scalar;
+};
+template <>
+struct state_scalar<Eigen::bfloat16> {
+  using type = float;
+};
+template <>
+struct state_scalar<Eigen::half> {
+  using type = float;
+};
+
 // True for containers whose elements convert to the view type View (and so
 // not for an Eigen vector, whose elements are scalars).
 template <class Range, class View, class = void>
@@ -55,13 +69,20 @@ struct is_range_of_ranges<Groups, View, std::void_t<decltype(std::end(std::declv
 /// the group's shapes.
 template <class Scalar, class Flavour>
 class Optimizer {
-  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value,
-                "adamx: the parameter type must be float or double");
+  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value ||
+                    std::is_same<Scalar, Eigen::bfloat16>::value ||
+                    std::is_same<Scalar, Eigen::half>::value,
+                "adamx: the parameter type must be float, double, Eigen::bfloat16 or Eigen::half");
 
  public:
+  /// The type of the parameters and gradients.
   using scalar_type = Scalar;
+  /// The type of m, v and v_max, and of the element arithmetic: float for
+  /// bfloat16 and half parameters (converted in registers during the pass,
+  /// rounded once when θ is stored), the parameter type otherwise.
+  using state_scalar_type = typename detail::state_scalar<Scalar>::type;
   using Options = BasicOptions<Flavour>;
-  using State = GroupState<Scalar, Options>;
+  using State = GroupState<state_scalar_type, Options>;
   using Tensor = TensorRef<Scalar>;
   using ConstTensor = ConstTensorRef<Scalar>;
 
@@ -166,7 +187,7 @@ class Optimizer {
     if (options.amsgrad != g.options.amsgrad) {
       // Allocate every new buffer first, then swap: an allocation failure
       // leaves the group as it was.
-      std::vector<typename TensorState<Scalar>::Array> fresh(g.tensors.size());
+      std::vector<typename TensorState<state_scalar_type>::Array> fresh(g.tensors.size());
       if (options.amsgrad)
         for (std::size_t j = 0; j < g.tensors.size(); ++j)
           fresh[j].setZero(g.tensors[j].size());
@@ -279,7 +300,7 @@ class Optimizer {
     std::size_t j = 0;
     for (const auto& tensor : tensors) {
       const ConstTensor view = tensor;
-      TensorState<Scalar> ts;
+      TensorState<state_scalar_type> ts;
       ts.name = tensor_names.empty() ? "tensor" + std::to_string(j) : std::move(tensor_names[j]);
       if (ts.name.empty())
         throw std::invalid_argument(prefix("add_group") + "group '" + g.name + "' tensor " +
@@ -360,7 +381,7 @@ class Optimizer {
 
   void check_tensor(const State& g, std::size_t j, const char* role,
                     const detail::TensorLayout& layout, bool has_data) const {
-    const TensorState<Scalar>& ts = g.tensors[j];
+    const TensorState<state_scalar_type>& ts = g.tensors[j];
     detail::TensorLayout expected;
     expected.rows = ts.rows;
     expected.cols = ts.cols;
@@ -395,7 +416,7 @@ class Optimizer {
       for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
         const State& g = groups_[gi];
         if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
-        const auto c = detail::AdamCoefficients<Scalar>::make(g.options, g.t + 1, g.gamma);
+        const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, g.t + 1, g.gamma);
         Work& work = gather(gi, *param_group, *grad_group);
         detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
                                [&](Index b) {
@@ -438,12 +459,12 @@ class Optimizer {
         continue;
       }
       const std::int64_t t = g.t + 1;
-      const auto c = detail::AdamCoefficients<Scalar>::make(g.options, t, g.gamma);
+      const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, t, g.gamma);
       Work& work = gather(gi, *param_group, *grad_group);
       const bool amsgrad = g.options.amsgrad;
       detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
         const Block& block = work.blocks[static_cast<std::size_t>(b)];
-        TensorState<Scalar>& ts = g.tensors[block.tensor];
+        TensorState<state_scalar_type>& ts = g.tensors[block.tensor];
         work.partials[static_cast<std::size_t>(b)] = detail::fused_adam_block(
             c, work.params[block.tensor] + block.start, work.grads[block.tensor] + block.start,
             ts.m.data() + block.start, ts.v.data() + block.start,

@@ -80,13 +80,17 @@ inline Scalar transformed_gradient(const AdamCoefficients<Scalar>& c, Scalar gra
   return g;
 }
 
-/// One element of one step. Returns the transformed gradient, whose square the
-/// caller accumulates into s.
-template <class Scalar>
-inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Scalar& param, Scalar grad,
-                          Scalar& m, Scalar& v, Scalar* v_max) {
-  const Scalar g = transformed_gradient(c, grad, param);
-  Scalar p = param;
+/// One element of one step. Param is the parameters' and gradients' type;
+/// Scalar, the state's, is the type the arithmetic runs in (the same type, or
+/// float for bfloat16/half parameters, converted on load and rounded once on
+/// store). Returns the transformed gradient, whose square the caller
+/// accumulates into s.
+template <class Param, class Scalar>
+inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Param& param, Param grad, Scalar& m,
+                          Scalar& v, Scalar* v_max) {
+  const Scalar theta = static_cast<Scalar>(param);
+  const Scalar g = transformed_gradient(c, static_cast<Scalar>(grad), theta);
+  Scalar p = theta;
   if (c.use_decoupled) p = p * c.decay_factor;
   m = m * c.beta1 + c.one_minus_beta1 * g;
   v = v * c.beta2 + (c.v_coefficient * g) * g;
@@ -99,7 +103,7 @@ inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Scalar& param, Scal
     second = *v_max;
   }
   const Scalar denominator = std::sqrt(second) + c.eps;
-  param = p + (c.neg_step_size * m) / denominator;
+  param = static_cast<Param>(p + (c.neg_step_size * m) / denominator);
   return g;
 }
 

@@ -70,5 +70,14 @@ inline void add_squares8(const double* g, double* lanes) {
   for (int k = 0; k < 8; ++k) lanes[k] += g[k] * g[k];
 }
 
+/// Reduced-precision values (bfloat16, half): widened exactly through float.
+template <class T>
+inline void add_squares8(const T* g, double* lanes) {
+  for (int k = 0; k < 8; ++k) {
+    const double x = static_cast<double>(static_cast<float>(g[k]));
+    lanes[k] += x * x;
+  }
+}
+
 }  // namespace detail
 }  // namespace adamx

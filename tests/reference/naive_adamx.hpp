@@ -60,6 +60,11 @@ struct Precision {
   Real u;
   Real eta;
   Real u_double = std::numeric_limits<double>::epsilon() / 2;
+  // When θ is stored in a narrower type than the arithmetic (bfloat16 or half
+  // parameters, float arithmetic): that type's unit roundoff and half its
+  // smallest subnormal, for the one rounding of θ on store. Zero otherwise.
+  Real u_store = 0;
+  Real eta_store = 0;
   template <class Scalar>
   static Precision of() {
     return {std::numeric_limits<Scalar>::epsilon() / 2, std::numeric_limits<Scalar>::denorm_min()};
@@ -168,7 +173,8 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       const Real abs_delta = std::fabs(delta);
       const Real err_delta = abs_delta * (rel_step + 2 * u) + step_size * err_m / denominator +
                              abs_delta * err_scaled_denominator / scaled_denominator + 2 * eta;
-      const Real err_theta_new = err_theta + err_delta + u * std::fabs(theta_new) + eta;
+      const Real err_theta_new = err_theta + err_delta + u * std::fabs(theta_new) + eta +
+                                 p.u_store * std::fabs(theta_new) + p.eta_store;
 
       e.theta = theta_new;
       e.m = m;
