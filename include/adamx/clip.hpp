@@ -33,7 +33,8 @@ double clip_grad_norm_impl(const Groups& grads, double max_norm) {
       // The kernel's block order, so the norm does not depend on how the
       // caller split its tensors into groups.
       for (Index start = 0; start < view.size(); start += kNormBlock)
-        total += squared_sum_block(view.data() + start, std::min(kNormBlock, view.size() - start));
+        total += squared_sum_block(view.data() + start, std::min(kNormBlock, view.size() - start),
+                                   view.size() - start);
     }
   const double norm = std::sqrt(total);
   // A non-finite norm is returned untouched: scaling by it would turn every

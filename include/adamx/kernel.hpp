@@ -24,7 +24,6 @@
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <cstdint>
 
 #include "adamx/rule.hpp"
 #include "adamx/simd.hpp"
@@ -53,25 +52,41 @@ inline double square(double x) { return x * x; }
 /// pass has enough arithmetic (a sqrt and a division per element) that the
 /// out-of-order window fills with it and memory requests start late; issuing
 /// them explicitly lets the loads overlap the arithmetic (measured at 2^24
-/// floats, SSE2: 1.5 ns per element without, 1.05 ns with). A prefetch past
-/// the end of an array is harmless (it never faults); the address is formed
-/// as an integer because pointer arithmetic past the end would be undefined.
+/// floats, SSE2: 1.5 ns per element without, 1.05 ns with). Past the end of
+/// a tensor the prefetches move on to the next tensor of the group rather
+/// than fetch memory nobody reads.
 constexpr Index kPrefetchDistance = 512;
-template <class Scalar>
-inline const void* ahead(const Scalar* p) {
-  return reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) +
-                                       kPrefetchDistance * sizeof(Scalar));
-}
+
+/// The arrays of one tensor from some element on, and how many elements
+/// remain to the tensor's end (`size`); pointers a pass does not use may be
+/// null.
 template <class Param, class Scalar>
-inline void prefetch_ahead(const Param* param, const Param* grad, const Scalar* m, const Scalar* v) {
+struct TensorArrays {
+  Param* param;
+  const Param* grad;
+  Scalar* m;
+  Scalar* v;
+  Scalar* v_max;
+  Index size;
+};
+
+template <bool Write, class T>
+inline void prefetch(const T* p) {
 #if defined(__GNUC__)
-  __builtin_prefetch(ahead(param), 1);
-  __builtin_prefetch(ahead(grad), 0);
-  __builtin_prefetch(ahead(m), 1);
-  __builtin_prefetch(ahead(v), 1);
+  __builtin_prefetch(p, Write ? 1 : 0);
 #else
-  (void)param, (void)grad, (void)m, (void)v;
+  (void)p;
 #endif
+}
+
+/// Prefetches element `at` of the arrays that `a` holds (null ones skipped).
+template <class Param, class Scalar>
+inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
+  if (a.param) prefetch<true>(a.param + at);
+  prefetch<false>(a.grad + at);
+  if (a.m) prefetch<true>(a.m + at);
+  if (a.v) prefetch<true>(a.v + at);
+  if (a.v_max) prefetch<true>(a.v_max + at);
 }
 
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
@@ -80,8 +95,14 @@ inline void prefetch_ahead(const Param* param, const Param* grad, const Scalar* 
 /// the parameters and gradients, Scalar that of the state and the arithmetic
 /// (see adam_update).
 template <class Param, class Scalar>
-double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Param* param,
-                        const Param* grad, Scalar* m, Scalar* v, Scalar* v_max, Index n) {
+double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
+                        const TensorArrays<Param, Scalar> here, Index n,
+                        const TensorArrays<Param, Scalar> next) {
+  Param* const param = here.param;
+  const Param* const grad = here.grad;
+  Scalar* const m = here.m;
+  Scalar* const v = here.v;
+  Scalar* const v_max = here.v_max;
   // A local copy: stores through param, m and v could alias the caller's
   // struct as far as the compiler knows, which would make it reload and
   // re-broadcast every constant in every chunk.
@@ -92,7 +113,18 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Param* par
   Lanes lanes = Lanes::Zero();
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
-    prefetch_ahead(param + i, grad + i, m + i, v + i);
+    {
+      const Index at = i + kPrefetchDistance;
+      if (at < here.size) {
+        prefetch<true>(param + at);
+        prefetch<false>(grad + at);
+        prefetch<true>(m + at);
+        prefetch<true>(v + at);
+        if (v_max) prefetch<true>(v_max + at);
+      } else if (at - here.size < next.size) {
+        prefetch_arrays(next, at - here.size);
+      }
+    }
     ChunkMap mm(m + i), vv(v + i);
     Eigen::Map<ParamChunk> param_chunk(param + i);
     // Conversions are no-ops when Param is Scalar.
@@ -129,14 +161,26 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients, Param* par
 /// The same partial of s that fused_adam_block would return, without changing
 /// anything: the first pass of the skip and error policies.
 template <class Param, class Scalar>
-double squared_norm_block(const AdamCoefficients<Scalar>& coefficients, const Param* param,
-                          const Param* grad, Index n) {
+double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
+                          const TensorArrays<Param, Scalar> here, Index n,
+                          const TensorArrays<Param, Scalar> next) {
   const AdamCoefficients<Scalar> c = coefficients;  // see fused_adam_block
+  const Param* const param = here.param;
+  const Param* const grad = here.grad;
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
   using ConstParamMap = Eigen::Map<const Eigen::Array<Param, kNormLanes, 1>>;
   Lanes lanes = Lanes::Zero();
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
+    {
+      const Index at = i + kPrefetchDistance;
+      if (at < here.size) {
+        prefetch<false>(grad + at);
+        if (c.use_l2) prefetch<false>(param + at);
+      } else if (at - here.size < next.size) {
+        prefetch_arrays(next, at - here.size);  // the caller leaves m and v null
+      }
+    }
     Chunk g = ConstParamMap(grad + i).template cast<Scalar>();
     if (c.maximize) g = -g;
     if (c.use_l2) g = g + c.l2 * ConstParamMap(param + i).template cast<Scalar>();
@@ -150,11 +194,13 @@ double squared_norm_block(const AdamCoefficients<Scalar>& coefficients, const Pa
 
 /// Squares of a plain array in the same block pattern (gradient clipping).
 template <class Scalar>
-double squared_sum_block(const Scalar* x, Index n) {
+double squared_sum_block(const Scalar* x, Index n, Index available) {
   Lanes lanes = Lanes::Zero();
   Index i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes)
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    if (i + kPrefetchDistance < available) prefetch<false>(x + i + kPrefetchDistance);
     add_squares8(x + i, lanes.data());
+  }
   for (int lane = 0; i < n; ++i, ++lane) lanes[lane] += square(static_cast<double>(x[i]));
   return combine_lanes(lanes);
 }

@@ -422,8 +422,12 @@ class Optimizer {
                                [&](Index b) {
                                  const Block& block = work.blocks[static_cast<std::size_t>(b)];
                                  work.partials[static_cast<std::size_t>(b)] = detail::squared_norm_block(
-                                     c, work.params[block.tensor] + block.start,
-                                     work.grads[block.tensor] + block.start, block.length);
+                                     // θ is always passed (the scalar tail reads it
+                                     // through the shared rule); only the next
+                                     // tensor's prefetch depends on L2 decay.
+                                     c, gradient_arrays(g, work, block.tensor, block.start, true),
+                                     block.length,
+                                     gradient_arrays(g, work, block.tensor + 1, 0, c.use_l2));
                                });
         // The same sum, in the same order, as the update pass; note where it
         // first stops being finite, to name the tensor.
@@ -461,14 +465,11 @@ class Optimizer {
       const std::int64_t t = g.t + 1;
       const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, t, g.gamma);
       Work& work = gather(gi, *param_group, *grad_group);
-      const bool amsgrad = g.options.amsgrad;
       detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
         const Block& block = work.blocks[static_cast<std::size_t>(b)];
-        TensorState<state_scalar_type>& ts = g.tensors[block.tensor];
         work.partials[static_cast<std::size_t>(b)] = detail::fused_adam_block(
-            c, work.params[block.tensor] + block.start, work.grads[block.tensor] + block.start,
-            ts.m.data() + block.start, ts.v.data() + block.start,
-            amsgrad ? ts.v_max.data() + block.start : nullptr, block.length);
+            c, all_arrays(g, work, block.tensor, block.start), block.length,
+            all_arrays(g, work, block.tensor + 1, 0));
       });
       // Blocks in order, tensor after tensor: the sum does not depend on how
       // the blocks were shared out.
@@ -512,6 +513,24 @@ class Optimizer {
       work.grads[j] = q.data();
     }
     return work;
+  }
+
+  using Arrays = detail::TensorArrays<Scalar, state_scalar_type>;
+
+  // Tensor t's arrays from element `start` on; size 0 past the last tensor.
+  static Arrays all_arrays(State& g, const Work& work, std::size_t t, Index start) {
+    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, 0};
+    TensorState<state_scalar_type>& ts = g.tensors[t];
+    return {work.params[t] + start, work.grads[t] + start, ts.m.data() + start,
+            ts.v.data() + start, g.options.amsgrad ? ts.v_max.data() + start : nullptr,
+            ts.size() - start};
+  }
+  // The same for the checking pass, which reads only g (and θ for L2 decay).
+  static Arrays gradient_arrays(const State& g, const Work& work, std::size_t t, Index start,
+                                bool with_params) {
+    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, 0};
+    return {with_params ? work.params[t] + start : nullptr, work.grads[t] + start, nullptr, nullptr,
+            nullptr, g.tensors[t].size() - start};
   }
 
   int threads_for(const Work& work) const {
