@@ -16,6 +16,7 @@
 //   multitensor/AdamX/float/tensors:<k>/N       one group of k tensors, N elements in all
 //   threads/AdamX/float/threads:<t>/N/real_time AdamX with set_threads(t)
 //   nonfinite/AdamX/float/<policy>/N            NonFinitePolicy propagate, skip, error
+//   step/AdamX/bfloat16/N                       bfloat16 parameters and gradients, float state
 //
 // Parameters and gradients are random, generated once per size and reused;
 // each benchmark steps one optimizer instance repeatedly with the same
@@ -91,6 +92,16 @@ void set_counters(benchmark::State& state, std::int64_t n) {
                           static_cast<std::int64_t>(sizeof(Scalar)));
 }
 
+// The same traffic model when parameters and state differ in size (bfloat16
+// parameters and gradients, float m and v): θ and g read, θ written, in the
+// parameter type; m and v read and written in the state type.
+template <class Param, class State>
+void set_counters(benchmark::State& state, std::int64_t n) {
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n *
+                          static_cast<std::int64_t>(3 * sizeof(Param) + 4 * sizeof(State)));
+}
+
 // ---- the optimizer under test ---------------------------------------------
 
 // One parameter group of `tensors` equal tensors, `total` elements in all,
@@ -142,7 +153,7 @@ void run_steps(benchmark::State& state, Problem<Opt>& problem, std::int64_t n) {
     benchmark::DoNotOptimize(reports.front().grad_norm_sq);
     benchmark::ClobberMemory();
   }
-  set_counters<typename Opt::scalar_type>(state, n);
+  set_counters<typename Opt::scalar_type, typename Opt::state_scalar_type>(state, n);
 }
 
 template <class Opt>
@@ -322,6 +333,13 @@ void register_benchmarks() {
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
   }
+
+  // bfloat16 parameters and gradients with float state, against float.
+  benchmark::RegisterBenchmark("step/AdamX/bfloat16", bm_step<adamx::AdamX<Eigen::bfloat16>>,
+                               std::int64_t{1}, adamx::NonFinitePolicy::propagate)
+      ->Arg(std::int64_t{1} << 20)
+      ->Arg(std::int64_t{1} << 24)
+      ->Unit(benchmark::kMicrosecond);
 
   // Finite gradients: the cost of the checking pass when nothing is wrong.
   for (const adamx::NonFinitePolicy policy :

@@ -120,6 +120,11 @@ def build(times, errors):
                     "nonfinite/AdamX/float/%s/%d" % (policy, n),
                     "nonfinite/AdamX/float/propagate/%d" % n)
 
+    for n in (P20, P24):
+        r.ratio("bf16_over_float_" + size_label(n).replace("^", "p"),
+                "bfloat16 / float parameters, time (AdamX)", size_label(n),
+                "step/AdamX/bfloat16/%d" % n, "step/AdamX/float/%d" % n)
+
     adam = r.time("step/Adam/float/%d" % P24)
     value = adam / P24 if adam is not None else None
     r.rows.append(("Adam ns per element (float, 1 thread)", size_label(P24), value,
