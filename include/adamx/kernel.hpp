@@ -36,9 +36,6 @@ constexpr Index kNormBlock = 4096;
 constexpr int kNormLanes = 8;
 static_assert(kNormBlock % kNormLanes == 0, "blocks must hold whole chunks");
 
-/// Number of s-blocks of a tensor of n elements.
-inline Index block_count(Index n) { return (n + kNormBlock - 1) / kNormBlock; }
-
 using Lanes = Eigen::Array<double, kNormLanes, 1>;
 
 inline double combine_lanes(const Lanes& lanes) {
@@ -89,6 +86,15 @@ inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
   if (a.v_max) prefetch<true>(a.v_max + at);
 }
 
+/// transformed_gradient (rule.hpp) for a chunk: the same operations in the
+/// same order. `param` may be a lazy expression; it is read only for L2 decay.
+template <class Chunk, class ParamChunk>
+inline void transform_gradient_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, Chunk& g,
+                                     const ParamChunk& param) {
+  if (c.maximize) g = -g;
+  if (c.use_l2) g = g + c.l2 * param;
+}
+
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
 /// fused Adam-family update. Returns the block's partial of s = Σg²
 /// (transformed g). `v_max` is null when amsgrad is off. Param is the type of
@@ -130,10 +136,8 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
     // Conversions are no-ops when Param is Scalar.
     const Chunk p = param_chunk.template cast<Scalar>();
     Chunk g = Eigen::Map<const ParamChunk>(grad + i).template cast<Scalar>();
-    // The same operations, in the same order, as transformed_gradient and
-    // adam_update (rule.hpp).
-    if (c.maximize) g = -g;
-    if (c.use_l2) g = g + c.l2 * p;
+    // The same operations, in the same order, as adam_update (rule.hpp).
+    transform_gradient_chunk(c, g, p);
     Chunk decayed = p;
     if (c.use_decoupled) decayed = decayed * c.decay_factor;
     mm = mm * c.beta1 + c.one_minus_beta1 * g;
@@ -182,8 +186,7 @@ double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
       }
     }
     Chunk g = ConstParamMap(grad + i).template cast<Scalar>();
-    if (c.maximize) g = -g;
-    if (c.use_l2) g = g + c.l2 * ConstParamMap(param + i).template cast<Scalar>();
+    transform_gradient_chunk(c, g, ConstParamMap(param + i).template cast<Scalar>());
     add_squares8(g.data(), lanes.data());
   }
   for (int lane = 0; i < n; ++i, ++lane)

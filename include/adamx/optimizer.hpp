@@ -335,12 +335,10 @@ class Optimizer {
     work.params.assign(g.tensors.size(), nullptr);
     work.grads.assign(g.tensors.size(), nullptr);
     reports_.reserve(index + 1);
-    checked_norms_.reserve(index + 1);
     work_.reserve(index + 1);
     groups_.push_back(std::move(g));
     work_.push_back(std::move(work));
     reports_.emplace_back();
-    checked_norms_.push_back(0.0);
     return index;
   }
 
@@ -437,7 +435,7 @@ class Optimizer {
           s += work.partials[b];
           if (!std::isfinite(s) && first_bad == g.tensors.size()) first_bad = work.blocks[b].tensor;
         }
-        checked_norms_[gi] = s;
+        work.checked_norm = s;
         if (first_bad != g.tensors.size() && g.options.nonfinite == NonFinitePolicy::error) {
           std::ostringstream message;
           message << prefix("step") << "group '" << g.name
@@ -454,9 +452,9 @@ class Optimizer {
     for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
       State& g = groups_[gi];
       StepReport& report = reports_[gi];
-      if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(checked_norms_[gi])) {
+      if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(work_[gi].checked_norm)) {
         report.step = g.t;
-        report.grad_norm_sq = checked_norms_[gi];
+        report.grad_norm_sq = work_[gi].checked_norm;
         report.gamma = g.gamma;
         report.finite = false;
         report.applied = false;
@@ -498,6 +496,7 @@ class Optimizer {
     std::vector<Scalar*> params;         // this step's tensors, per tensor
     std::vector<const Scalar*> grads;
     Index elements = 0;
+    double checked_norm = 0.0;           // s from the checking pass (skip/error)
   };
 
   // Records this step's data pointers of group gi (shapes were checked).
@@ -540,7 +539,6 @@ class Optimizer {
   std::vector<State> groups_;
   std::vector<Work> work_;
   std::vector<StepReport> reports_;
-  std::vector<double> checked_norms_;  // s from the checking pass, per group
   int threads_ = 1;
 };
 
