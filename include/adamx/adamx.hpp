@@ -10,6 +10,7 @@
 // docs/design.md for the equations and every decision behind them.
 #pragma once
 
+#include "adamx/checkpoint.hpp"
 #include "adamx/clip.hpp"
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"

@@ -21,4 +21,14 @@ class NonFiniteGradientError : public std::runtime_error {
   std::size_t group_;
 };
 
+/// Thrown by load_checkpoint() and save_checkpoint() when a checkpoint cannot
+/// be read or written: bad magic, unsupported version, wrong optimizer or
+/// scalar type, groups that do not match, truncation, checksum mismatch,
+/// invalid values, I/O failure. The message names what is wrong; a failed
+/// load leaves the optimizer unchanged.
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace adamx

@@ -245,6 +245,86 @@ class Optimizer {
   const std::vector<State>& state() const { return groups_; }
   const State& state(std::size_t group) const { return at(group); }
 
+  /// The ways `states` differs in structure from this optimizer's groups:
+  /// group count, order and names, tensor count, order, names and shapes.
+  /// Empty when restore() would accept the structure. State is matched by
+  /// name and shape, never by position alone, so a reordered or renamed
+  /// model is refused instead of silently receiving another tensor's moments.
+  std::vector<std::string> structure_differences(const std::vector<State>& states) const {
+    std::vector<std::string> differences;
+    if (states.size() != groups_.size())
+      differences.push_back(std::to_string(states.size()) + " groups given, the optimizer has " +
+                            std::to_string(groups_.size()));
+    for (std::size_t gi = 0; gi < std::min(states.size(), groups_.size()); ++gi) {
+      const State& given = states[gi];
+      const State& own = groups_[gi];
+      const std::string where = "group " + std::to_string(gi);
+      if (given.name != own.name)
+        differences.push_back(where + " is named '" + given.name + "', the optimizer's is '" +
+                              own.name + "'");
+      if (given.tensors.size() != own.tensors.size())
+        differences.push_back(where + " ('" + own.name + "') has " +
+                              std::to_string(given.tensors.size()) + " tensors, the optimizer's has " +
+                              std::to_string(own.tensors.size()));
+      for (std::size_t j = 0; j < std::min(given.tensors.size(), own.tensors.size()); ++j) {
+        const TensorState<state_scalar_type>& a = given.tensors[j];
+        const TensorState<state_scalar_type>& b = own.tensors[j];
+        const std::string tensor = where + " ('" + own.name + "') tensor " + std::to_string(j);
+        if (a.name != b.name)
+          differences.push_back(tensor + " is named '" + a.name + "', the optimizer's is '" +
+                                b.name + "'");
+        if (!same_shape(a, b))
+          differences.push_back(tensor + " ('" + b.name + "') has shape " + describe(a) +
+                                ", the optimizer's has " + describe(b));
+      }
+    }
+    return differences;
+  }
+
+  /// Replaces the whole state (every group's options, t, γ, h, m, v, v_max),
+  /// e.g. from the user's own serialization; load_checkpoint() ends here too.
+  /// Everything is checked before anything changes (std::invalid_argument,
+  /// the optimizer as it was): the structure (structure_differences(), every
+  /// difference listed), the options (as set_options()), t ≥ 0, γ and h finite
+  /// and ≥ 0 (γ exactly 1 for Adam and AdamW), and the array sizes (v_max
+  /// present exactly when amsgrad is on).
+  void restore(std::vector<State> states) {
+    const std::vector<std::string> differences = structure_differences(states);
+    if (!differences.empty()) {
+      std::string message = prefix("restore") + "the state does not match the optimizer's groups:";
+      for (const std::string& difference : differences) message += "\n  - " + difference;
+      throw std::invalid_argument(message);
+    }
+    for (const State& g : states) check_values(g);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi] = std::move(states[gi]);
+  }
+
+  /// Throws std::invalid_argument unless the scalars of group state `g` could
+  /// have come from stepping (options valid, t ≥ 0, γ and h finite and ≥ 0,
+  /// γ = 1 for Adam and AdamW) and its arrays have its tensors' sizes.
+  void check_values(const State& g) const {
+    validate(g.options, g.name);
+    const auto fail = [&](const std::string& what) {
+      throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
+    };
+    if (g.t < 0) fail("invalid t = " + std::to_string(g.t) + " (must be >= 0)");
+    if (!(std::isfinite(g.gamma) && g.gamma >= 0.0))
+      fail("invalid gamma = " + detail::format_value(g.gamma) + " (must be finite and >= 0)");
+    if (Flavour::gamma_fixed && g.gamma != 1.0)
+      fail("invalid gamma = " + detail::format_value(g.gamma) + " (" + Flavour::name +
+           "'s gamma is always 1)");
+    if (!(std::isfinite(g.h) && g.h >= 0.0))
+      fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
+    for (const TensorState<state_scalar_type>& ts : g.tensors) {
+      const Index v_max_size = g.options.amsgrad ? ts.size() : 0;
+      if (ts.m.size() != ts.size() || ts.v.size() != ts.size() || ts.v_max.size() != v_max_size)
+        fail("tensor '" + ts.name + "' of shape " + describe(ts) + " has m, v, v_max of sizes " +
+             std::to_string(ts.m.size()) + ", " + std::to_string(ts.v.size()) + ", " +
+             std::to_string(ts.v_max.size()) + " (expected " + std::to_string(ts.size()) + ", " +
+             std::to_string(ts.size()) + ", " + std::to_string(v_max_size) + ")");
+    }
+  }
+
  private:
   static std::string prefix(const char* function) {
     return std::string("adamx::") + Flavour::name + "::" + function + ": ";
@@ -268,6 +348,23 @@ class Optimizer {
 
   static std::string qualified(const State& g, std::size_t tensor) {
     return g.name + "." + g.tensors[tensor].name;
+  }
+
+  static detail::TensorLayout layout_of(const TensorState<state_scalar_type>& ts) {
+    detail::TensorLayout layout;
+    layout.rows = ts.rows;
+    layout.cols = ts.cols;
+    layout.row_major = ts.row_major;
+    return layout;
+  }
+  static bool same_shape(const TensorState<state_scalar_type>& a,
+                         const TensorState<state_scalar_type>& b) {
+    // row_major is stored as false for vectors, so plain equality is the
+    // shape comparison step() makes.
+    return a.rows == b.rows && a.cols == b.cols && a.row_major == b.row_major;
+  }
+  static std::string describe(const TensorState<state_scalar_type>& ts) {
+    return describe(layout_of(ts));
   }
 
   static std::string describe(const detail::TensorLayout& layout) {
@@ -380,10 +477,7 @@ class Optimizer {
   void check_tensor(const State& g, std::size_t j, const char* role,
                     const detail::TensorLayout& layout, bool has_data) const {
     const TensorState<state_scalar_type>& ts = g.tensors[j];
-    detail::TensorLayout expected;
-    expected.rows = ts.rows;
-    expected.cols = ts.cols;
-    expected.row_major = ts.row_major;
+    const detail::TensorLayout expected = layout_of(ts);
     const bool shape_ok = layout.same_shape(expected);
     const bool contiguous = layout.contiguous();
     const bool memory_ok = has_data || ts.size() == 0;

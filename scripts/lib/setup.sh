@@ -9,12 +9,14 @@ ADAMX_DEBIAN_PACKAGES=(
   ninja-build
   g++
   clang
+  libclang-rt-14-dev
   libomp-dev
   libeigen3-dev
   libgtest-dev
   libbenchmark-dev
   zlib1g-dev
   pkg-config
+  valgrind
   dataset-fashion-mnist
 )
 

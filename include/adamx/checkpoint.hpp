@@ -1,0 +1,576 @@
+// Checkpoints: the whole optimizer state in adamx's own binary format
+// (docs/checkpoints.md has the byte layout), to and from a stream or a file.
+//
+// Loading is all-or-nothing. A checkpoint is read into fresh state objects,
+// checked (magic, version, optimizer and scalar type, every group and tensor
+// by name and shape, both checksums, every value) and only then swapped into
+// the optimizer; any failure throws CheckpointError naming the problem and
+// leaves the optimizer exactly as it was. The header (names, shapes, options,
+// scalars) carries its own CRC-32 so that it is verified before it is
+// interpreted: a corrupt size can neither allocate memory nor be reported as
+// a "mismatch" when the truth is "corrupt file".
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <istream>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <unistd.h>
+#define ADAMX_CHECKPOINT_FSYNC 1
+#endif
+
+#include "adamx/crc32.hpp"
+#include "adamx/errors.hpp"
+#include "adamx/optimizer.hpp"
+#include "adamx/options.hpp"
+
+namespace adamx {
+
+/// The checkpoint format version this adamx writes and reads.
+inline constexpr std::uint32_t kCheckpointVersion = 1;
+
+namespace detail {
+
+inline constexpr char kCheckpointMagic[8] = {'A', 'D', 'A', 'M', 'X', 'C', 'K', 'P'};
+// Bytes before the header: magic, version, header length.
+inline constexpr std::size_t kCheckpointPreamble = 8 + 4 + 4;
+// A header holds names, shapes and a few scalars per tensor; anything larger
+// than this is a corrupt length field, refused before it is allocated.
+inline constexpr std::uint32_t kMaxHeaderBytes = 1u << 30;
+// Names are read in pieces of at most this size, so a corrupt length in a
+// crafted header cannot allocate more than the header itself holds.
+inline constexpr std::size_t kStreamChunk = 1 << 16;
+
+// Fuzzing builds (docs/fuzzing.md) define the conventional macro below to
+// let mutated inputs past the two checksums, so that the fuzzer reaches the
+// parsing and validation behind them. Never define it anywhere else.
+#if defined(FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+inline constexpr bool kVerifyChecksums = false;
+#else
+inline constexpr bool kVerifyChecksums = true;
+#endif
+
+// Scalar type codes stored in the header.
+template <class T>
+struct scalar_code;
+template <>
+struct scalar_code<float> {
+  static constexpr std::uint8_t value = 1;
+};
+template <>
+struct scalar_code<double> {
+  static constexpr std::uint8_t value = 2;
+};
+template <>
+struct scalar_code<Eigen::bfloat16> {
+  static constexpr std::uint8_t value = 3;
+};
+template <>
+struct scalar_code<Eigen::half> {
+  static constexpr std::uint8_t value = 4;
+};
+
+inline const char* scalar_name(std::uint8_t code) {
+  switch (code) {
+    case 1: return "float";
+    case 2: return "double";
+    case 3: return "bfloat16";
+    case 4: return "half";
+    default: return nullptr;
+  }
+}
+
+inline std::string describe_scalar(std::uint8_t code) {
+  const char* name = scalar_name(code);
+  return name ? std::string(name) : "unknown type code " + std::to_string(code);
+}
+
+// The unsigned integer with a scalar's bits.
+template <class T>
+using bits_of = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+
+// Little-endian encoding, independent of the host's byte order.
+template <class Unsigned>
+void put_le(std::string& out, Unsigned value) {
+  for (std::size_t i = 0; i < sizeof(Unsigned); ++i)
+    out.push_back(static_cast<char>((value >> (8 * i)) & 0xFFu));
+}
+template <class Unsigned>
+Unsigned get_le(const unsigned char* bytes) {
+  Unsigned value = 0;
+  for (std::size_t i = 0; i < sizeof(Unsigned); ++i)
+    value |= static_cast<Unsigned>(static_cast<Unsigned>(bytes[i]) << (8 * i));
+  return value;
+}
+template <class Float>
+bits_of<Float> float_bits(Float value) {
+  bits_of<Float> bits;
+  std::memcpy(&bits, &value, sizeof(Float));
+  return bits;
+}
+template <class Float>
+Float float_from_bits(bits_of<Float> bits) {
+  Float value;
+  std::memcpy(&value, &bits, sizeof(Float));
+  return value;
+}
+
+inline void put_u8(std::string& out, std::uint8_t value) { out.push_back(static_cast<char>(value)); }
+inline void put_u32(std::string& out, std::uint32_t value) { put_le(out, value); }
+inline void put_i64(std::string& out, std::int64_t value) {
+  put_le(out, static_cast<std::uint64_t>(value));
+}
+inline void put_f64(std::string& out, double value) { put_le(out, float_bits(value)); }
+inline void put_string(std::string& out, const std::string& text) {
+  put_u32(out, static_cast<std::uint32_t>(text.size()));
+  out += text;
+}
+
+[[noreturn]] inline void checkpoint_failure(const std::string& what) {
+  throw CheckpointError("adamx::load_checkpoint: " + what);
+}
+
+// Reads the header block, which has already passed its checksum; anything
+// malformed here comes from a crafted file, so it is named with its offset.
+class HeaderReader {
+ public:
+  HeaderReader(const std::string& bytes, std::size_t file_offset)
+      : bytes_(bytes), file_offset_(file_offset) {}
+
+  std::uint8_t u8(const char* what) { return *take(1, what); }
+  std::uint32_t u32(const char* what) { return get_le<std::uint32_t>(take(4, what)); }
+  std::int64_t i64(const char* what) {
+    return static_cast<std::int64_t>(get_le<std::uint64_t>(take(8, what)));
+  }
+  double f64(const char* what) { return float_from_bits<double>(get_le<std::uint64_t>(take(8, what))); }
+  bool boolean(const char* what) {
+    const std::uint8_t value = u8(what);
+    if (value > 1) malformed(std::string(what) + " is " + std::to_string(value) + " (must be 0 or 1)");
+    return value == 1;
+  }
+  std::string string(const char* what) {
+    const std::uint32_t length = u32(what);
+    const unsigned char* text = take(length, what);
+    return std::string(reinterpret_cast<const char*>(text), length);
+  }
+  bool at_end() const { return position_ == bytes_.size(); }
+  std::size_t offset() const { return file_offset_ + position_; }
+
+  [[noreturn]] void malformed(const std::string& what) const {
+    checkpoint_failure("malformed header at byte " + std::to_string(offset()) + ": " + what);
+  }
+
+ private:
+  const unsigned char* take(std::size_t count, const char* what) {
+    if (count > bytes_.size() - position_)
+      malformed(std::string(what) + " needs " + std::to_string(count) + " bytes but the header has " +
+                std::to_string(bytes_.size() - position_) + " left");
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes_.data()) + position_;
+    position_ += count;
+    return data;
+  }
+
+  const std::string& bytes_;
+  std::size_t file_offset_;
+  std::size_t position_ = 0;
+};
+
+// Reads the stream, keeping the offset (for messages) and the running CRC.
+class CheckpointInput {
+ public:
+  explicit CheckpointInput(std::istream& in) : in_(in) {}
+
+  void read(void* destination, std::size_t count, const std::string& what) {
+    auto* out = static_cast<char*>(destination);
+    std::size_t done = 0;
+    while (done < count) {
+      const std::size_t piece = std::min(count - done, kStreamChunk);
+      in_.read(out + done, static_cast<std::streamsize>(piece));
+      const auto got = static_cast<std::size_t>(in_.gcount());
+      crc_.update(out + done, got);
+      done += got;
+      if (got < piece) {
+        offset_ += done;
+        checkpoint_failure("truncated at byte " + std::to_string(offset_) + " (" + what + " needs " +
+                           std::to_string(count) + " bytes from byte " +
+                           std::to_string(offset_ - done) + ")");
+      }
+    }
+    offset_ += count;
+  }
+  std::uint32_t u32(const std::string& what) {
+    unsigned char bytes[4];
+    read(bytes, 4, what);
+    return get_le<std::uint32_t>(bytes);
+  }
+  std::uint32_t crc() const { return crc_.value(); }
+  std::uint64_t offset() const { return offset_; }
+
+ private:
+  std::istream& in_;
+  Crc32 crc_;
+  std::uint64_t offset_ = 0;
+};
+
+inline std::string hex32(std::uint32_t value) {
+  char text[11];
+  std::snprintf(text, sizeof text, "0x%08x", static_cast<unsigned>(value));
+  return text;
+}
+
+// One array of state, stored little-endian in pieces through a small
+// staging buffer (the arrays may be gigabytes; the buffer is not).
+template <class Scalar>
+void write_array(std::ostream& out, Crc32& crc, const Scalar* data, Index size) {
+  using Bits = bits_of<Scalar>;
+  constexpr Index kPiece = static_cast<Index>(kStreamChunk / sizeof(Scalar));
+  std::string staging;
+  staging.reserve(kStreamChunk);
+  for (Index start = 0; start < size; start += kPiece) {
+    staging.clear();
+    const Index end = std::min(size, start + kPiece);
+    for (Index i = start; i < end; ++i) put_le<Bits>(staging, float_bits(data[i]));
+    crc.update(staging.data(), staging.size());
+    out.write(staging.data(), static_cast<std::streamsize>(staging.size()));
+  }
+}
+
+template <class Scalar>
+void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string& what) {
+  using Bits = bits_of<Scalar>;
+  constexpr Index kPiece = static_cast<Index>(kStreamChunk / sizeof(Scalar));
+  unsigned char staging[kStreamChunk];
+  for (Index start = 0; start < size; start += kPiece) {
+    const Index end = std::min(size, start + kPiece);
+    in.read(staging, static_cast<std::size_t>(end - start) * sizeof(Scalar), what);
+    for (Index i = start; i < end; ++i)
+      data[i] = float_from_bits<Scalar>(
+          get_le<Bits>(staging + static_cast<std::size_t>(i - start) * sizeof(Scalar)));
+  }
+}
+
+template <class Flavour>
+void put_options(std::string& out, const BasicOptions<Flavour>& o) {
+  for (const double value : {o.lr, o.beta1, o.beta2, o.beta3, o.beta_norm, o.eps, o.weight_decay})
+    put_f64(out, value);
+  put_u8(out, static_cast<std::uint8_t>(o.decay_mode));
+  put_u8(out, o.amsgrad ? 1 : 0);
+  put_u8(out, o.maximize ? 1 : 0);
+  put_u8(out, static_cast<std::uint8_t>(o.nonfinite));
+}
+
+template <class Flavour>
+BasicOptions<Flavour> get_options(HeaderReader& in) {
+  BasicOptions<Flavour> o;
+  o.lr = in.f64("lr");
+  o.beta1 = in.f64("beta1");
+  o.beta2 = in.f64("beta2");
+  o.beta3 = in.f64("beta3");
+  o.beta_norm = in.f64("beta_norm");
+  o.eps = in.f64("eps");
+  o.weight_decay = in.f64("weight_decay");
+  const std::uint8_t decay_mode = in.u8("decay_mode");
+  if (decay_mode > static_cast<std::uint8_t>(WeightDecayMode::decoupled))
+    in.malformed("decay_mode code " + std::to_string(decay_mode) + " is unknown");
+  o.decay_mode = static_cast<WeightDecayMode>(decay_mode);
+  o.amsgrad = in.boolean("amsgrad");
+  o.maximize = in.boolean("maximize");
+  const std::uint8_t nonfinite = in.u8("nonfinite");
+  if (nonfinite > static_cast<std::uint8_t>(NonFinitePolicy::error))
+    in.malformed("nonfinite code " + std::to_string(nonfinite) + " is unknown");
+  o.nonfinite = static_cast<NonFinitePolicy>(nonfinite);
+  return o;
+}
+
+// The header block: everything but the arrays.
+template <class Scalar, class Flavour>
+std::string encode_header(const Optimizer<Scalar, Flavour>& optimizer) {
+  using State = typename Optimizer<Scalar, Flavour>::State;
+  using StateScalar = typename Optimizer<Scalar, Flavour>::state_scalar_type;
+  std::string out;
+  put_string(out, Flavour::name);
+  put_u8(out, scalar_code<Scalar>::value);
+  put_u8(out, scalar_code<StateScalar>::value);
+  put_u32(out, static_cast<std::uint32_t>(optimizer.num_groups()));
+  for (const State& g : optimizer.state()) {
+    put_string(out, g.name);
+    put_options(out, g.options);
+    put_i64(out, g.t);
+    put_f64(out, g.gamma);
+    put_f64(out, g.h);
+    put_u32(out, static_cast<std::uint32_t>(g.tensors.size()));
+    for (const auto& ts : g.tensors) {
+      put_string(out, ts.name);
+      put_i64(out, ts.rows);
+      put_i64(out, ts.cols);
+      put_u8(out, ts.row_major ? 1 : 0);
+    }
+  }
+  return out;
+}
+
+// Decodes a checksummed header into group states with empty arrays, checking
+// the optimizer and scalar types on the way.
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std::string& bytes,
+                                                                       std::size_t file_offset) {
+  using Opt = Optimizer<Scalar, Flavour>;
+  using State = typename Opt::State;
+  using StateScalar = typename Opt::state_scalar_type;
+  HeaderReader in(bytes, file_offset);
+  const std::string optimizer_name = in.string("optimizer name");
+  if (optimizer_name != Flavour::name)
+    checkpoint_failure("optimizer mismatch: the checkpoint was saved by '" + optimizer_name +
+                       "', this optimizer is '" + Flavour::name + "'");
+  const std::uint8_t param_code = in.u8("parameter type");
+  const std::uint8_t state_code = in.u8("state type");
+  if (param_code != scalar_code<Scalar>::value || state_code != scalar_code<StateScalar>::value)
+    checkpoint_failure("scalar type mismatch: the checkpoint holds " + describe_scalar(param_code) +
+                       " parameters with " + describe_scalar(state_code) +
+                       " state, this optimizer has " + describe_scalar(scalar_code<Scalar>::value) +
+                       " parameters with " + describe_scalar(scalar_code<StateScalar>::value) +
+                       " state");
+  const std::uint32_t group_count = in.u32("group count");
+  std::vector<State> groups;
+  for (std::uint32_t gi = 0; gi < group_count; ++gi) {
+    State g;
+    g.name = in.string("group name");
+    g.options = get_options<Flavour>(in);
+    g.t = in.i64("t");
+    g.gamma = in.f64("gamma");
+    g.h = in.f64("h");
+    const std::uint32_t tensor_count = in.u32("tensor count");
+    for (std::uint32_t j = 0; j < tensor_count; ++j) {
+      TensorState<StateScalar> ts;
+      ts.name = in.string("tensor name");
+      ts.rows = static_cast<Index>(in.i64("rows"));
+      ts.cols = static_cast<Index>(in.i64("cols"));
+      ts.row_major = in.boolean("row_major");
+      if (ts.rows < 0 || ts.cols < 0)
+        in.malformed("tensor '" + g.name + "." + ts.name + "' has a negative dimension");
+      if (ts.row_major && (ts.rows <= 1 || ts.cols <= 1))
+        in.malformed("tensor '" + g.name + "." + ts.name + "' is a vector marked row-major");
+      g.tensors.push_back(std::move(ts));
+    }
+    groups.push_back(std::move(g));
+  }
+  if (!in.at_end()) in.malformed("unexpected bytes after the last group");
+  return groups;
+}
+
+#if defined(ADAMX_CHECKPOINT_FSYNC)
+// Flushes a file (or directory) to stable storage, so the rename that
+// publishes a checkpoint can never be seen before its contents.
+inline bool sync_path(const std::filesystem::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+#endif
+
+}  // namespace detail
+
+/// Writes the optimizer's whole state (every group's options, t, γ, h, m, v,
+/// v_max, with group and tensor names and shapes) to `out` in adamx's
+/// checkpoint format. The optimizer is not changed. Throws CheckpointError if
+/// the stream fails (what was written by then is incomplete).
+template <class Scalar, class Flavour>
+void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& out) {
+  const std::string header = detail::encode_header(optimizer);
+  if (header.size() > detail::kMaxHeaderBytes)
+    throw CheckpointError("adamx::save_checkpoint: the header would be " +
+                          std::to_string(header.size()) + " bytes, more than the format's " +
+                          std::to_string(detail::kMaxHeaderBytes));
+  std::string preamble(detail::kCheckpointMagic, sizeof detail::kCheckpointMagic);
+  detail::put_u32(preamble, kCheckpointVersion);
+  detail::put_u32(preamble, static_cast<std::uint32_t>(header.size()));
+
+  Crc32 crc;
+  const auto emit = [&](const std::string& bytes) {
+    crc.update(bytes.data(), bytes.size());
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  const auto emit_crc = [&]() {
+    std::string bytes;
+    detail::put_u32(bytes, crc.value());
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return bytes;
+  };
+  emit(preamble);
+  emit(header);
+  // The header's CRC is itself covered by the final CRC.
+  const std::string header_crc = emit_crc();
+  crc.update(header_crc.data(), header_crc.size());
+  for (const auto& g : optimizer.state())
+    for (const auto& ts : g.tensors) {
+      detail::write_array(out, crc, ts.m.data(), ts.m.size());
+      detail::write_array(out, crc, ts.v.data(), ts.v.size());
+      detail::write_array(out, crc, ts.v_max.data(), ts.v_max.size());
+    }
+  emit_crc();
+  out.flush();
+  if (!out) throw CheckpointError("adamx::save_checkpoint: writing to the stream failed");
+}
+
+namespace detail {
+
+// Reads and validates a whole checkpoint into fresh state for `optimizer`
+// without touching it; restore() of the result cannot fail.
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
+    const Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
+  using Opt = Optimizer<Scalar, Flavour>;
+  using State = typename Opt::State;
+  detail::CheckpointInput input(in);
+
+  char magic[sizeof detail::kCheckpointMagic];
+  input.read(magic, sizeof magic, "the magic bytes");
+  if (std::memcmp(magic, detail::kCheckpointMagic, sizeof magic) != 0)
+    detail::checkpoint_failure("bad magic bytes: this is not an adamx checkpoint");
+  const std::uint32_t version = input.u32("the format version");
+  if (version != kCheckpointVersion)
+    detail::checkpoint_failure("unsupported format version " + std::to_string(version) +
+                               " (this adamx reads version " + std::to_string(kCheckpointVersion) +
+                               ")");
+  const std::uint32_t header_size = input.u32("the header length");
+  if (header_size > detail::kMaxHeaderBytes)
+    detail::checkpoint_failure("implausible header length " + std::to_string(header_size) +
+                               " (at most " + std::to_string(detail::kMaxHeaderBytes) + ")");
+  // Read the header in pieces: a corrupt length on a short stream fails as
+  // truncated after allocating no more than the stream held.
+  std::string header;
+  while (header.size() < header_size) {
+    const std::size_t piece = std::min<std::size_t>(header_size - header.size(), detail::kStreamChunk);
+    const std::size_t old_size = header.size();
+    header.resize(old_size + piece);
+    input.read(&header[old_size], piece, "the header (" + std::to_string(header_size) + " bytes)");
+  }
+  const std::uint32_t header_crc = input.crc();
+  // The header's CRC counts towards the final CRC like the bytes before it.
+  const std::uint32_t stored_header_crc = input.u32("the header checksum");
+  if (kVerifyChecksums && stored_header_crc != header_crc)
+    detail::checkpoint_failure("header checksum mismatch (stored " + detail::hex32(stored_header_crc) +
+                               ", computed " + detail::hex32(header_crc) + "): the file is corrupt");
+
+  std::vector<State> states =
+      detail::decode_header<Scalar, Flavour>(header, detail::kCheckpointPreamble);
+  // Structure and values before the arrays: arrays are allocated only in the
+  // sizes of the optimizer's own tensors, and every structural difference is
+  // listed at once.
+  const std::vector<std::string> differences = optimizer.structure_differences(states);
+  if (!differences.empty()) {
+    std::string message = "the checkpoint does not match the optimizer's groups:";
+    for (const std::string& difference : differences) message += "\n  - " + difference;
+    detail::checkpoint_failure(message);
+  }
+  for (State& g : states) {
+    for (auto& ts : g.tensors) {
+      ts.m.setZero(ts.size());
+      ts.v.setZero(ts.size());
+      if (g.options.amsgrad) ts.v_max.setZero(ts.size());
+    }
+    try {
+      optimizer.check_values(g);
+    } catch (const std::invalid_argument& error) {
+      detail::checkpoint_failure(std::string("invalid value in the checkpoint: ") + error.what());
+    }
+  }
+  for (State& g : states)
+    for (auto& ts : g.tensors) {
+      const std::string where = "tensor '" + g.name + "." + ts.name + "'";
+      detail::read_array(input, ts.m.data(), ts.m.size(), "m of " + where);
+      detail::read_array(input, ts.v.data(), ts.v.size(), "v of " + where);
+      detail::read_array(input, ts.v_max.data(), ts.v_max.size(), "v_max of " + where);
+    }
+  const std::uint32_t crc = input.crc();
+  const std::uint32_t stored_crc = input.u32("the checksum");
+  if (kVerifyChecksums && stored_crc != crc)
+    detail::checkpoint_failure("checksum mismatch (stored " + detail::hex32(stored_crc) +
+                               ", computed " + detail::hex32(crc) + "): the file is corrupt");
+  return states;
+}
+
+}  // namespace detail
+
+/// Reads a checkpoint from `in` into `optimizer`, which must have the same
+/// groups and tensors (names, order, shapes) as the optimizer that saved it;
+/// the options, step counts, γ, h and moments all come from the checkpoint.
+/// Everything is validated first; on any problem CheckpointError names it
+/// and the optimizer is unchanged. Reads exactly the checkpoint's bytes, so
+/// other data may follow it in the stream.
+template <class Scalar, class Flavour>
+void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
+  optimizer.restore(detail::read_checkpoint(optimizer, in));
+}
+
+/// Saves to a file: writes `path` + ".partial", flushes it to disk, then
+/// renames it over `path`, so a crash mid-save leaves the previous checkpoint
+/// (or none), never a half-written one under the real name.
+template <class Scalar, class Flavour>
+void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  std::filesystem::path partial = path;
+  partial += ".partial";
+  const auto fail = [&](const std::string& what) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw CheckpointError("adamx::save_checkpoint: " + what);
+  };
+  {
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+    if (!out) fail("cannot create '" + partial.string() + "'");
+    try {
+      save_checkpoint(optimizer, out);
+    } catch (const CheckpointError&) {
+      out.close();
+      fail("writing '" + partial.string() + "' failed");
+    }
+    out.close();
+    if (!out) fail("closing '" + partial.string() + "' failed");
+  }
+#if defined(ADAMX_CHECKPOINT_FSYNC)
+  if (!detail::sync_path(partial, false)) fail("flushing '" + partial.string() + "' to disk failed");
+#endif
+  std::error_code error;
+  std::filesystem::rename(partial, path, error);
+  if (error) fail("renaming '" + partial.string() + "' to '" + path.string() + "' failed: " + error.message());
+#if defined(ADAMX_CHECKPOINT_FSYNC)
+  // Make the rename itself durable (best effort: the file is complete either way).
+  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
+  detail::sync_path(directory, true);
+#endif
+}
+
+/// Loads from a file, which must hold exactly one checkpoint (trailing bytes
+/// are refused as corruption). Same guarantees as the stream version.
+template <class Scalar, class Flavour>
+void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError("adamx::load_checkpoint: cannot open '" + path.string() + "'");
+  try {
+    auto states = detail::read_checkpoint(optimizer, in);
+    if (in.peek() != std::char_traits<char>::eof())
+      detail::checkpoint_failure("unexpected bytes after the checkpoint's checksum");
+    optimizer.restore(std::move(states));
+  } catch (const CheckpointError& error) {
+    throw CheckpointError(std::string(error.what()) + " (file '" + path.string() + "')");
+  }
+}
+
+}  // namespace adamx
