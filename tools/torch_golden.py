@@ -137,7 +137,7 @@ RUNS = [
      step_decay, 7),
 ]
 
-DTYPES = [(torch.float32, np.float32, 4), (torch.float64, np.float64, 8)]
+DTYPES = [(np.float32, 4), (np.float64, 8)]
 
 
 def pack_str(text):
@@ -145,7 +145,7 @@ def pack_str(text):
     return struct.pack("<H", len(data)) + data
 
 
-def adam_run(name, kind, groups, make_scheduler, seed, torch_dtype, np_dtype, width):
+def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
     rng = SplitMix64(seed)
     sizes = [rows * cols for rows, cols, _ in TENSORS]
     theta0 = initial_values(rng, sum(sizes))
@@ -203,9 +203,9 @@ def write_adam_parity(path):
     out = bytearray(b"ADXPAR01")
     out += pack_str("torch " + torch.__version__ + " cpu_capability=default threads=1 foreach=False")
     out += struct.pack("<I", len(RUNS) * len(DTYPES))
-    for torch_dtype, np_dtype, width in DTYPES:
+    for np_dtype, width in DTYPES:
         for name, kind, groups, make_scheduler, seed in RUNS:
-            out += adam_run(name, kind, groups, make_scheduler, seed, torch_dtype, np_dtype, width)
+            out += adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width)
     with open(path, "wb") as f:
         f.write(out)
 
