@@ -1,8 +1,11 @@
-// Global gradient-norm clipping (include/adamx/clip.hpp).
+// Gradient clipping (include/adamx/clip.hpp): global norm of every order,
+// PyTorch's 1e-6 semantics, the non-finite rule, and clipping by value.
+// (tests/test_parity_clip.cpp compares with PyTorch's own results.)
 #include <gtest/gtest.h>
 
 #include <adamx/adamx.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -76,6 +79,119 @@ TYPED_TEST(Clip, InvalidLimitThrowsAndChangesNothing) {
       FAIL() << "no exception for max_norm " << bad;
     } catch (const std::invalid_argument& e) {
       EXPECT_NE(std::string(e.what()).find("max_norm"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE((a.array() == Scalar(3)).all());
+  }
+}
+
+// norm_type ∞, 1 and 3 against long double; the sums run in double over 113
+// terms, relative error ≤ 113·2^-53 plus a pow: 1e-12 is ample.
+TYPED_TEST(Clip, EveryNormTypeMatchesALongDoubleReference) {
+  using Scalar = TypeParam;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  for (const double p : {std::numeric_limits<double>::infinity(), 1.0, 3.0, 0.5}) {
+    Vector a = Vector::LinSpaced(50, -1, 2);
+    Vector b = Vector::LinSpaced(63, 3, -4);
+    long double expected = 0;
+    for (const Vector* v : {&a, &b})
+      for (Eigen::Index i = 0; i < v->size(); ++i) {
+        const long double x = std::fabs(static_cast<long double>((*v)[i]));
+        expected = std::isinf(p) ? std::max(expected, x) : expected + std::pow(x, static_cast<long double>(p));
+      }
+    if (!std::isinf(p)) expected = std::pow(expected, 1.0L / p);
+    const double norm = adamx::clip_grad_norm<Scalar>({{a}, {b}}, 1e9, p);
+    EXPECT_NEAR(norm, static_cast<double>(expected), 1e-12 * static_cast<double>(expected)) << "p = " << p;
+  }
+}
+
+// PyTorch scales by max_norm / (norm + 1e-6) whenever that is below 1, so a
+// norm just under max_norm (by less than 1e-6) is still scaled, a little.
+TYPED_TEST(Clip, ANormJustBelowTheLimitIsStillScaledAsInPyTorch) {
+  using Scalar = TypeParam;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> a(2);
+  a << Scalar(3), Scalar(4);  // norm 5, exactly
+  const double max_norm = 5.0 - 5e-7;
+  EXPECT_EQ(adamx::clip_grad_norm<Scalar>({{a}}, max_norm), 5.0);
+  const Scalar scale = static_cast<Scalar>(max_norm / (5.0 + 1e-6));
+  EXPECT_LT(scale, Scalar(1));
+  EXPECT_EQ(a[0], Scalar(3) * scale);
+  EXPECT_EQ(a[1], Scalar(4) * scale);
+  a << Scalar(3), Scalar(4);
+  adamx::clip_grad_norm<Scalar>({{a}}, 5.0);  // 5 / (5 + 1e-6) < 1 as well
+  EXPECT_LT(a[1], Scalar(4));
+  a << Scalar(3), Scalar(4);
+  adamx::clip_grad_norm<Scalar>({{a}}, 5.0 + 1e-6);  // coefficient 1: nothing changes
+  EXPECT_EQ(a[0], Scalar(3));
+  EXPECT_EQ(a[1], Scalar(4));
+}
+
+TYPED_TEST(Clip, ErrorIfNonfiniteThrowsNamingTheGroupAndChangesNothing) {
+  using Scalar = TypeParam;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Vector a = Vector::Constant(4, Scalar(10)), b = Vector::Constant(3, Scalar(10));
+  b[1] = std::numeric_limits<Scalar>::infinity();
+  try {
+    adamx::clip_grad_norm<Scalar>({{a}, {b}}, 1.0, 2.0, true);
+    FAIL() << "no exception for an infinite gradient";
+  } catch (const adamx::NonFiniteGradientError& e) {
+    EXPECT_EQ(e.group(), 1u);
+    EXPECT_NE(std::string(e.what()).find("inf"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE((a.array() == Scalar(10)).all());
+  EXPECT_EQ(b[0], Scalar(10));
+  // Without the flag, the infinite norm is returned and nothing changes either.
+  EXPECT_TRUE(std::isinf(adamx::clip_grad_norm<Scalar>({{a}, {b}}, 1.0, std::numeric_limits<double>::infinity())));
+  EXPECT_TRUE((a.array() == Scalar(10)).all());
+}
+
+TYPED_TEST(Clip, InvalidNormTypeOrNonContiguousGradientThrowsAndChangesNothing) {
+  using Scalar = TypeParam;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> a = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>::Constant(5, 3);
+  for (const double bad : {0.0, -2.0, std::numeric_limits<double>::quiet_NaN()}) {
+    try {
+      adamx::clip_grad_norm<Scalar>({{a}}, 1.0, bad);
+      FAIL() << "no exception for norm_type " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("norm_type"), std::string::npos) << e.what();
+    }
+  }
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> m =
+      Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>::Constant(4, 4, 3);
+  Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<2>> strided(m.data(), 8);
+  EXPECT_THROW(adamx::clip_grad_norm<Scalar>({{a}, {strided}}, 1.0), std::invalid_argument);
+  EXPECT_THROW(adamx::clip_grad_value<Scalar>({{a}, {strided}}, 1.0), std::invalid_argument);
+  EXPECT_TRUE((a.array() == Scalar(3)).all());
+  EXPECT_TRUE((m.array() == Scalar(3)).all());
+}
+
+TYPED_TEST(Clip, ClipByValueClampsEveryGroupAndKeepsNaN) {
+  using Scalar = TypeParam;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Vector a(4), b(2);
+  a << Scalar(-3), Scalar(0.5), Scalar(2), std::numeric_limits<Scalar>::quiet_NaN();
+  b << Scalar(-0.25), -std::numeric_limits<Scalar>::infinity();
+  adamx::clip_grad_value<Scalar>({{a}, {b}}, 1.0);
+  EXPECT_EQ(a[0], Scalar(-1));
+  EXPECT_EQ(a[1], Scalar(0.5));
+  EXPECT_EQ(a[2], Scalar(1));
+  EXPECT_TRUE(std::isnan(a[3]));
+  EXPECT_EQ(b[0], Scalar(-0.25));
+  EXPECT_EQ(b[1], Scalar(-1));
+  // The bound is rounded to the gradients' type, as torch.clamp does.
+  Vector c = Vector::Constant(1, Scalar(1));
+  adamx::clip_grad_value<Scalar>({{c}}, 0.1);
+  EXPECT_EQ(c[0], static_cast<Scalar>(0.1));
+}
+
+TYPED_TEST(Clip, InvalidClipValueThrowsAndChangesNothing) {
+  using Scalar = TypeParam;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> a = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>::Constant(5, 3);
+  for (const double bad : {-1.0, std::numeric_limits<double>::quiet_NaN()}) {
+    try {
+      adamx::clip_grad_value<Scalar>({{a}}, bad);
+      FAIL() << "no exception for clip_value " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("clip_value"), std::string::npos) << e.what();
     }
     EXPECT_TRUE((a.array() == Scalar(3)).all());
   }

@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""Golden vectors from PyTorch for adamx's parity and schedule tests.
+
+    /usr/bin/python3 tools/torch_golden.py [OUTPUT_DIR]      (default: tests/data)
+
+Run by hand, never by CI: it needs Debian's python3-torch (PyTorch 1.13;
+`apt-get install python3-torch`, then use /usr/bin/python3, which sees it).
+It writes three files, whose layouts tests/data/README.md documents:
+
+  adam_parity.bin   torch.optim.Adam / AdamW parameter trajectories
+  schedules.txt     learning rates from torch.optim.lr_scheduler
+  clip.txt          torch.nn.utils.clip_grad_norm_ / clip_grad_value_ results
+
+Every input is made from a splitmix64 stream with integer arithmetic only, so
+the C++ tests regenerate the same gradients bit for bit without Python
+(tests/golden/golden_inputs.hpp implements the same functions). The output has
+no timestamp and a fixed order: re-running this script reproduces the
+committed files byte for byte (check with `git diff --exit-code tests/data`).
+
+PyTorch runs on one thread with ATEN_CPU_CAPABILITY=default, i.e. its baseline
+x86-64 kernels without AVX or FMA. The results then do not depend on which
+vector instructions the generating machine has.
+"""
+
+import os
+import sys
+import warnings
+
+os.environ["ATEN_CPU_CAPABILITY"] = "default"  # before torch is imported
+
+import math  # noqa: E402
+import struct  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+MASK64 = (1 << 64) - 1
+STEPS = 300
+
+
+# ---- inputs (mirrored in tests/golden/golden_inputs.hpp) --------------------
+
+class SplitMix64:
+    """Vigna's splitmix64 generator: a 64-bit counter through a fixed mixer."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def int21(self):
+        """An integer in [-2^20, 2^20): the top 21 bits, centred."""
+        return (self.next() >> 43) - (1 << 20)
+
+
+# Gradient regimes: each tensor of a run follows one. All values are
+# k * 2^e with |k| < 2^21, so they are exact in float32 and float64.
+NOISE, DRIFT_DECAY, TINY, BURSTS = 0, 1, 2, 3
+
+
+def gradient_value(regime, k, element, t):
+    if regime == NOISE:  # stationary noise in [-1, 1)
+        return math.ldexp(k, -20)
+    if regime == DRIFT_DECAY:  # a per-element bias plus noise, halving every 25 steps
+        return math.ldexp(k + ((element % 7) - 3) * (1 << 18), -20 - t // 25)
+    if regime == TINY:  # about eps in size (so eps's placement matters), zero for 40 steps
+        return 0.0 if 100 <= t < 140 else math.ldexp(k, -47)
+    if regime == BURSTS:  # small, with a 4096-fold larger gradient every 50th step
+        return math.ldexp(k, -12 if t % 50 == 0 else -24)
+    raise ValueError(regime)
+
+
+def initial_values(rng, n):
+    """Initial parameters: n values in [-1, 1)."""
+    return [math.ldexp(rng.int21(), -20) for _ in range(n)]
+
+
+def step_gradients(rng, tensors, t):
+    """One step's gradients, per tensor, in row-major element order."""
+    out = []
+    for rows, cols, regime in tensors:
+        out.append([gradient_value(regime, rng.int21(), i, t) for i in range(rows * cols)])
+    return out
+
+
+def fnv1a64(data, h=0xCBF29CE484222325):
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & MASK64
+    return h
+
+
+# ---- Adam / AdamW trajectories ----------------------------------------------
+
+# (rows, cols, regime) of the four tensors every run holds.
+TENSORS = [(4, 5, NOISE), (6, 1, DRIFT_DECAY), (3, 1, TINY), (1, 3, BURSTS)]
+
+ADAM, ADAMW = 0, 1
+
+
+def warmup_cosine(opt):
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=20)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS - 20, eta_min=1e-4)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[20])
+
+
+def step_decay(opt):
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.5)
+
+
+def group(tensors, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+          maximize=False):
+    return dict(tensors=tensors, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                amsgrad=amsgrad, maximize=maximize)
+
+
+ALL = [0, 1, 2, 3]
+# name, optimizer, groups, scheduler (stepped after every optimizer step), seed
+RUNS = [
+    ("adam_default", ADAM, [group(ALL)], None, 1),
+    ("adam_weight_decay", ADAM, [group(ALL, weight_decay=1e-2)], None, 2),
+    ("adam_amsgrad", ADAM, [group(ALL, amsgrad=True)], None, 3),
+    ("adam_maximize", ADAM, [group(ALL, maximize=True)], None, 4),
+    ("adam_warmup_cosine", ADAM, [group(ALL, lr=1e-2)], warmup_cosine, 5),
+    ("adamw_default", ADAMW, [group(ALL, weight_decay=5e-2)], None, 6),
+    # Two groups with their own options (decay on the weights only), AMSGrad,
+    # maximize, non-default betas and eps, and a step-decay schedule.
+    ("adamw_groups_amsgrad_maximize_steplr", ADAMW,
+     [group([0, 1], lr=2e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-2, amsgrad=True,
+            maximize=True),
+      group([2, 3], lr=1e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, amsgrad=True,
+            maximize=True)],
+     step_decay, 7),
+]
+
+DTYPES = [(np.float32, 4), (np.float64, 8)]
+
+
+def pack_str(text):
+    data = text.encode("ascii")
+    return struct.pack("<H", len(data)) + data
+
+
+def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
+    rng = SplitMix64(seed)
+    sizes = [rows * cols for rows, cols, _ in TENSORS]
+    theta0 = initial_values(rng, sum(sizes))
+    params, offset = [], 0
+    for (rows, cols, _), n in zip(TENSORS, sizes):
+        values = np.array(theta0[offset:offset + n], dtype=np_dtype).reshape(rows, cols)
+        params.append(torch.nn.Parameter(torch.from_numpy(values.copy())))
+        offset += n
+    inputs_hash = fnv1a64(np.array(theta0, dtype=np_dtype).tobytes())
+
+    torch_groups = []
+    for g in groups:
+        torch_groups.append(dict(params=[params[i] for i in g["tensors"]], lr=g["lr"],
+                                 betas=g["betas"], eps=g["eps"],
+                                 weight_decay=g["weight_decay"], amsgrad=g["amsgrad"],
+                                 maximize=g["maximize"]))
+    cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
+    opt = cls(torch_groups, foreach=False)
+    scheduler = make_scheduler(opt) if make_scheduler else None
+
+    lrs, trajectory = [], []
+    for t in range(1, STEPS + 1):
+        grads = step_gradients(rng, TENSORS, t)
+        flat = [x for tensor in grads for x in tensor]
+        inputs_hash = fnv1a64(np.array(flat, dtype=np_dtype).tobytes(), inputs_hash)
+        for p, g, (rows, cols, _) in zip(params, grads, TENSORS):
+            p.grad = torch.from_numpy(np.array(g, dtype=np_dtype).reshape(rows, cols))
+        lrs.append([pg["lr"] for pg in opt.param_groups])
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        trajectory.append(b"".join(p.detach().numpy().astype(np_dtype).tobytes() for p in params))
+
+    out = bytearray()
+    out += pack_str(name)
+    out += struct.pack("<BBQI", kind, width, seed, STEPS)
+    out += struct.pack("<I", len(TENSORS))
+    for rows, cols, regime in TENSORS:
+        out += struct.pack("<IIB", rows, cols, regime)
+    out += struct.pack("<I", len(groups))
+    for g in groups:
+        out += struct.pack("<I", len(g["tensors"]))
+        out += struct.pack("<%dI" % len(g["tensors"]), *g["tensors"])
+        out += struct.pack("<ddddBB", g["betas"][0], g["betas"][1], g["eps"], g["weight_decay"],
+                           g["amsgrad"], g["maximize"])
+    out += struct.pack("<Q", inputs_hash)
+    for step_lrs in lrs:
+        out += struct.pack("<%dd" % len(step_lrs), *step_lrs)
+    for theta in trajectory:
+        out += theta
+    return bytes(out)
+
+
+def write_adam_parity(path):
+    out = bytearray(b"ADXPAR01")
+    out += pack_str("torch " + torch.__version__ + " cpu_capability=default threads=1 foreach=False")
+    out += struct.pack("<I", len(RUNS) * len(DTYPES))
+    for np_dtype, width in DTYPES:
+        for name, kind, groups, make_scheduler, seed in RUNS:
+            out += adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+# ---- schedules ----------------------------------------------------------------
+
+def lr_sequence(make, epochs, base_lr):
+    """lr for epochs 0..epochs-1 (epoch 0: right after construction)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = make(opt)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return lrs
+
+
+def sched(name):
+    return getattr(torch.optim.lr_scheduler, name)
+
+
+def warmup(start_factor, epochs, then):
+    def make(opt):
+        first = sched("LinearLR")(opt, start_factor=start_factor, total_iters=epochs)
+        return sched("SequentialLR")(opt, [first, then(opt)], milestones=[epochs])
+    return make
+
+
+# name, the adamx construction it is compared with (for the reader), base lr, epochs, factory
+SCHEDULES = [
+    ("step", "StepLR(0.1, step_size=7, gamma=0.5)", 0.1, 60,
+     lambda o: sched("StepLR")(o, step_size=7, gamma=0.5)),
+    ("step_default_gamma", "StepLR(0.3, step_size=3)", 0.3, 20,
+     lambda o: sched("StepLR")(o, step_size=3)),
+    ("exponential", "ExponentialLR(0.1, gamma=0.95)", 0.1, 120,
+     lambda o: sched("ExponentialLR")(o, gamma=0.95)),
+    ("cosine", "CosineAnnealingLR(0.1, T_max=30, eta_min=0.001)", 0.1, 130,
+     lambda o: sched("CosineAnnealingLR")(o, T_max=30, eta_min=0.001)),
+    ("cosine_no_floor", "CosineAnnealingLR(0.05, T_max=17)", 0.05, 60,
+     lambda o: sched("CosineAnnealingLR")(o, T_max=17)),
+    # SequentialLR(LinearLR, LambdaLR(1)): the warm-up hands over to a constant
+    # lr exactly (LinearLR alone reaches it by a recursive product, within ulps).
+    ("warmup_constant", "LinearWarmup(FixedLR(0.01), epochs=10, start_factor=0.25)", 0.01, 30,
+     warmup(0.25, 10, lambda o: sched("LambdaLR")(o, lambda epoch: 1.0))),
+    ("warmup_step", "LinearWarmup(StepLR(0.1, 10, 0.5), epochs=5, start_factor=0.1)", 0.1, 60,
+     warmup(0.1, 5, lambda o: sched("StepLR")(o, step_size=10, gamma=0.5))),
+    ("warmup_exponential", "LinearWarmup(ExponentialLR(0.1, 0.9), epochs=8, start_factor=0.5)",
+     0.1, 50, warmup(0.5, 8, lambda o: sched("ExponentialLR")(o, gamma=0.9))),
+    ("warmup_cosine", "LinearWarmup(CosineAnnealingLR(0.01, T_max=280, eta_min=1e-4), epochs=20, "
+     "start_factor=0.1)", 0.01, 300,
+     warmup(0.1, 20, lambda o: sched("CosineAnnealingLR")(o, T_max=280, eta_min=1e-4))),
+]
+
+
+def plateau_metrics(seed, epochs, stair):
+    """A loss that falls in stairs, flat for `stair` epochs each, plus noise."""
+    rng = SplitMix64(seed)
+    values = []
+    for e in range(epochs):
+        base = 1.0 / (1.0 + (e // stair) * 0.5)
+        values.append(base + math.ldexp(rng.int21(), -28))  # noise below 2^-8
+    return values
+
+
+# name, base lr, epochs, metric seed, stair length, keyword arguments of ReduceLROnPlateau
+PLATEAUS = [
+    ("plateau_min_rel", 0.1, 80, 11, 6, dict(mode="min", factor=0.5, patience=2, threshold=1e-2,
+                                          threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8)),
+    ("plateau_min_abs_cooldown", 0.1, 80, 12, 6,
+     dict(mode="min", factor=0.1, patience=1, threshold=1e-3, threshold_mode="abs", cooldown=3,
+          min_lr=1e-4, eps=1e-8)),
+    ("plateau_max_rel", 1.0, 80, 13, 6, dict(mode="max", factor=0.7, patience=3, threshold=1e-4,
+                                          threshold_mode="rel", cooldown=1, min_lr=0.05,
+                                          eps=1e-8)),
+    ("plateau_max_abs_eps", 0.02, 80, 14, 6,
+     dict(mode="max", factor=0.9, patience=0, threshold=0.0, threshold_mode="abs", cooldown=0,
+          min_lr=0.0, eps=1e-3)),
+    ("plateau_defaults", 0.1, 80, 15, 20, dict()),
+]
+
+
+def write_schedules(path):
+    lines = ["# Learning rates from torch.optim.lr_scheduler, written by tools/torch_golden.py.",
+             "# torch " + torch.__version__ + "; layout in tests/data/README.md.",
+             "# Numbers are Python's repr of a double: the shortest text that reads back exactly."]
+    for name, construction, base_lr, epochs, make in SCHEDULES:
+        lrs = lr_sequence(make, epochs, base_lr)
+        lines.append("schedule %s %d %s" % (name, epochs, construction))
+        lines.append("lr " + " ".join(repr(x) for x in lrs))
+    for name, base_lr, epochs, seed, stair, kwargs in PLATEAUS:
+        metrics = plateau_metrics(seed, epochs, stair)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+        lrs = []
+        for metric in metrics:
+            opt.step()
+            plateau.step(metric)
+            lrs.append(opt.param_groups[0]["lr"])  # lr for the next epoch
+        args = dict(mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                    cooldown=0, min_lr=0.0, eps=1e-8)
+        args.update(kwargs)
+        lines.append("plateau %s %d %r %s %r %d %r %s %d %r %r" % (
+            name, epochs, base_lr, args["mode"], args["factor"], args["patience"],
+            args["threshold"], args["threshold_mode"], args["cooldown"], args["min_lr"],
+            args["eps"]))
+        lines.append("metric " + " ".join(repr(x) for x in metrics))
+        lines.append("lr " + " ".join(repr(x) for x in lrs))
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ---- clipping -----------------------------------------------------------------
+
+CLIP_SIZES = [5, 12, 3]
+
+
+def write_clip(path):
+    lines = ["# torch.nn.utils.clip_grad_norm_ and clip_grad_value_, written by tools/torch_golden.py.",
+             "# torch " + torch.__version__ + "; layout in tests/data/README.md."]
+    cases = []
+    for norm_type in [2.0, math.inf, 1.0, 3.0]:
+        for label, max_norm in [("large", 1e3), ("small", 0.5), ("boundary", None)]:
+            cases.append(("norm", norm_type, label, max_norm))
+    for clip_value in [0.25, 2.0]:
+        cases.append(("value", None, "clip", clip_value))
+    for dtype_name, torch_dtype, np_dtype in [("f32", torch.float32, np.float32),
+                                              ("f64", torch.float64, np.float64)]:
+        for index, (kind, norm_type, label, limit) in enumerate(cases):
+            rng = SplitMix64(100 + index)
+            grads = [np.array([math.ldexp(rng.int21(), -19) for _ in range(n)], dtype=np_dtype)
+                     for n in CLIP_SIZES]
+            params = []
+            for g in grads:
+                p = torch.nn.Parameter(torch.zeros(len(g), dtype=torch_dtype))
+                p.grad = torch.from_numpy(g.copy())
+                params.append(p)
+            before = [float(x) for g in grads for x in g]
+            if kind == "norm":
+                if limit is None:
+                    # Just below the norm, within PyTorch's 1e-6: no `norm > max_norm` test
+                    # would clip here, but max_norm / (norm + 1e-6) < 1 does.
+                    exact = torch.norm(torch.stack([torch.norm(torch.from_numpy(g), norm_type)
+                                                    for g in grads]), norm_type)
+                    limit = float(exact) - 4e-7
+                total = torch.nn.utils.clip_grad_norm_(params, limit, norm_type=norm_type)
+                result = float(total)
+                name = "norm_%s_%s" % ("inf" if norm_type == math.inf else "%g" % norm_type, label)
+                header = "clip_norm %s %s %r %r %r" % (name, dtype_name, norm_type, limit, result)
+            else:
+                torch.nn.utils.clip_grad_value_(params, limit)
+                name = "value_%g" % limit
+                header = "clip_value %s %s %r" % (name, dtype_name, limit)
+            after = [float(x) for p in params for x in p.grad.numpy()]
+            lines.append(header)
+            lines.append("sizes " + " ".join(str(n) for n in CLIP_SIZES))
+            lines.append("in " + " ".join(repr(x) for x in before))
+            lines.append("out " + " ".join(repr(x) for x in after))
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_num_threads(1)
+    # SequentialLR calls scheduler.step(0), which warns that the epoch argument is deprecated.
+    warnings.filterwarnings("ignore", category=UserWarning)
+    write_adam_parity(os.path.join(out_dir, "adam_parity.bin"))
+    write_schedules(os.path.join(out_dir, "schedules.txt"))
+    write_clip(os.path.join(out_dir, "clip.txt"))
+
+
+if __name__ == "__main__":
+    main()
