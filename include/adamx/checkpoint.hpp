@@ -233,35 +233,50 @@ inline std::string hex32(std::uint32_t value) {
   return text;
 }
 
-// One array of state, stored little-endian in pieces through a small
-// staging buffer (the arrays may be gigabytes; the buffer is not).
+// True on little-endian hosts, where the arrays' memory already is the file's
+// byte order and can be written and read as it is (compilers fold this).
+inline bool host_is_little_endian() {
+  const std::uint32_t one = 1;
+  unsigned char first;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+// One array of state, little-endian, in pieces of at most kStreamChunk bytes
+// (the arrays may be gigabytes; the staging buffer a big-endian host needs
+// is not).
 template <class Scalar>
 void write_array(std::ostream& out, Crc32& crc, const Scalar* data, Index size) {
   using Bits = bits_of<Scalar>;
   constexpr Index kPiece = static_cast<Index>(kStreamChunk / sizeof(Scalar));
   std::string staging;
-  staging.reserve(kStreamChunk);
   for (Index start = 0; start < size; start += kPiece) {
-    staging.clear();
     const Index end = std::min(size, start + kPiece);
-    for (Index i = start; i < end; ++i) put_le<Bits>(staging, float_bits(data[i]));
-    crc.update(staging.data(), staging.size());
-    out.write(staging.data(), static_cast<std::streamsize>(staging.size()));
+    const char* bytes = reinterpret_cast<const char*>(data + start);
+    const std::size_t count = static_cast<std::size_t>(end - start) * sizeof(Scalar);
+    if (!host_is_little_endian()) {
+      staging.clear();
+      for (Index i = start; i < end; ++i) put_le<Bits>(staging, float_bits(data[i]));
+      bytes = staging.data();
+    }
+    crc.update(bytes, count);
+    out.write(bytes, static_cast<std::streamsize>(count));
   }
 }
 
 template <class Scalar>
 void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string& what) {
   using Bits = bits_of<Scalar>;
-  constexpr Index kPiece = static_cast<Index>(kStreamChunk / sizeof(Scalar));
-  unsigned char staging[kStreamChunk];
-  for (Index start = 0; start < size; start += kPiece) {
-    const Index end = std::min(size, start + kPiece);
-    in.read(staging, static_cast<std::size_t>(end - start) * sizeof(Scalar), what);
-    for (Index i = start; i < end; ++i)
-      data[i] = float_from_bits<Scalar>(
-          get_le<Bits>(staging + static_cast<std::size_t>(i - start) * sizeof(Scalar)));
-  }
+  if (size == 0) return;
+  // Read straight into the (fresh, not yet published) array, then fix the
+  // byte order in place if the host needs it.
+  in.read(data, static_cast<std::size_t>(size) * sizeof(Scalar), what);
+  if (!host_is_little_endian())
+    for (Index i = 0; i < size; ++i) {
+      unsigned char bytes[sizeof(Scalar)];
+      std::memcpy(bytes, data + i, sizeof(Scalar));
+      data[i] = float_from_bits<Scalar>(get_le<Bits>(bytes));
+    }
 }
 
 template <class Flavour>
