@@ -24,6 +24,8 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "adamx/rule.hpp"
 #include "adamx/simd.hpp"
@@ -177,19 +179,23 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
   return combine_lanes(lanes);
 }
 
-/// The same partial of s that fused_adam_block would return, without changing
-/// anything: the first pass of the skip and error policies.
-template <class Param, class Scalar>
-double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
-                          const TensorArrays<Param, Scalar> here, Index n,
-                          const TensorArrays<Param, Scalar> next) {
+/// Visits one block's transformed gradient (the g the moments would see) for
+/// the passes that only read: on_chunk(g) for each whole chunk (an Eigen array
+/// of kNormLanes values), then on_element(g, k) for each element k of the last
+/// partial chunk. Either returns false to stop early; the visit returns
+/// whether it reached the end. Prefetches as fused_adam_block does, for the
+/// arrays the caller passes (g always, θ for L2 decay).
+template <class Param, class Scalar, class OnChunk, class OnElement>
+bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
+                                const TensorArrays<Param, Scalar> here, Index n,
+                                const TensorArrays<Param, Scalar> next, OnChunk on_chunk,
+                                OnElement on_element) {
   const AdamCoefficients<Scalar> c = coefficients;  // see fused_adam_block
   const Param* const param = here.param;
   const Param* const grad = here.grad;
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
   using ConstParamMap = Eigen::Map<const Eigen::Array<Param, kNormLanes, 1>>;
   const Index distance = prefetch_distance(here.size);
-  Lanes lanes = Lanes::Zero();
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     {
@@ -203,12 +209,67 @@ double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
     }
     Chunk g = ConstParamMap(grad + i).template cast<Scalar>();
     transform_gradient_chunk(c, g, ConstParamMap(param + i).template cast<Scalar>());
-    add_squares8(g.data(), lanes.data());
+    if (!on_chunk(static_cast<const Chunk&>(g))) return false;
   }
-  for (int lane = 0; i < n; ++i, ++lane)
-    lanes[lane] += square(static_cast<double>(transformed_gradient(
-        c, static_cast<Scalar>(grad[i]), static_cast<Scalar>(param[i]))));
+  for (int k = 0; i < n; ++i, ++k)
+    if (!on_element(transformed_gradient(c, static_cast<Scalar>(grad[i]),
+                                         static_cast<Scalar>(param[i])),
+                    k))
+      return false;
+  return true;
+}
+
+/// The same partial of s that fused_adam_block would return, without changing
+/// anything: what the skip and error policies report and name the first bad
+/// tensor by when a gradient is not within kSafeGradient (below).
+template <class Param, class Scalar>
+double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
+                          const TensorArrays<Param, Scalar> here, Index n,
+                          const TensorArrays<Param, Scalar> next) {
+  Lanes lanes = Lanes::Zero();
+  visit_transformed_gradient(
+      coefficients, here, n, next,
+      [&](const Eigen::Array<Scalar, kNormLanes, 1>& g) {
+        add_squares8(g.data(), lanes.data());
+        return true;
+      },
+      [&](Scalar g, int lane) {
+        lanes[lane] += square(static_cast<double>(g));
+        return true;
+      });
   return combine_lanes(lanes);
+}
+
+/// A magnitude that no transformed gradient may exceed if s is to be certainly
+/// finite. With every |g| ≤ B, each square rounded to double is ≤ B² ≤ P for a
+/// power of two P, and a sum of k ≥ 1 such non-negative terms, added in any
+/// order, is ≤ k·P: by induction, two partial sums ≤ i·P and ≤ j·P add to at
+/// most (i + j)·P, which is representable (i + j < 2^53, as no group holds 2^53
+/// elements), so rounding, being monotonic, cannot carry the sum past it. With
+/// k·P < 2^53·P below the largest double, s is finite.
+///   float arithmetic (float, bfloat16, half parameters): B = FLT_MAX, i.e.
+///     "g is finite"; P = 2^256.
+///   double: B = 2^400, P = 2^800. Larger finite gradients may or may not
+///     overflow s; for them the exact s decides.
+template <class Scalar>
+constexpr Scalar kSafeGradient = std::numeric_limits<float>::max();
+template <>
+constexpr double kSafeGradient<double> = 0x1p400;
+
+/// Whether every transformed gradient of the block is within kSafeGradient
+/// (false for NaN): the first pass of the skip and error policies, which then
+/// need s itself only when this fails. It reads g as squared_norm_block does
+/// but only compares, so it runs at the speed memory delivers g instead of
+/// waiting on a chain of additions per lane of s.
+template <class Param, class Scalar>
+bool gradient_within_safe_bound_block(const AdamCoefficients<Scalar>& coefficients,
+                                      const TensorArrays<Param, Scalar> here, Index n,
+                                      const TensorArrays<Param, Scalar> next) {
+  const Scalar bound = kSafeGradient<Scalar>;
+  return visit_transformed_gradient(
+      coefficients, here, n, next,
+      [bound](const Eigen::Array<Scalar, kNormLanes, 1>& g) { return all_within8(g.data(), bound); },
+      [bound](Scalar g, int) { return std::abs(g) <= bound; });
 }
 
 /// Squares of a plain array in the same block pattern (gradient clipping).

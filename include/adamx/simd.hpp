@@ -1,4 +1,5 @@
-// The two lane operations Eigen's packet math cannot be trusted with here,
+// The lane operations Eigen's packet math cannot be trusted with, or does
+// slowly, here,
 // written once with intrinsics for the targets that have them and a plain
 // loop for the rest:
 //   * sqrt: with EIGEN_FAST_MATH (Eigen's default) a float packet sqrt is an
@@ -68,6 +69,36 @@ inline void add_squares8(const float* g, double* lanes) {
 inline void add_squares8(const double* g, double* lanes) {
   // Plain doubles: a loop the compiler vectorises (no conversion, no sqrt).
   for (int k = 0; k < 8; ++k) lanes[k] += g[k] * g[k];
+}
+
+/// Whether |x[k]| ≤ bound for every k < 8; false if any x[k] is NaN.
+inline bool all_within8(const float* x, float bound) {
+#if defined(__SSE2__)
+  const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  const __m128 b = _mm_set1_ps(bound);
+  const __m128 lo = _mm_cmple_ps(_mm_and_ps(_mm_loadu_ps(x), magnitude), b);
+  const __m128 hi = _mm_cmple_ps(_mm_and_ps(_mm_loadu_ps(x + 4), magnitude), b);
+  return _mm_movemask_ps(_mm_and_ps(lo, hi)) == 0xF;
+#else
+  bool within = true;
+  for (int k = 0; k < 8; ++k) within = within && std::abs(x[k]) <= bound;
+  return within;
+#endif
+}
+
+inline bool all_within8(const double* x, double bound) {
+#if defined(__SSE2__)
+  const __m128d magnitude = _mm_castsi128_pd(_mm_set1_epi64x(0x7fffffffffffffff));
+  const __m128d b = _mm_set1_pd(bound);
+  __m128d within = _mm_castsi128_pd(_mm_set1_epi32(-1));
+  for (int k = 0; k < 8; k += 2)
+    within = _mm_and_pd(within, _mm_cmple_pd(_mm_and_pd(_mm_loadu_pd(x + k), magnitude), b));
+  return _mm_movemask_pd(within) == 0x3;
+#else
+  bool within = true;
+  for (int k = 0; k < 8; ++k) within = within && std::abs(x[k]) <= bound;
+  return within;
+#endif
 }
 
 /// Reduced-precision values (bfloat16, half): widened exactly through float.
