@@ -14,9 +14,10 @@
 // really compile with (-O2, no -ffast-math). A scalar loop does not: std::sqrt
 // may set errno, and a double accumulator is a serial dependency. So each
 // block is processed in chunks of kNormLanes elements with Eigen fixed-size
-// arrays (packet math, no reordering of IEEE operations), sqrt and the lanes
-// of s by the intrinsics in simd.hpp (correctly rounded sqrt, one lane of s per
-// element of a chunk). Every operation is elementwise, so the chunked body computes exactly
+// arrays (packet math, no reordering of IEEE operations), sqrt, the lanes of s
+// and the bfloat16/half conversions by the intrinsics in simd.hpp (correctly
+// rounded sqrt, one lane of s per element of a chunk, conversions bit for bit
+// as Eigen's). Every operation is elementwise, so the chunked body computes exactly
 // what the scalar rule in rule.hpp computes for the same element; the scalar
 // rule handles a block's last partial chunk.
 #pragma once
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "adamx/rule.hpp"
 #include "adamx/simd.hpp"
@@ -102,13 +104,40 @@ inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
   if (a.v_max) prefetch<true>(a.v_max + at);
 }
 
+/// kNormLanes parameters or gradients from `x` in the arithmetic type Scalar:
+/// a plain load when they are of that type, else widened in registers
+/// (simd.hpp), exactly as static_cast<Scalar> widens one.
+template <class Scalar, class Param>
+inline Eigen::Array<Scalar, kNormLanes, 1> load_chunk(const Param* x) {
+  using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
+  if constexpr (std::is_same<Param, Scalar>::value) {
+    return Eigen::Map<const Chunk>(x);
+  } else {
+    Chunk widened;
+    widen8(x, widened.data());
+    return widened;
+  }
+}
+
+/// Stores a chunk to parameters of type Param, rounded in registers when
+/// Param is narrower (simd.hpp), exactly as static_cast<Param> rounds one.
+template <class Param, class Chunk>
+inline void store_chunk(const Chunk& value, Param* x) {
+  if constexpr (std::is_same<Param, typename Chunk::Scalar>::value) {
+    Eigen::Map<Chunk> stored(x);
+    stored = value;
+  } else {
+    narrow8(value.data(), x);
+  }
+}
+
 /// transformed_gradient (rule.hpp) for a chunk: the same operations in the
-/// same order. `param` may be a lazy expression; it is read only for L2 decay.
-template <class Chunk, class ParamChunk>
+/// same order. θ is read (from `param`) only for L2 decay.
+template <class Chunk, class Param>
 inline void transform_gradient_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, Chunk& g,
-                                     const ParamChunk& param) {
+                                     const Param* param) {
   if (c.maximize) g = -g;
-  if (c.use_l2) g = g + c.l2 * param;
+  if (c.use_l2) g = g + c.l2 * load_chunk<typename Chunk::Scalar>(param);
 }
 
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
@@ -131,7 +160,6 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
   const AdamCoefficients<Scalar> c = coefficients;
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
   using ChunkMap = Eigen::Map<Chunk>;
-  using ParamChunk = Eigen::Array<Param, kNormLanes, 1>;
   const Index distance = prefetch_distance(here.size);
   Lanes lanes = Lanes::Zero();
   Index i = 0;
@@ -149,12 +177,10 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
       }
     }
     ChunkMap mm(m + i), vv(v + i);
-    Eigen::Map<ParamChunk> param_chunk(param + i);
-    // Conversions are no-ops when Param is Scalar.
-    const Chunk p = param_chunk.template cast<Scalar>();
-    Chunk g = Eigen::Map<const ParamChunk>(grad + i).template cast<Scalar>();
+    const Chunk p = load_chunk<Scalar>(param + i);
+    Chunk g = load_chunk<Scalar>(grad + i);
     // The same operations, in the same order, as adam_update (rule.hpp).
-    transform_gradient_chunk(c, g, p);
+    transform_gradient_chunk(c, g, param + i);
     Chunk decayed = p;
     if (c.use_decoupled) decayed = decayed * c.decay_factor;
     mm = mm * c.beta1 + c.one_minus_beta1 * g;
@@ -169,7 +195,7 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
     Chunk root;
     sqrt8(second.data(), root.data());
     const Chunk denominator = root + c.eps;
-    param_chunk = (decayed + (c.neg_step_size * mm) / denominator).template cast<Param>();
+    store_chunk<Param>(Chunk(decayed + (c.neg_step_size * mm) / denominator), param + i);
     add_squares8(g.data(), lanes.data());
   }
   for (int lane = 0; i < n; ++i, ++lane) {
@@ -194,7 +220,6 @@ bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
   const Param* const param = here.param;
   const Param* const grad = here.grad;
   using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
-  using ConstParamMap = Eigen::Map<const Eigen::Array<Param, kNormLanes, 1>>;
   const Index distance = prefetch_distance(here.size);
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
@@ -207,8 +232,8 @@ bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
         prefetch_arrays(next, at - here.size);  // the caller leaves m and v null
       }
     }
-    Chunk g = ConstParamMap(grad + i).template cast<Scalar>();
-    transform_gradient_chunk(c, g, ConstParamMap(param + i).template cast<Scalar>());
+    Chunk g = load_chunk<Scalar>(grad + i);
+    transform_gradient_chunk(c, g, param + i);
     if (!on_chunk(static_cast<const Chunk&>(g))) return false;
   }
   for (int k = 0; i < n; ++i, ++k)
