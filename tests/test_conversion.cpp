@@ -129,9 +129,9 @@ void narrowing_matches_eigen() {
   for (const std::uint32_t b : boundary_floats())
     for (std::uint32_t d = 0; d <= 128; ++d) batch.push_back(b - 64 + d);
   flush();
-  // 65521 is prime, so the sample meets every residue class of the low bits
+  // 257 is prime, so the sample meets every residue class of the low bits
   // (mantissa patterns) as well as every exponent.
-  const std::uint64_t stride = kExhaustive ? 1 : 65521;
+  const std::uint64_t stride = kExhaustive ? 1 : 257;
   std::uint64_t checked = 0;
   for (std::uint64_t b = 0; b <= 0xFFFFFFFFu; b += stride) {
     batch.push_back(static_cast<std::uint32_t>(b));
