@@ -17,6 +17,7 @@
 //   threads/AdamX/float/threads:<t>/N/real_time AdamX with set_threads(t)
 //   nonfinite/AdamX/float/<policy>/N            NonFinitePolicy propagate, skip, error
 //   step/AdamX/bfloat16/N                       bfloat16 parameters and gradients, float state
+//   step/AdamX/half/N                           half parameters and gradients, float state
 //
 // Parameters and gradients are random, generated once per size and reused;
 // each benchmark steps one optimizer instance repeatedly with the same
@@ -92,7 +93,7 @@ void set_counters(benchmark::State& state, std::int64_t n) {
                           static_cast<std::int64_t>(sizeof(Scalar)));
 }
 
-// The same traffic model when parameters and state differ in size (bfloat16
+// The same traffic model when parameters and state differ in size (bfloat16 or half
 // parameters and gradients, float m and v): θ and g read, θ written, in the
 // parameter type; m and v read and written in the state type.
 template <class Param, class State>
@@ -334,8 +335,13 @@ void register_benchmarks() {
         ->Unit(benchmark::kMicrosecond);
   }
 
-  // bfloat16 parameters and gradients with float state, against float.
+  // bfloat16 and half parameters and gradients with float state, against float.
   benchmark::RegisterBenchmark("step/AdamX/bfloat16", bm_step<adamx::AdamX<Eigen::bfloat16>>,
+                               std::int64_t{1}, adamx::NonFinitePolicy::propagate)
+      ->Arg(std::int64_t{1} << 20)
+      ->Arg(std::int64_t{1} << 24)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("step/AdamX/half", bm_step<adamx::AdamX<Eigen::half>>,
                                std::int64_t{1}, adamx::NonFinitePolicy::propagate)
       ->Arg(std::int64_t{1} << 20)
       ->Arg(std::int64_t{1} << 24)

@@ -804,6 +804,41 @@ TEST(BadInputFloat, LargestFiniteFloatGradientHasFiniteNormAndIsApplied) {
   EXPECT_EQ(opt.state(0).t, 1);
 }
 
+// The skip and error policies compute s in their checking pass only when some
+// gradient exceeds the bound below which s is certainly finite (2^400 for
+// double, kernel.hpp). Above it, a finite s must still let the step through,
+// exactly as propagate applies it: 1e130 > 2^400 ≈ 2.6e120, yet its square
+// 1e260 is finite; 2^400 itself is the largest gradient the fast check passes
+// and -2^401 the smallest it does not.
+TEST(BadInputDouble, GradientsAboveTheSafeBoundWithFiniteNormAreAppliedAsUnderPropagate) {
+  for (const double big : {1e130, 0x1p400, -0x1p401}) {
+    for (const auto policy : {adamx::NonFinitePolicy::skip, adamx::NonFinitePolicy::error}) {
+      Eigen::VectorXd w = Eigen::VectorXd::LinSpaced(5, -0.5, 0.5);
+      Eigen::VectorXd w_twin = w;
+      Eigen::VectorXd g = Eigen::VectorXd::Constant(5, 0.25);
+      g(3) = big;
+      adamx::AdamX<double> opt, twin;
+      adamx::AdamXOptions o;
+      o.nonfinite = policy;
+      opt.add_group({w}, o);
+      twin.add_group({w_twin});  // propagate
+      for (int step = 0; step < 3; ++step) {
+        const adamx::StepReport report = opt.step({{w}}, {{g}})[0];
+        const adamx::StepReport expected = twin.step({{w_twin}}, {{g}})[0];
+        SCOPED_TRACE(::testing::Message() << "gradient " << big << ", policy "
+                                          << adamx::to_string(policy) << ", step " << step);
+        EXPECT_TRUE(report.applied);
+        EXPECT_TRUE(report.finite);
+        EXPECT_TRUE(adamx_test::same_bits(report.grad_norm_sq, expected.grad_norm_sq));
+        auto state = opt.state(0);
+        state.options.nonfinite = adamx::NonFinitePolicy::propagate;  // the one intended difference
+        EXPECT_TRUE(state == twin.state(0));
+        EXPECT_TRUE(adamx_test::bytes_of<double>(w) == adamx_test::bytes_of<double>(w_twin));
+      }
+    }
+  }
+}
+
 // ---- add_group: names, counts, shapes ---------------------------------------------
 
 TYPED_TEST(BadInput, AddGroupRejectsMalformedGroupsAndChangesNothing) {

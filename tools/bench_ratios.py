@@ -124,6 +124,10 @@ def build(times, errors):
         r.ratio("bf16_over_float_" + size_label(n).replace("^", "p"),
                 "bfloat16 / float parameters, time (AdamX)", size_label(n),
                 "step/AdamX/bfloat16/%d" % n, "step/AdamX/float/%d" % n)
+    for n in (P20, P24):
+        r.ratio("half_over_float_" + size_label(n).replace("^", "p"),
+                "half / float parameters, time (AdamX)", size_label(n),
+                "step/AdamX/half/%d" % n, "step/AdamX/float/%d" % n)
 
     adam = r.time("step/Adam/float/%d" % P24)
     value = adam / P24 if adam is not None else None

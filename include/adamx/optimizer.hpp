@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -510,6 +511,23 @@ class Optimizer {
         if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
         const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, g.t + 1, g.gamma);
         Work& work = gather(gi, *param_group, *grad_group);
+        // Usually every gradient is small enough that s is certainly finite
+        // (kernel.hpp, kSafeGradient): one comparison per element, and the
+        // update pass then computes s. Only otherwise is s computed here.
+        std::atomic<bool> safe{true};  // an AND: the same for any thread count
+        detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
+                               [&](Index b) {
+                                 const Block& block = work.blocks[static_cast<std::size_t>(b)];
+                                 if (!detail::gradient_within_safe_bound_block(
+                                         c, gradient_arrays(g, work, block.tensor, block.start, true),
+                                         block.length,
+                                         gradient_arrays(g, work, block.tensor + 1, 0, c.use_l2)))
+                                   safe.store(false, std::memory_order_relaxed);
+                               });
+        if (safe.load()) {
+          work.checked_norm = 0.0;  // finite; the update pass computes s itself
+          continue;
+        }
         detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
                                [&](Index b) {
                                  const Block& block = work.blocks[static_cast<std::size_t>(b)];
@@ -590,7 +608,8 @@ class Optimizer {
     std::vector<Scalar*> params;         // this step's tensors, per tensor
     std::vector<const Scalar*> grads;
     Index elements = 0;
-    double checked_norm = 0.0;           // s from the checking pass (skip/error)
+    double checked_norm = 0.0;           // s from the checking pass (skip/error) if it
+                                         // computed it, else 0 (s certainly finite)
   };
 
   // Records this step's data pointers of group gi (shapes were checked).
