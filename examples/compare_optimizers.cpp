@@ -325,7 +325,8 @@ void load_digits(const std::string& path, Dataset& train, Dataset& test) {
 // ---------------------------------------------------- quadratic problems --
 
 // f(x) = ½ Σ λ_i x_i², λ log-spaced over [1e-4, 1] (condition number 10^4),
-// 200 coordinates in two groups of 100 (each spanning the whole λ range).
+// 200 coordinates in two groups of 100, like two layers of different
+// curvature: "half0" holds λ from 1 down to 1e-2, "half1" from 1e-2 to 1e-4.
 // The gradient is λ⊙x + σ_t ξ with ξ standard normal; the loss logged is the
 // exact f. "nonstationary": σ jumps from 0.01 to 1 (×100) for steps
 // [700, 1400) and back.
