@@ -313,6 +313,11 @@ void register_benchmarks() {
   register_step<adamx::Adam<double>>("step/Adam/double");
   register_step<adamx::AdamW<double>>("step/AdamW/double");
   register_step<adamx::AdamX<double>>("step/AdamX/double");
+  // The baselines: RAdam's rectified step is Adam's rule, AdaBound adds a
+  // clip, AdaMod a third array (read and written: 36 bytes per float element).
+  register_step<adamx::RAdam<float>>("step/RAdam/float");
+  register_step<adamx::AdaBound<float>>("step/AdaBound/float");
+  register_step<adamx::AdaMod<float>>("step/AdaMod/float");
 
   sizes(benchmark::RegisterBenchmark("roofline/float", bm_roofline));
   sizes(benchmark::RegisterBenchmark("naive_eigen_adam/float", bm_naive_eigen_adam));

@@ -159,6 +159,21 @@ inline Images read_images(const std::string& path) {
   return img;
 }
 
+// The whole decompressed content of a gzip file (or of a plain file, which
+// gzread passes through), at most kMaxPayloadBytes: for small text data such
+// as the UCI digits CSV.
+inline std::vector<std::uint8_t> read_gzip(const std::string& path) {
+  detail::GzFile file = detail::open(path);
+  std::vector<std::uint8_t> data;
+  std::uint8_t buffer[1 << 16];
+  std::size_t got = 0;
+  while ((got = detail::read_some(file.get(), path, buffer, sizeof buffer)) > 0) {
+    data.insert(data.end(), buffer, buffer + got);
+    if (data.size() > detail::kMaxPayloadBytes) detail::fail(path, "larger than expected");
+  }
+  return data;
+}
+
 // Loads a labels file (magic 0x00000801: count unsigned bytes).
 inline std::vector<std::uint8_t> read_labels(const std::string& path) {
   std::vector<std::size_t> dims;

@@ -44,6 +44,7 @@ struct GroupFields {
   std::size_t name = 0;           // u32 length, then the bytes
   std::size_t lr = 0;             // 7 f64: lr, beta1, beta2, beta3, beta_norm, eps, weight_decay
   std::size_t decay_mode = 0;     // u8 each: decay_mode, amsgrad, maximize, nonfinite
+  std::size_t final_lr = 0;       // 3 f64: final_lr, bound_speed, beta_step (version 2)
   std::size_t t = 0;              // i64
   std::size_t gamma = 0;          // f64
   std::size_t h = 0;              // f64
@@ -90,6 +91,8 @@ struct Layout {
       at += 7 * 8;
       fields.decay_mode = at;
       at += 4;
+      fields.final_lr = at;
+      at += 3 * 8;
       fields.t = at;
       at += 8;
       fields.gamma = at;

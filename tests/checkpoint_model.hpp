@@ -39,13 +39,16 @@ struct CheckpointModel {
   }
 
   /// Options that switch on what a checkpoint must carry: amsgrad, weight
-  /// decay, maximize, a non-default lr and policy.
+  /// decay, a non-default lr, policy and baseline options.
   static Options busy_options(bool amsgrad) {
     Options o;
     o.lr = 3e-3;
     o.amsgrad = amsgrad;
     o.weight_decay = 0.05;
     o.nonfinite = adamx::NonFinitePolicy::skip;
+    o.final_lr = 0.05;  // AdaBound's and AdaMod's options, non-default
+    o.bound_speed = 2e-3;
+    o.beta_step = 0.99;
     return o;
   }
 

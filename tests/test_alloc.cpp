@@ -49,7 +49,8 @@ namespace {
 template <class Opt>
 class NoAllocation : public testing::Test {};
 using Optimizers = testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adamx::AdamX<float>,
-                                  adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>>;
+                                  adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>,
+                                  adamx::RAdam<float>, adamx::AdaBound<float>, adamx::AdaMod<double>>;
 TYPED_TEST_SUITE(NoAllocation, Optimizers);
 
 TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {

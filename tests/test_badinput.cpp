@@ -56,6 +56,9 @@ std::vector<double> invalid_values(const std::string& field, bool gamma_fixed) {
   if (field == "beta_norm") return {-0.1, -kTiny, 1.0, above_one, 1.5, kNaN, kInf, -kInf};
   if (field == "eps") return {-1e-8, -kTiny, kNaN, kInf, -kInf};
   if (field == "weight_decay") return {-1e-2, -kTiny, kNaN, kInf, -kInf};
+  if (field == "final_lr") return {-0.1, -kTiny, kNaN, kInf, -kInf};
+  if (field == "bound_speed") return {0.0, -1e-3, -kTiny, kNaN, kInf, -kInf};
+  if (field == "beta_step") return {-0.1, -kTiny, 1.0, above_one, kNaN, kInf, -kInf};
   // Enumerations: values outside the declared enumerators (static_cast).
   if (field == "decay_mode") return {2.0, -1.0, 100.0};
   if (field == "nonfinite") return {3.0, -1.0, 100.0};
@@ -72,6 +75,9 @@ void set_field(Options& o, const std::string& field, double value) {
   else if (field == "beta_norm") o.beta_norm = value;
   else if (field == "eps") o.eps = value;
   else if (field == "weight_decay") o.weight_decay = value;
+  else if (field == "final_lr") o.final_lr = value;
+  else if (field == "bound_speed") o.bound_speed = value;
+  else if (field == "beta_step") o.beta_step = value;
   else if (field == "decay_mode") o.decay_mode = static_cast<adamx::WeightDecayMode>(static_cast<int>(value));
   else if (field == "nonfinite") o.nonfinite = static_cast<adamx::NonFinitePolicy>(static_cast<int>(value));
   else ADD_FAILURE() << "unknown field " << field;
@@ -87,6 +93,9 @@ void call_setter(Opt& opt, std::size_t g, const std::string& field, double value
   else if (field == "beta_norm") opt.set_beta_norm(g, value);
   else if (field == "eps") opt.set_eps(g, value);
   else if (field == "weight_decay") opt.set_weight_decay(g, value);
+  else if (field == "final_lr") opt.set_final_lr(g, value);
+  else if (field == "bound_speed") opt.set_bound_speed(g, value);
+  else if (field == "beta_step") opt.set_beta_step(g, value);
   else if (field == "decay_mode") opt.set_decay_mode(g, static_cast<adamx::WeightDecayMode>(static_cast<int>(value)));
   else if (field == "nonfinite") opt.set_nonfinite(g, static_cast<adamx::NonFinitePolicy>(static_cast<int>(value)));
   else ADD_FAILURE() << "unknown field " << field;
@@ -297,6 +306,9 @@ TYPED_TEST(BadInput, AddGroupWithInvalidBetaNormThrowsAndChangesNothing) { this-
 TYPED_TEST(BadInput, AddGroupWithInvalidEpsThrowsAndChangesNothing) { this->CheckAddGroup("eps"); }
 TYPED_TEST(BadInput, AddGroupWithInvalidWeightDecayThrowsAndChangesNothing) { this->CheckAddGroup("weight_decay"); }
 TYPED_TEST(BadInput, AddGroupWithInvalidDecayModeThrowsAndChangesNothing) { this->CheckAddGroup("decay_mode"); }
+TYPED_TEST(BadInput, AddGroupWithInvalidFinalLrThrowsAndChangesNothing) { this->CheckAddGroup("final_lr"); }
+TYPED_TEST(BadInput, AddGroupWithInvalidBoundSpeedThrowsAndChangesNothing) { this->CheckAddGroup("bound_speed"); }
+TYPED_TEST(BadInput, AddGroupWithInvalidBetaStepThrowsAndChangesNothing) { this->CheckAddGroup("beta_step"); }
 TYPED_TEST(BadInput, AddGroupWithInvalidNonFinitePolicyThrowsAndChangesNothing) { this->CheckAddGroup("nonfinite"); }
 
 // ---- invalid options: set_options --------------------------------------------
@@ -309,6 +321,9 @@ TYPED_TEST(BadInput, SetOptionsWithInvalidBetaNormThrowsAndChangesNothing) { thi
 TYPED_TEST(BadInput, SetOptionsWithInvalidEpsThrowsAndChangesNothing) { this->CheckSetOptions("eps"); }
 TYPED_TEST(BadInput, SetOptionsWithInvalidWeightDecayThrowsAndChangesNothing) { this->CheckSetOptions("weight_decay"); }
 TYPED_TEST(BadInput, SetOptionsWithInvalidDecayModeThrowsAndChangesNothing) { this->CheckSetOptions("decay_mode"); }
+TYPED_TEST(BadInput, SetOptionsWithInvalidFinalLrThrowsAndChangesNothing) { this->CheckSetOptions("final_lr"); }
+TYPED_TEST(BadInput, SetOptionsWithInvalidBoundSpeedThrowsAndChangesNothing) { this->CheckSetOptions("bound_speed"); }
+TYPED_TEST(BadInput, SetOptionsWithInvalidBetaStepThrowsAndChangesNothing) { this->CheckSetOptions("beta_step"); }
 TYPED_TEST(BadInput, SetOptionsWithInvalidNonFinitePolicyThrowsAndChangesNothing) { this->CheckSetOptions("nonfinite"); }
 
 // ---- invalid options: the typed setters -------------------------------------
@@ -321,6 +336,9 @@ TYPED_TEST(BadInput, SetBetaNormWithInvalidValueThrowsAndChangesNothing) { this-
 TYPED_TEST(BadInput, SetEpsWithInvalidValueThrowsAndChangesNothing) { this->CheckTypedSetter("eps"); }
 TYPED_TEST(BadInput, SetWeightDecayWithInvalidValueThrowsAndChangesNothing) { this->CheckTypedSetter("weight_decay"); }
 TYPED_TEST(BadInput, SetDecayModeWithInvalidEnumThrowsAndChangesNothing) { this->CheckTypedSetter("decay_mode"); }
+TYPED_TEST(BadInput, SetFinalLrWithInvalidValueThrowsAndChangesNothing) { this->CheckTypedSetter("final_lr"); }
+TYPED_TEST(BadInput, SetBoundSpeedWithInvalidValueThrowsAndChangesNothing) { this->CheckTypedSetter("bound_speed"); }
+TYPED_TEST(BadInput, SetBetaStepWithInvalidValueThrowsAndChangesNothing) { this->CheckTypedSetter("beta_step"); }
 TYPED_TEST(BadInput, SetNonFiniteWithInvalidEnumThrowsAndChangesNothing) { this->CheckTypedSetter("nonfinite"); }
 
 TYPED_TEST(BadInput, AllGroupsSetLrWithInvalidValueThrowsAndChangesNothing) {
@@ -359,6 +377,9 @@ TYPED_TEST(BadInput, BoundaryValuesOfEveryRangeAreAccepted) {
   o.beta_norm = 0.0;
   o.eps = 0.0;
   o.weight_decay = 0.0;
+  o.final_lr = 0.0;
+  o.bound_speed = std::numeric_limits<double>::denorm_min();
+  o.beta_step = 0.0;
   EXPECT_NO_THROW(this->opt.set_options(1, o));
   EXPECT_TRUE(this->opt.options(1) == o);
   o.beta1 = std::nextafter(1.0, 0.0);
@@ -367,6 +388,9 @@ TYPED_TEST(BadInput, BoundaryValuesOfEveryRangeAreAccepted) {
   o.lr = std::numeric_limits<double>::max();
   o.weight_decay = std::numeric_limits<double>::max();
   o.eps = std::numeric_limits<double>::max();
+  o.final_lr = std::numeric_limits<double>::max();
+  o.bound_speed = std::numeric_limits<double>::max();
+  o.beta_step = std::nextafter(1.0, 0.0);
   EXPECT_NO_THROW(this->opt.set_options(1, o));
   EXPECT_NO_THROW(this->opt.set_beta3(1, 1.0));
   if (!TestFixture::kGammaFixed) {

@@ -55,7 +55,10 @@ class Checkpoint : public ::testing::Test {};
 using CheckpointTypes =
     ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>,
                      adamx::AdamW<double>, adamx::AdamX<float>, adamx::AdamX<double>,
-                     adamx::AdamX<Eigen::bfloat16>, adamx::AdamX<Eigen::half>>;
+                     adamx::AdamX<Eigen::bfloat16>, adamx::AdamX<Eigen::half>,
+                     adamx::RAdam<float>, adamx::RAdam<double>, adamx::AdaBound<float>,
+                     adamx::AdaBound<double>, adamx::AdaMod<float>, adamx::AdaMod<double>,
+                     adamx::AdaMod<Eigen::bfloat16>>;
 struct CheckpointTypeName {
   template <class T>
   static std::string GetName(int) {
@@ -138,7 +141,7 @@ TYPED_TEST(Checkpoint, ResumeIsExact) {
 }
 
 // The bytes are what docs/checkpoints.md says, read by an independent
-// parser: magic, version 1, header length, both CRCs, array sizes.
+// parser: magic, version 2, header length, both CRCs, array sizes.
 TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   using Opt = TypeParam;
   using StateScalar = typename Opt::state_scalar_type;
@@ -150,7 +153,7 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   EXPECT_EQ(saved(opt), bytes) << "saving is not deterministic";
 
   EXPECT_EQ(bytes.substr(0, 8), "ADAMXCKP");
-  EXPECT_EQ(adamx_test::read_le(bytes, Layout::kVersion, 4), 1u);
+  EXPECT_EQ(adamx_test::read_le(bytes, Layout::kVersion, 4), 2u);
   const Layout layout(bytes);
   const auto* raw = reinterpret_cast<const unsigned char*>(bytes.data());
   EXPECT_EQ(adamx_test::read_le(bytes, layout.header_crc, 4),
@@ -158,8 +161,16 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   EXPECT_EQ(adamx_test::read_le(bytes, layout.file_crc, 4), adamx_test::bitwise_crc32(raw, layout.file_crc));
   ASSERT_EQ(layout.groups.size(), 2u);
   EXPECT_EQ(adamx_test::read_le(bytes, layout.groups[0].t, 8), 3u);
-  // Arrays: layer1 (15 + 5 elements) with m, v, v_max; layer2 (20) with m, v.
-  EXPECT_EQ(layout.file_crc - layout.arrays, (20 * 3 + 20 * 2) * sizeof(StateScalar));
+  // Arrays: layer1 (15 + 5 elements) with m, v, v_max; layer2 (20) with m,
+  // v; AdaMod adds step_avg to both.
+  const std::size_t per_element = adamx::keeps_step_average<adamx_test::FlavourOf_t<Opt>> ? 1 : 0;
+  EXPECT_EQ(layout.file_crc - layout.arrays,
+            (20 * (3 + per_element) + 20 * (2 + per_element)) * sizeof(StateScalar));
+  // The AdaBound/AdaMod options follow the four option bytes.
+  double final_lr;
+  const auto final_lr_bits = adamx_test::read_le(bytes, layout.groups[0].final_lr, 8);
+  std::memcpy(&final_lr, &final_lr_bits, sizeof final_lr);
+  EXPECT_EQ(final_lr, opt.options(0).final_lr);
   // The first array is layer1.weight's m, little-endian.
   StateScalar first_m;
   const auto bits = adamx_test::read_le(bytes, layout.arrays, sizeof(StateScalar));

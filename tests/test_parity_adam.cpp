@@ -31,6 +31,16 @@
 // relative difference max|Δθ| / max|θ| stays ≤ 1e-12 at every step.
 // Sensitivity: a relative change of lr by 1e-3 (float) or 1e-9 (double) must
 // exceed the bound, so the comparison has the power to fail.
+//
+// adamx::RAdam against torch.optim.RAdam (tests/data/radam_parity.bin, same
+// layout). Both compute ρ_t and r_t in double by the same formula in the same
+// order. PyTorch 1.13 adds ε to √v before bias correction, √(1−β2^t)/(√v + ε),
+// where SPEC §8 (like Adam) adds it to √v̂; the replay emulates PyTorch by
+// setting adamx's ε to ε/√(1−β2^t) before each step (docs/design.md,
+// "Baselines"), so the comparison checks everything else to rounding. PyTorch's
+// rectified step takes 11 roundings (four double constants cast to the tensor
+// type, seven tensor operations) against adamx's 6: the Δ term is 24u·|Δ_t|
+// (≥ 17u) for RAdam instead of 16u.
 #include <gtest/gtest.h>
 
 #include <adamx/adamx.hpp>
@@ -43,6 +53,7 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "golden/golden_data.hpp"
@@ -55,7 +66,14 @@ const golden::AdamParityFile& parity_file() {
   return file;
 }
 
+const golden::AdamParityFile& radam_file() {
+  static const golden::AdamParityFile file = golden::read_adam_parity(golden::data_path("radam_parity.bin"));
+  return file;
+}
+
 const golden::Run* find_run(const std::string& name, int width) {
+  for (const golden::Run& run : radam_file().runs)
+    if (run.name == name && run.width == width) return &run;
   for (const golden::Run& run : parity_file().runs)
     if (run.name == name && run.width == width) return &run;
   return nullptr;
@@ -75,6 +93,8 @@ template <class Scalar, class Optimizer>
 Deviation replay(const golden::Run& run, double lr_scale) {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const double u = std::numeric_limits<Scalar>::epsilon() / 2;
+  constexpr bool kRAdam = std::is_same<Optimizer, adamx::RAdam<Scalar>>::value;
+  const double step_roundings = kRAdam ? 24 : 16;
   golden::SplitMix64 rng(run.seed);
 
   // Parameters in PyTorch's (row-major) element order.
@@ -122,7 +142,12 @@ Deviation replay(const golden::Run& run, double lr_scale) {
         flat.push_back(value);
       }
     hash = golden::fnv1a64<Scalar>(flat, hash);
-    for (std::size_t g = 0; g < run.groups.size(); ++g) opt.set_lr(g, run.lr[t - 1][g] * lr_scale);
+    for (std::size_t g = 0; g < run.groups.size(); ++g) {
+      opt.set_lr(g, run.lr[t - 1][g] * lr_scale);
+      if (kRAdam)  // PyTorch's ε placement, see the top of the file
+        opt.set_eps(g, run.groups[g].eps /
+                           std::sqrt(1.0 - std::pow(run.groups[g].beta2, static_cast<double>(t))));
+    }
     opt.step(param_views, grad_views);
 
     const std::vector<double>& torch = run.theta[t - 1];
@@ -134,7 +159,8 @@ Deviation replay(const golden::Run& run, double lr_scale) {
       for (std::size_t i = 0; i < run.tensors[j].size(); ++i, ++e) {
         const double ours = static_cast<double>(params[j].data()[i]);
         const double theirs = torch[e];
-        bound[e] += u * (4 * std::fabs(theirs) + 16 * std::fabs(theirs - previous[e]) + 32 * lr_max);
+        bound[e] += u * (4 * std::fabs(theirs) + step_roundings * std::fabs(theirs - previous[e]) +
+                         32 * lr_max);
         const double diff = std::fabs(ours - theirs);
         const double ratio = diff / bound[e];
         if (ratio > d.max_ratio) {
@@ -162,6 +188,9 @@ Deviation replay(const golden::Run& run, double lr_scale) {
 }
 
 Deviation replay_run(const golden::Run& run, double lr_scale = 1.0) {
+  if (run.optimizer == 2)
+    return run.width == 4 ? replay<float, adamx::RAdam<float>>(run, lr_scale)
+                          : replay<double, adamx::RAdam<double>>(run, lr_scale);
   if (run.width == 4)
     return run.optimizer == 0 ? replay<float, adamx::Adam<float>>(run, lr_scale)
                               : replay<float, adamx::AdamW<float>>(run, lr_scale);
@@ -171,7 +200,8 @@ Deviation replay_run(const golden::Run& run, double lr_scale = 1.0) {
 
 const char* const kRunNames[] = {"adam_default",       "adam_weight_decay", "adam_amsgrad",
                                   "adam_maximize",      "adam_warmup_cosine", "adamw_default",
-                                  "adamw_groups_amsgrad_maximize_steplr"};
+                                  "adamw_groups_amsgrad_maximize_steplr", "radam_default",
+                                  "radam_weight_decay_betas"};
 
 struct Case {
   std::string name;
@@ -216,7 +246,7 @@ INSTANTIATE_TEST_SUITE_P(Runs, AdamParity, testing::ValuesIn(all_cases()), case_
 
 TEST(AdamParityFile, HoldsExactlyTheExpectedRunsAndRecordsTheTorchVersion) {
   const golden::AdamParityFile& file = parity_file();
-  EXPECT_EQ(file.runs.size(), all_cases().size());
+  EXPECT_EQ(file.runs.size() + radam_file().runs.size(), all_cases().size());
   for (const Case& c : all_cases()) EXPECT_NE(find_run(c.name, c.width), nullptr) << c.name;
   EXPECT_EQ(file.torch.rfind("torch 1.13", 0), 0u) << file.torch;
 }

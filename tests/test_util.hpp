@@ -30,13 +30,18 @@ template <class S, class F>
 struct FlavourOf<adamx::Optimizer<S, F>> {
   using type = F;
 };
-/// True for Adam and AdamW, whose γ is fixed at 1 (β3 must be 1).
+template <class Opt>
+using FlavourOf_t = typename FlavourOf<Opt>::type;
+/// True for every optimizer but AdamX: γ is fixed at 1 (β3 must be 1).
 template <class Opt>
 constexpr bool kGammaFixed = FlavourOf<Opt>::type::gamma_fixed;
 
 /// Every optimizer type, for typed tests.
 using AllOptimizers = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>,
-                                       adamx::AdamW<double>, adamx::AdamX<float>, adamx::AdamX<double>>;
+                                       adamx::AdamW<double>, adamx::AdamX<float>, adamx::AdamX<double>,
+                                       adamx::RAdam<float>, adamx::RAdam<double>,
+                                       adamx::AdaBound<float>, adamx::AdaBound<double>,
+                                       adamx::AdaMod<float>, adamx::AdaMod<double>>;
 
 /// Readable typed-test names: Suite/AdamX_float, ...
 struct OptimizerName {

@@ -129,6 +129,12 @@ def build(times, errors):
                 "half / float parameters, time (AdamX)", size_label(n),
                 "step/AdamX/half/%d" % n, "step/AdamX/float/%d" % n)
 
+    for name in ("RAdam", "AdaBound", "AdaMod"):
+        for n in (P20, P24):
+            r.ratio("%s_over_adam_%s" % (name.lower(), size_label(n).replace("^", "p")),
+                    "%s / Adam, time (float)" % name, size_label(n),
+                    "step/%s/float/%d" % (name, n), "step/Adam/float/%d" % n)
+
     adam = r.time("step/Adam/float/%d" % P24)
     value = adam / P24 if adam is not None else None
     r.rows.append(("Adam ns per element (float, 1 thread)", size_label(P24), value,

@@ -10,6 +10,7 @@ It writes three files, whose layouts tests/data/README.md documents:
   adam_parity.bin   torch.optim.Adam / AdamW parameter trajectories
   schedules.txt     learning rates from torch.optim.lr_scheduler
   clip.txt          torch.nn.utils.clip_grad_norm_ / clip_grad_value_ results
+  radam_parity.bin  torch.optim.RAdam trajectories (the layout of adam_parity.bin)
 
 Every input is made from a splitmix64 stream with integer arithmetic only, so
 the C++ tests regenerate the same gradients bit for bit without Python
@@ -99,7 +100,7 @@ def fnv1a64(data, h=0xCBF29CE484222325):
 # (rows, cols, regime) of the four tensors every run holds.
 TENSORS = [(4, 5, NOISE), (6, 1, DRIFT_DECAY), (3, 1, TINY), (1, 3, BURSTS)]
 
-ADAM, ADAMW = 0, 1
+ADAM, ADAMW, RADAM = 0, 1, 2
 
 
 def warmup_cosine(opt):
@@ -137,6 +138,13 @@ RUNS = [
      step_decay, 7),
 ]
 
+# torch.optim.RAdam (1.13 has no amsgrad or maximize; its groups ignore them).
+RADAM_RUNS = [
+    ("radam_default", RADAM, [group(ALL)], None, 21),
+    ("radam_weight_decay_betas", RADAM, [group(ALL, lr=3e-3, betas=(0.8, 0.99), eps=1e-6,
+                                               weight_decay=1e-2)], None, 22),
+]
+
 DTYPES = [(np.float32, 4), (np.float64, 8)]
 
 
@@ -162,8 +170,13 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
                                  betas=g["betas"], eps=g["eps"],
                                  weight_decay=g["weight_decay"], amsgrad=g["amsgrad"],
                                  maximize=g["maximize"]))
-    cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
-    opt = cls(torch_groups, foreach=False)
+    if kind == RADAM:
+        for g in torch_groups:
+            del g["amsgrad"], g["maximize"]
+        opt = torch.optim.RAdam(torch_groups, foreach=False)
+    else:
+        cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
+        opt = cls(torch_groups, foreach=False)
     scheduler = make_scheduler(opt) if make_scheduler else None
 
     lrs, trajectory = [], []
@@ -199,12 +212,12 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
     return bytes(out)
 
 
-def write_adam_parity(path):
+def write_adam_parity(path, runs):
     out = bytearray(b"ADXPAR01")
     out += pack_str("torch " + torch.__version__ + " cpu_capability=default threads=1 foreach=False")
-    out += struct.pack("<I", len(RUNS) * len(DTYPES))
+    out += struct.pack("<I", len(runs) * len(DTYPES))
     for np_dtype, width in DTYPES:
-        for name, kind, groups, make_scheduler, seed in RUNS:
+        for name, kind, groups, make_scheduler, seed in runs:
             out += adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width)
     with open(path, "wb") as f:
         f.write(out)
@@ -375,7 +388,8 @@ def main():
     torch.set_num_threads(1)
     # SequentialLR calls scheduler.step(0), which warns that the epoch argument is deprecated.
     warnings.filterwarnings("ignore", category=UserWarning)
-    write_adam_parity(os.path.join(out_dir, "adam_parity.bin"))
+    write_adam_parity(os.path.join(out_dir, "adam_parity.bin"), RUNS)
+    write_adam_parity(os.path.join(out_dir, "radam_parity.bin"), RADAM_RUNS)
     write_schedules(os.path.join(out_dir, "schedules.txt"))
     write_clip(os.path.join(out_dir, "clip.txt"))
 

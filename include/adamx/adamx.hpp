@@ -1,4 +1,5 @@
-// adamx: Adam, AdamW and AdamX for Eigen, header-only. The one include.
+// adamx: Adam, AdamW and AdamX (and the baselines RAdam, AdaBound, AdaMod)
+// for Eigen, header-only. The one include.
 //
 //   #include <adamx/adamx.hpp>
 //   adamx::AdamX<float> opt;
@@ -36,5 +37,19 @@ using AdamW = Optimizer<Scalar, flavour::AdamW>;
 /// AdamX: Adam whose second moment is scaled per group by γ (β3 = 0.99, β_n = 0.99).
 template <class Scalar>
 using AdamX = Optimizer<Scalar, flavour::AdamX>;
+
+/// RAdam (Liu et al. 2020): Adam's step rectified by r_t once ρ_t > 5, α·m̂ before.
+template <class Scalar>
+using RAdam = Optimizer<Scalar, flavour::RAdam>;
+
+/// AdaBound (Luo et al. 2019): per-element step sizes clipped to bounds that
+/// close on final_lr (SGD) as t grows.
+template <class Scalar>
+using AdaBound = Optimizer<Scalar, flavour::AdaBound>;
+
+/// AdaMod (Ding et al. 2019): per-element step sizes capped by their own EMA
+/// (rate beta_step); one more word of state per parameter.
+template <class Scalar>
+using AdaMod = Optimizer<Scalar, flavour::AdaMod>;
 
 }  // namespace adamx

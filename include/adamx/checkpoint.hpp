@@ -42,7 +42,9 @@
 namespace adamx {
 
 /// The checkpoint format version this adamx writes and reads.
-inline constexpr std::uint32_t kCheckpointVersion = 1;
+// Version 2 added AdaBound's and AdaMod's options to every group and AdaMod's
+// step_avg array (docs/checkpoints.md).
+inline constexpr std::uint32_t kCheckpointVersion = 2;
 
 namespace detail {
 
@@ -287,6 +289,7 @@ void put_options(std::string& out, const BasicOptions<Flavour>& o) {
   put_u8(out, o.amsgrad ? 1 : 0);
   put_u8(out, o.maximize ? 1 : 0);
   put_u8(out, static_cast<std::uint8_t>(o.nonfinite));
+  for (const double value : {o.final_lr, o.bound_speed, o.beta_step}) put_f64(out, value);
 }
 
 template <class Flavour>
@@ -309,6 +312,9 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
   if (nonfinite > static_cast<std::uint8_t>(NonFinitePolicy::error))
     in.malformed("nonfinite code " + std::to_string(nonfinite) + " is unknown");
   o.nonfinite = static_cast<NonFinitePolicy>(nonfinite);
+  o.final_lr = in.f64("final_lr");
+  o.bound_speed = in.f64("bound_speed");
+  o.beta_step = in.f64("beta_step");
   return o;
 }
 
@@ -438,6 +444,7 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
       detail::write_array(out, crc, ts.m.data(), ts.m.size());
       detail::write_array(out, crc, ts.v.data(), ts.v.size());
       detail::write_array(out, crc, ts.v_max.data(), ts.v_max.size());
+      detail::write_array(out, crc, ts.step_avg.data(), ts.step_avg.size());
     }
   emit_crc();
   out.flush();
@@ -500,6 +507,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
       ts.m.setZero(ts.size());
       ts.v.setZero(ts.size());
       if (g.options.amsgrad) ts.v_max.setZero(ts.size());
+      if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
     }
     try {
       optimizer.check_values(g);
@@ -513,6 +521,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
       detail::read_array(input, ts.m.data(), ts.m.size(), "m of " + where);
       detail::read_array(input, ts.v.data(), ts.v.size(), "v of " + where);
       detail::read_array(input, ts.v_max.data(), ts.v_max.size(), "v_max of " + where);
+      detail::read_array(input, ts.step_avg.data(), ts.step_avg.size(), "step_avg of " + where);
     }
   const std::uint32_t crc = input.crc();
   const std::uint32_t stored_crc = input.u32("the checksum");

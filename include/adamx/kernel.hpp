@@ -82,6 +82,7 @@ struct TensorArrays {
   Scalar* m;
   Scalar* v;
   Scalar* v_max;
+  Scalar* step_avg;  // AdaMod's EMA of the step size; null for the other rules
   Index size;
 };
 
@@ -102,6 +103,7 @@ inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
   if (a.m) prefetch<true>(a.m + at);
   if (a.v) prefetch<true>(a.v + at);
   if (a.v_max) prefetch<true>(a.v_max + at);
+  if (a.step_avg) prefetch<true>(a.step_avg + at);
 }
 
 /// kNormLanes parameters or gradients from `x` in the arithmetic type Scalar:
@@ -140,12 +142,43 @@ inline void transform_gradient_chunk(const AdamCoefficients<typename Chunk::Scal
   if (c.use_l2) g = g + c.l2 * load_chunk<typename Chunk::Scalar>(param);
 }
 
+/// stepped (rule.hpp) for a chunk under a rule fixed at compile time: the
+/// same operations in the same order. `step_avg` points at the chunk's AdaMod
+/// state (used by the modulated rule only).
+template <ElementRule Rule, class Chunk>
+inline Chunk stepped_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, const Chunk& p,
+                           const Chunk& m, const Chunk& second,
+                           typename Chunk::Scalar* step_avg) {
+  Chunk root;
+  sqrt8(second.data(), root.data());
+  if constexpr (Rule == ElementRule::adam) {
+    const Chunk denominator = root + c.eps;
+    return p + (c.neg_step_size * m) / denominator;
+  } else if constexpr (Rule == ElementRule::momentum) {
+    return p + c.neg_step_size * m;
+  } else if constexpr (Rule == ElementRule::bounded) {
+    const Chunk eta = c.step_size / (root + c.eps);
+    // nan_clip's selects, in its order: NaN fails both tests and stays.
+    const Chunk clipped =
+        (eta < c.lower).select(Chunk::Constant(c.lower), (eta > c.upper).select(Chunk::Constant(c.upper), eta));
+    return p - clipped * m;
+  } else {
+    static_assert(Rule == ElementRule::modulated, "every rule is handled");
+    const Chunk eta = c.step_size / (root + c.eps);
+    Eigen::Map<Chunk> average(step_avg);
+    average = average * c.beta_step + c.one_minus_beta_step * eta;
+    const Chunk capped = (average < eta || average != average).select(average, eta);  // nan_min
+    return p - capped * m;
+  }
+}
+
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
 /// fused Adam-family update. Returns the block's partial of s = Σg²
 /// (transformed g). `v_max` is null when amsgrad is off. Param is the type of
 /// the parameters and gradients, Scalar that of the state and the arithmetic
-/// (see adam_update).
-template <class Param, class Scalar>
+/// (see adam_update). Rule is the step's ElementRule (a template argument, so
+/// Adam's loop holds nothing of the other rules).
+template <ElementRule Rule = ElementRule::adam, class Param, class Scalar>
 double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
                         const TensorArrays<Param, Scalar> here, Index n,
                         const TensorArrays<Param, Scalar> next) {
@@ -172,6 +205,7 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
         prefetch<true>(m + at);
         prefetch<true>(v + at);
         if (v_max) prefetch<true>(v_max + at);
+        if constexpr (Rule == ElementRule::modulated) prefetch<true>(here.step_avg + at);
       } else if (at - here.size < next.size) {
         prefetch_arrays(next, at - here.size);
       }
@@ -192,17 +226,34 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
       vm = (vm < vv || vv != vv).select(vv, vm);
       second = vm;
     }
-    Chunk root;
-    sqrt8(second.data(), root.data());
-    const Chunk denominator = root + c.eps;
-    store_chunk<Param>(Chunk(decayed + (c.neg_step_size * mm) / denominator), param + i);
+    store_chunk<Param>(stepped_chunk<Rule>(c, decayed, Chunk(mm), second,
+                                           Rule == ElementRule::modulated ? here.step_avg + i : nullptr),
+                       param + i);
     add_squares8(g.data(), lanes.data());
   }
   for (int lane = 0; i < n; ++i, ++lane) {
-    const Scalar g = adam_update(c, param[i], grad[i], m[i], v[i], v_max ? v_max + i : nullptr);
+    const Scalar g = adam_update(c, param[i], grad[i], m[i], v[i], v_max ? v_max + i : nullptr,
+                                 here.step_avg ? here.step_avg + i : nullptr);
     lanes[lane] += square(static_cast<double>(g));
   }
   return combine_lanes(lanes);
+}
+
+/// fused_adam_block for the rule `c` selects, instantiating only the rules
+/// Flavour's steps can use (Adam's flavours: the Adam rule alone).
+template <class Flavour, class Param, class Scalar>
+double fused_update_block(const AdamCoefficients<Scalar>& c, const TensorArrays<Param, Scalar> here,
+                          Index n, const TensorArrays<Param, Scalar> next) {
+  if constexpr (Flavour::algorithm == Algorithm::adam) {
+    return fused_adam_block<ElementRule::adam>(c, here, n, next);
+  } else if constexpr (Flavour::algorithm == Algorithm::radam) {
+    return c.rule == ElementRule::adam ? fused_adam_block<ElementRule::adam>(c, here, n, next)
+                                       : fused_adam_block<ElementRule::momentum>(c, here, n, next);
+  } else if constexpr (Flavour::algorithm == Algorithm::adabound) {
+    return fused_adam_block<ElementRule::bounded>(c, here, n, next);
+  } else {
+    return fused_adam_block<ElementRule::modulated>(c, here, n, next);
+  }
 }
 
 /// Visits one block's transformed gradient (the g the moments would see) for

@@ -224,6 +224,15 @@ class Optimizer {
   void set_nonfinite(std::size_t group, NonFinitePolicy policy) {
     modify(group, [&](Options& o) { o.nonfinite = policy; });
   }
+  void set_final_lr(std::size_t group, double final_lr) {
+    modify(group, [&](Options& o) { o.final_lr = final_lr; });
+  }
+  void set_bound_speed(std::size_t group, double bound_speed) {
+    modify(group, [&](Options& o) { o.bound_speed = bound_speed; });
+  }
+  void set_beta_step(std::size_t group, double beta_step) {
+    modify(group, [&](Options& o) { o.beta_step = beta_step; });
+  }
   /// Sets lr on every group (a schedule driving the whole model). Validated
   /// before any group changes.
   void set_lr(double lr) {
@@ -287,7 +296,7 @@ class Optimizer {
   /// Everything is checked before anything changes (std::invalid_argument,
   /// the optimizer as it was): the structure (structure_differences(), every
   /// difference listed), the options (as set_options()), t ≥ 0, γ and h finite
-  /// and ≥ 0 (γ exactly 1 for Adam and AdamW), and the array sizes (v_max
+  /// and ≥ 0 (γ exactly 1 for all but AdamX), and the array sizes (v_max
   /// present exactly when amsgrad is on).
   void restore(std::vector<State> states) {
     const std::vector<std::string> differences = structure_differences(states);
@@ -302,7 +311,7 @@ class Optimizer {
 
   /// Throws std::invalid_argument unless the scalars of group state `g` could
   /// have come from stepping (options valid, t ≥ 0, γ and h finite and ≥ 0,
-  /// γ = 1 for Adam and AdamW) and its arrays have its tensors' sizes.
+  /// γ = 1 for all but AdamX) and its arrays have its tensors' sizes.
   void check_values(const State& g) const {
     validate(g.options, g.name);
     const auto fail = [&](const std::string& what) {
@@ -317,6 +326,11 @@ class Optimizer {
     if (!(std::isfinite(g.h) && g.h >= 0.0))
       fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
     for (const TensorState<state_scalar_type>& ts : g.tensors) {
+      const Index step_avg_size = keeps_step_average<Flavour> ? ts.size() : 0;
+      if (ts.step_avg.size() != step_avg_size)
+        fail("tensor '" + ts.name + "' of shape " + describe(ts) + " has step_avg of size " +
+             std::to_string(ts.step_avg.size()) + " (expected " + std::to_string(step_avg_size) +
+             (keeps_step_average<Flavour> ? ")" : ": only AdaMod keeps it)"));
       const Index v_max_size = g.options.amsgrad ? ts.size() : 0;
       if (ts.m.size() != ts.size() || ts.v.size() != ts.size() || ts.v_max.size() != v_max_size)
         fail("tensor '" + ts.name + "' of shape " + describe(ts) + " has m, v, v_max of sizes " +
@@ -416,6 +430,7 @@ class Optimizer {
       ts.m.setZero(ts.size());
       ts.v.setZero(ts.size());
       if (options.amsgrad) ts.v_max.setZero(ts.size());
+      if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
       g.tensors.push_back(std::move(ts));
       ++j;
     }
@@ -577,7 +592,7 @@ class Optimizer {
       Work& work = gather(gi, *param_group, *grad_group);
       detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
         const Block& block = work.blocks[static_cast<std::size_t>(b)];
-        work.partials[static_cast<std::size_t>(b)] = detail::fused_adam_block(
+        work.partials[static_cast<std::size_t>(b)] = detail::fused_update_block<Flavour>(
             c, all_arrays(g, work, block.tensor, block.start), block.length,
             all_arrays(g, work, block.tensor + 1, 0));
       });
@@ -631,18 +646,18 @@ class Optimizer {
 
   // Tensor t's arrays from element `start` on; size 0 past the last tensor.
   static Arrays all_arrays(State& g, const Work& work, std::size_t t, Index start) {
-    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, 0};
+    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0};
     TensorState<state_scalar_type>& ts = g.tensors[t];
     return {work.params[t] + start, work.grads[t] + start, ts.m.data() + start,
             ts.v.data() + start, g.options.amsgrad ? ts.v_max.data() + start : nullptr,
-            ts.size() - start};
+            keeps_step_average<Flavour> ? ts.step_avg.data() + start : nullptr, ts.size() - start};
   }
   // The same for the checking pass, which reads only g (and θ for L2 decay).
   static Arrays gradient_arrays(const State& g, const Work& work, std::size_t t, Index start,
                                 bool with_params) {
-    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, 0};
+    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0};
     return {with_params ? work.params[t] + start : nullptr, work.grads[t] + start, nullptr, nullptr,
-            nullptr, g.tensors[t].size() - start};
+            nullptr, nullptr, g.tensors[t].size() - start};
   }
 
   int threads_for(const Work& work) const {

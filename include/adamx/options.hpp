@@ -1,10 +1,12 @@
-// Hyperparameters of the Adam family (Adam, AdamW, AdamX) and the one place
-// that knows every valid range.
+// Hyperparameters of the Adam family (Adam, AdamW, AdamX and the baselines
+// RAdam, AdaBound, AdaMod) and the one place that knows every valid range.
 //
-// The three optimizers share every option; they differ only in their defaults
-// (a "flavour"), so each gets its own option type with the right defaults and
-// a mix-up (AdamX options handed to Adam) is a compile error, not a silent
-// change of algorithm.
+// The optimizers share every option; they differ in their defaults and in
+// how m and v become a step (a "flavour"), so each gets its own option type
+// with the right defaults and a mix-up (AdamX options handed to Adam) is a
+// compile error, not a silent change of algorithm. Options a flavour does not
+// use (final_lr for Adam, say) are still validated and stored, so that one
+// option type and one checkpoint layout serve them all.
 #pragma once
 
 #include <cmath>
@@ -46,6 +48,14 @@ inline const char* to_string(NonFinitePolicy policy) {
   return "invalid";
 }
 
+/// How a flavour turns the moments into a step (rule.hpp has the equations).
+enum class Algorithm {
+  adam,      ///< Adam, AdamW, AdamX: α·m̂/(sqrt(v̂) + ε)
+  radam,     ///< RAdam: Adam's step times the rectification r_t, or α·m̂ while ρ_t ≤ 5
+  adabound,  ///< AdaBound: the per-element step size clipped to bounds that close on final_lr
+  adamod,    ///< AdaMod: the per-element step size capped by its own EMA
+};
+
 namespace flavour {
 // Each flavour names an optimizer and supplies the defaults that differ.
 // `gamma_fixed` flavours are AdamX with β3 = 1: γ never moves (docs/design.md D4).
@@ -55,6 +65,7 @@ struct Adam {
   static constexpr double weight_decay = 0.0;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
   static constexpr bool gamma_fixed = true;
+  static constexpr Algorithm algorithm = Algorithm::adam;
 };
 struct AdamW {
   static constexpr const char* name = "AdamW";
@@ -62,6 +73,7 @@ struct AdamW {
   static constexpr double weight_decay = 1e-2;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::decoupled;
   static constexpr bool gamma_fixed = true;
+  static constexpr Algorithm algorithm = Algorithm::adam;
 };
 struct AdamX {
   static constexpr const char* name = "AdamX";
@@ -69,8 +81,34 @@ struct AdamX {
   static constexpr double weight_decay = 0.0;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
   static constexpr bool gamma_fixed = false;
+  static constexpr Algorithm algorithm = Algorithm::adam;
+};
+// The baselines the article compares AdamX with (docs/design.md, "Baselines").
+// Their γ is fixed at 1: they are the published algorithms, not AdamX variants.
+struct Baseline {
+  static constexpr double beta3 = 1.0;
+  static constexpr double weight_decay = 0.0;
+  static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
+  static constexpr bool gamma_fixed = true;
+};
+struct RAdam : Baseline {
+  static constexpr const char* name = "RAdam";
+  static constexpr Algorithm algorithm = Algorithm::radam;
+};
+struct AdaBound : Baseline {
+  static constexpr const char* name = "AdaBound";
+  static constexpr Algorithm algorithm = Algorithm::adabound;
+};
+struct AdaMod : Baseline {
+  static constexpr const char* name = "AdaMod";
+  static constexpr Algorithm algorithm = Algorithm::adamod;
 };
 }  // namespace flavour
+
+/// Whether a flavour keeps AdaMod's per-element EMA of the step size
+/// (TensorState::step_avg), a third word of state per parameter.
+template <class Flavour>
+constexpr bool keeps_step_average = Flavour::algorithm == Algorithm::adamod;
 
 /// Per-group options. Field names and defaults follow torch.optim.Adam/AdamW;
 /// beta3 and beta_norm are AdamX's (see docs/design.md).
@@ -87,6 +125,12 @@ struct BasicOptions {
   bool amsgrad = false;      ///< use max(v_max, v) in the denominator (Reddi et al. 2018)
   bool maximize = false;     ///< ascend instead of descend (g ← −g)
   NonFinitePolicy nonfinite = NonFinitePolicy::propagate;
+  // AdaBound (Luo et al. 2019). The paper calls bound_speed γ; it is renamed
+  // here so that it cannot be confused with AdamX's γ.
+  double final_lr = 0.1;       ///< α*, the SGD step size both bounds close on
+  double bound_speed = 1e-3;   ///< γ_b: the bounds are α*(1 ∓ 1/(γ_b t + …))
+  // AdaMod (Ding et al. 2019), whose paper calls it β3 (AdamX's β3 is γ's rate).
+  double beta_step = 0.999;    ///< EMA rate of the per-element step size
 
   /// Sets beta1 and beta2 together, like PyTorch's `betas=(b1, b2)`.
   BasicOptions& set_betas(double b1, double b2) {
@@ -101,7 +145,8 @@ struct BasicOptions {
     return a.lr == b.lr && a.beta1 == b.beta1 && a.beta2 == b.beta2 && a.beta3 == b.beta3 &&
            a.beta_norm == b.beta_norm && a.eps == b.eps && a.weight_decay == b.weight_decay &&
            a.decay_mode == b.decay_mode && a.amsgrad == b.amsgrad && a.maximize == b.maximize &&
-           a.nonfinite == b.nonfinite;
+           a.nonfinite == b.nonfinite && a.final_lr == b.final_lr &&
+           a.bound_speed == b.bound_speed && a.beta_step == b.beta_step;
   }
   friend bool operator!=(const BasicOptions& a, const BasicOptions& b) { return !(a == b); }
 };
@@ -109,6 +154,9 @@ struct BasicOptions {
 using AdamOptions = BasicOptions<flavour::Adam>;
 using AdamWOptions = BasicOptions<flavour::AdamW>;
 using AdamXOptions = BasicOptions<flavour::AdamX>;
+using RAdamOptions = BasicOptions<flavour::RAdam>;
+using AdaBoundOptions = BasicOptions<flavour::AdaBound>;
+using AdaModOptions = BasicOptions<flavour::AdaMod>;
 
 namespace detail {
 
@@ -155,11 +203,17 @@ void validate(const BasicOptions<Flavour>& o, const std::string& group = {}) {
     fail("beta3", o.beta3, "must be in [0, 1]; 1 makes AdamX Adam");
   if (Flavour::gamma_fixed && o.beta3 != 1.0)
     fail("beta3", o.beta3,
-         "must be 1 for Adam and AdamW, whose γ is fixed at 1; use adamx::AdamX for beta3 < 1");
+         "must be 1 for every optimizer but AdamX, whose γ alone moves; use adamx::AdamX for "
+         "beta3 < 1");
   if (!in_unit(o.beta_norm)) fail("beta_norm", o.beta_norm, "must be in [0, 1)");
   if (!(std::isfinite(o.eps) && o.eps >= 0.0)) fail("eps", o.eps, "must be finite and >= 0");
   if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0))
     fail("weight_decay", o.weight_decay, "must be finite and >= 0");
+  if (!(std::isfinite(o.final_lr) && o.final_lr >= 0.0))
+    fail("final_lr", o.final_lr, "must be finite and >= 0");
+  if (!(std::isfinite(o.bound_speed) && o.bound_speed > 0.0))
+    fail("bound_speed", o.bound_speed, "must be finite and > 0");
+  if (!in_unit(o.beta_step)) fail("beta_step", o.beta_step, "must be in [0, 1)");
   if (o.decay_mode != WeightDecayMode::l2 && o.decay_mode != WeightDecayMode::decoupled)
     detail::throw_invalid_option(Flavour::name, group, "decay_mode",
                                  std::to_string(static_cast<int>(o.decay_mode)),

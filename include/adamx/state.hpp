@@ -24,6 +24,7 @@ struct TensorState {
   Array m;                  ///< first moment
   Array v;                  ///< second moment (AdamX: of γ-scaled g²)
   Array v_max;              ///< running max of v; empty unless amsgrad
+  Array step_avg;           ///< AdaMod's EMA of the per-element step size; empty for the others
 
   Eigen::Index size() const { return rows * cols; }
 
@@ -37,7 +38,7 @@ struct TensorState {
     };
     return a.name == b.name && a.rows == b.rows && a.cols == b.cols &&
            a.row_major == b.row_major && same(a.m, b.m) && same(a.v, b.v) &&
-           same(a.v_max, b.v_max);
+           same(a.v_max, b.v_max) && same(a.step_avg, b.step_avg);
   }
   friend bool operator!=(const TensorState& a, const TensorState& b) { return !(a == b); }
 };

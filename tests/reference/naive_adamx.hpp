@@ -1,6 +1,9 @@
-// An independent scalar reference for Adam / AdamW / AdamX, written straight
-// from the equations in docs/design.md: long double, one loop per element, and
-// nothing shared with the library (this header includes no adamx header).
+// An independent scalar reference for Adam / AdamW / AdamX and the baselines
+// RAdam, AdaBound and AdaMod, written straight from the equations in
+// docs/design.md (SPEC §8 for the baselines, with AdaBound's and AdaMod's
+// bias correction and ε placed as in their authors' reference code): long
+// double, one loop per element, and nothing shared with the library (this
+// header includes no adamx header).
 //
 // Alongside every quantity it carries a first-order bound on the rounding
 // error that the library's arithmetic (in float or double, with its
@@ -30,7 +33,13 @@ namespace naive {
 
 using Real = long double;
 
+/// Which step the moments feed (the rest of the update is common).
+enum class Rule { adam, radam, adabound, adamod };
+
 struct Hyper {
+  Rule rule = Rule::adam;
+  Real final_lr = 0.1L, bound_speed = 1e-3L;  // AdaBound
+  Real beta_step = 0.999L;                     // AdaMod
   Real lr = 1e-3L;
   Real beta1 = 0.9L, beta2 = 0.999L, beta3 = 0.99L, beta_norm = 0.99L, eps = 1e-8L;
   Real weight_decay = 0;
@@ -42,8 +51,9 @@ struct Hyper {
 
 struct Element {
   Real theta = 0, m = 0, v = 0, v_max = 0;
+  Real step_avg = 0;  // AdaMod's EMA of the per-element step size η
   // Bounds on |library − reference| for each quantity.
-  Real err_theta = 0, err_m = 0, err_v = 0, err_v_max = 0;
+  Real err_theta = 0, err_m = 0, err_v = 0, err_v_max = 0, err_step_avg = 0;
 };
 
 struct Group {
@@ -116,6 +126,38 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
   const Real rel_eps = rel_sqrt_bias2 + ud + u;
   const Real rel_coefficient = 2 * ud + u;  // (1 − β) or (1 − β2)γ: two double ops, one rounding
 
+  // RAdam (Liu et al.): ρ∞ = 2/(1−β2) − 1, ρ_t = ρ∞ − 2tβ2^t/(1−β2^t); the
+  // rectified step multiplies Adam's by r_t, computed by the library in
+  // double. Its relative error: ρ_t's absolute error e_ρ (ρ∞ to 3 ulps, the
+  // subtracted term to 3 ulps plus 1−β2^t's error, one subtraction) carried
+  // through the logarithmic derivative of r_t, plus the ulps of its products,
+  // quotient and square root.
+  bool rectified = true;
+  Real rectification = 1, rel_rectification = 0;
+  if (hp.rule == Rule::radam) {
+    const Real rho_inf = 2 / (1 - hp.beta2) - 1;
+    const Real power = std::pow(hp.beta2, static_cast<Real>(t));
+    const Real subtracted = 2 * static_cast<Real>(t) * power / bias2;
+    const Real rho_t = rho_inf - subtracted;
+    rectified = rho_t > 5;
+    if (rectified) {
+      rectification = std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf /
+                                ((rho_inf - 4) * (rho_inf - 2) * rho_t));
+      const Real e_rho = 3 * ud * rho_inf +
+                         subtracted * (3 * ud + one_minus_power_error(hp.beta2, t, ud)) + ud * rho_t;
+      rel_rectification = e_rho / 2 * (1 / (rho_t - 4) + 1 / (rho_t - 2) + 1 / rho_t) + 16 * ud;
+    }
+  }
+  // RAdam before rectification: θ ← θ − [α/(1−β1^t)]·m, one double quotient.
+  const Real rel_momentum_step = one_minus_power_error(hp.beta1, t, ud) + ud + u;
+  // AdaBound's bounds, in double then rounded: 1 − 1/(γ_b t + 1) cancels by
+  // a factor 1/(γ_b t).
+  const Real bound_t = hp.bound_speed * static_cast<Real>(t);
+  const Real lower = hp.final_lr * (1 - 1 / (bound_t + 1));
+  const Real upper = hp.final_lr * (1 + 1 / bound_t);
+  const Real err_lower = lower * (ud * (4 + 2 / bound_t) + u);
+  const Real err_upper = upper * (4 * ud + u);
+
   Real s = 0, err_s = 0;
   std::size_t n = 0;
   for (std::size_t j = 0; j < group.tensors.size(); ++j) {
@@ -138,7 +180,19 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       const Real second = hp.amsgrad ? v_max : v;
       const Real root = std::sqrt(second);
       const Real denominator = root / sqrt_bias2 + hp.eps;
-      const Real delta = step_size * m / denominator;
+      // AdaBound and AdaMod, as their reference code computes it:
+      // η = α·√(1−β2^t)/(1−β1^t) / (√v + ε), then θ ← θ − bound(η)·m.
+      const Real eta_step = step_size * sqrt_bias2 / (root + hp.eps);
+      const Real step_avg = hp.beta_step * e.step_avg + (1 - hp.beta_step) * eta_step;
+      Real delta = 0;
+      switch (hp.rule) {
+        case Rule::adam: delta = step_size * m / denominator; break;
+        case Rule::radam:
+          delta = rectified ? rectification * step_size * m / denominator : step_size * m;
+          break;
+        case Rule::adabound: delta = std::fmin(std::fmax(eta_step, lower), upper) * m; break;
+        case Rule::adamod: delta = std::fmin(eta_step, step_avg) * m; break;
+      }
       const Real theta_new = theta - delta;
 
       // ---- the rounding-error bounds ---------------------------------------
@@ -171,8 +225,50 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       // delta = (step·m)/denominator: relative errors add, plus m's and the
       // denominator's absolute errors through the derivatives.
       const Real abs_delta = std::fabs(delta);
-      const Real err_delta = abs_delta * (rel_step + 2 * u) + step_size * err_m / denominator +
-                             abs_delta * err_scaled_denominator / scaled_denominator + 2 * eta;
+      Real err_delta = abs_delta * (rel_step + 2 * u) + step_size * err_m / denominator +
+                       abs_delta * err_scaled_denominator / scaled_denominator + 2 * eta;
+      // η's error (AdaBound, AdaMod): the rounded constant α·√(1−β2^t)/(1−β1^t),
+      // ε rounded to Scalar, the sum and the quotient.
+      const Real raw_denominator = root + hp.eps;
+      const Real err_raw_denominator = err_root + u * hp.eps + u * raw_denominator + eta;
+      const Real err_eta_step =
+          eta_step * (rel_step + u) + eta_step * err_raw_denominator / raw_denominator + eta;
+      Real err_step_avg = 0;
+      if (hp.rule == Rule::radam) {
+        // Rectified: Adam's step with its constant times r_t (one more
+        // rounding); m's error passes through the whole factor.
+        if (rectified)
+          err_delta = abs_delta * (rel_step + rel_rectification + 3 * u) +
+                      rectification * step_size * err_m / denominator +
+                      abs_delta * err_scaled_denominator / scaled_denominator + 2 * eta;
+        else
+          err_delta = abs_delta * (rel_momentum_step + u) + step_size * err_m + 2 * eta;
+      } else if (hp.rule == Rule::adabound) {
+        // clip(x, l, h) moves by at most the largest error of its arguments;
+        // an argument matters only if it can be the one selected, i.e. if η
+        // is not separated from a bound by more than both their errors.
+        const Real clipped = std::fmin(std::fmax(eta_step, lower), upper);
+        const bool may_be_lower = eta_step <= lower + err_eta_step + err_lower;
+        const bool may_be_upper = eta_step >= upper - err_eta_step - err_upper;
+        const bool may_be_eta = eta_step >= lower - err_eta_step - err_lower &&
+                                eta_step <= upper + err_eta_step + err_upper;
+        Real err_clipped = may_be_eta ? err_eta_step : 0;
+        if (may_be_lower) err_clipped = std::fmax(err_clipped, err_lower);
+        if (may_be_upper) err_clipped = std::fmax(err_clipped, err_upper);
+        err_delta = clipped * err_m + std::fabs(m) * err_clipped + u * abs_delta + eta;
+      } else if (hp.rule == Rule::adamod) {
+        // s = β·s + (1−β)·η with β and 1−β rounded to Scalar; min() moves by
+        // at most the larger error of its arguments.
+        err_step_avg = hp.beta_step * e.err_step_avg + (1 - hp.beta_step) * err_eta_step +
+                       (2 * u + 2 * ud) * (hp.beta_step * e.step_avg + (1 - hp.beta_step) * eta_step) +
+                       u * step_avg + 3 * eta;
+        const Real capped = std::fmin(eta_step, step_avg);
+        const Real margin = err_eta_step + err_step_avg;
+        Real err_capped = 0;
+        if (eta_step <= step_avg + margin) err_capped = err_eta_step;  // η may be selected
+        if (step_avg <= eta_step + margin) err_capped = std::fmax(err_capped, err_step_avg);
+        err_delta = capped * err_m + std::fabs(m) * err_capped + u * abs_delta + eta;
+      }
       const Real err_theta_new = err_theta + err_delta + u * std::fabs(theta_new) + eta +
                                  p.u_store * std::fabs(theta_new) + p.eta_store;
 
@@ -180,6 +276,10 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       e.m = m;
       e.v = v;
       e.v_max = v_max;
+      if (hp.rule == Rule::adamod) {
+        e.step_avg = step_avg;
+        e.err_step_avg = err_step_avg;
+      }
       e.err_theta = err_theta_new;
       e.err_m = err_m;
       e.err_v = err_v;
