@@ -2,7 +2,7 @@
 // twice: as shipped, and with FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which
 // skips the checksum comparisons so that mutations reach the header parser
 // and the validation behind the checksums. Each input
-// is loaded into two optimizers. The loader may accept the input or throw
+// is loaded into three optimizers. The loader may accept the input or throw
 // adamx::CheckpointError; anything else is a finding: another exception type
 // (uncaught, so libFuzzer reports it), a sanitizer report, a crash, a hang,
 // an allocation beyond -rss_limit_mb, a refused input that changed the
@@ -65,8 +65,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     m.train(2);
     return m;
   }();
+  static adamx_fuzz::AdaModModel adamod_model = [] {
+    adamx_fuzz::AdaModModel m;
+    m.train(2);
+    return m;
+  }();
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try_load(adamx_model, bytes);
   try_load(adam_model, bytes);
+  try_load(adamod_model, bytes);
   return 0;
 }

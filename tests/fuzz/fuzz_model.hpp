@@ -8,8 +8,9 @@
 namespace adamx_fuzz {
 
 // Two groups, both storage orders, a vector and amsgrad in one group: every
-// part of the format is present. AdamX over float and Adam over double, so
-// the optimizer- and type-mismatch paths are reached from either seed.
+// part of the format is present. AdamX over float, Adam over double and
+// AdaMod over float (the one optimizer with a third state array), so the
+// optimizer- and type-mismatch paths are reached from every seed.
 template <class Opt>
 struct Model {
   using Scalar = typename Opt::scalar_type;
@@ -46,5 +47,6 @@ struct Model {
 
 using AdamXModel = Model<adamx::AdamX<float>>;
 using AdamModel = Model<adamx::Adam<double>>;
+using AdaModModel = Model<adamx::AdaMod<float>>;
 
 }  // namespace adamx_fuzz

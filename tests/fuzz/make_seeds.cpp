@@ -1,5 +1,5 @@
 // Writes the checkpoint fuzzer's seed corpus into the directory given as the
-// first argument: valid checkpoints of both fuzzed optimizers at a few step
+// first argument: valid checkpoints of the three fuzzed optimizers at a few step
 // counts, and two short invalid ones (empty, magic only). Creates that
 // directory and the fuzzers' working corpus directories (the other arguments).
 #include "fuzz_model.hpp"
@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   for (int steps : {0, 1, 5}) {
     ok = write_seed<adamx_fuzz::AdamXModel>(directory, "adamx_float_" + std::to_string(steps), steps) && ok;
     ok = write_seed<adamx_fuzz::AdamModel>(directory, "adam_double_" + std::to_string(steps), steps) && ok;
+    ok = write_seed<adamx_fuzz::AdaModModel>(directory, "adamod_float_" + std::to_string(steps), steps) && ok;
   }
   std::ofstream(directory + "/empty", std::ios::binary | std::ios::trunc);
   std::ofstream(directory + "/magic_only", std::ios::binary | std::ios::trunc) << "ADAMXCKP";
