@@ -113,7 +113,11 @@ struct Reference {
   Opt opt;
   Tensors<typename Opt::scalar_type> params = initial_params<typename Opt::scalar_type>();
 
-  explicit Reference(int steps) {
+  explicit Reference(int steps) : Reference(steps, [](int k, auto& grads) { global_gradient(k, grads); }) {}
+
+  // `gradient(k, grads)` writes step k's global gradient.
+  template <class GradientOfStep>
+  Reference(int steps, GradientOfStep gradient) {
     using Scalar = typename Opt::scalar_type;
     add_full_groups(opt, params);
     Tensors<Scalar> grads = zeros<Scalar>();
@@ -124,7 +128,7 @@ struct Reference {
       gv.emplace_back(grads[g].begin(), grads[g].end());
     }
     for (int k = 1; k <= steps; ++k) {
-      global_gradient(k, grads);
+      gradient(k, grads);
       opt.step(pv, gv);
     }
   }
