@@ -9,7 +9,9 @@
 #include <adamx/adamx.hpp>
 #include <adamx/mpi.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -166,6 +168,132 @@ TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanks) {
     sharded.step(views.params, views.grads);
   }
   shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+}
+
+// A checkpoint path the same on every rank of this run, apart from the
+// runs of other rank counts that ctest may start at the same time.
+std::filesystem::path checkpoint_path(const std::string& what) {
+  return std::filesystem::temp_directory_path() /
+         ("adamx_test_mpi_np" + std::to_string(world_size()) + "_" + what + ".ckpt");
+}
+
+// Steps `sharded` (global gradient) over steps [first, last].
+template <class Sharded, class Scalar>
+void run_steps(Sharded& sharded, Tensors<Scalar>& params, int first, int last) {
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  Views<Scalar> views(params, grads);
+  for (int k = first; k <= last; ++k) {
+    shard_model::global_gradient(k, grads);
+    sharded.step_global(views.params, views.grads);
+  }
+}
+
+// k steps, save, load into a fresh sharded optimizer, k more steps: bitwise
+// 2k uninterrupted steps of one process.
+TEST(MpiCheckpoint, ResumeIsBitwise) {
+  using Scalar = float;
+  constexpr int k = 120;
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(2 * k);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path path = checkpoint_path("resume");
+  {
+    adamx::mpi::AdamX<Scalar> first(MPI_COMM_WORLD);
+    add_model(first, params);
+    run_steps(first, params, 1, k);
+    adamx::mpi::save_checkpoint(first, path);
+  }
+  adamx::mpi::AdamX<Scalar> second(MPI_COMM_WORLD);
+  add_model(second, params);
+  adamx::mpi::load_checkpoint(second, path);
+  run_steps(second, params, k + 1, 2 * k);
+  shard_model::expect_shard_equal(reference, second.local(), my_shards(second), params, world_rank());
+  EXPECT_TRUE(second.full_state() == reference.opt.state()) << "the gathered state is one process's";
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(path);
+}
+
+// Re-sharding: k steps on P-1 ranks (1 when P = 1), save; load on all P
+// ranks, k steps, save; load into one process (a plain Optimizer on every
+// rank), k steps: bitwise 3k steps of one process. Under -np 3 that is the
+// chain 2 -> 3 -> 1.
+TEST(MpiCheckpoint, ReshardingResumesBitwise) {
+  using Scalar = float;
+  constexpr int k = 100;
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(3 * k);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const int first_ranks = std::max(1, world_size() - 1);
+  const std::filesystem::path path1 = checkpoint_path("reshard1");
+  const std::filesystem::path path2 = checkpoint_path("reshard2");
+  MPI_Comm sub = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < first_ranks ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+  if (sub != MPI_COMM_NULL) {
+    adamx::mpi::AdamX<Scalar> fewer(sub);
+    add_model(fewer, params);
+    run_steps(fewer, params, 1, k);
+    adamx::mpi::save_checkpoint(fewer, path1);
+  }
+  if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+  // θ belongs to the training loop: rank 0 hands it to the ranks that joined.
+  for (auto& group : params)
+    for (auto& tensor : group)
+      MPI_Bcast(tensor.data(), static_cast<int>(tensor.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  {
+    adamx::mpi::AdamX<Scalar> all(MPI_COMM_WORLD);
+    add_model(all, params);
+    adamx::mpi::load_checkpoint(all, path1);
+    run_steps(all, params, k + 1, 2 * k);
+    adamx::mpi::save_checkpoint(all, path2);
+  }
+  adamx::AdamX<Scalar> one;
+  shard_model::add_full_groups(one, params);
+  adamx::load_checkpoint(one, path2);
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  Views<Scalar> views(params, grads);
+  for (int step = 2 * k + 1; step <= 3 * k; ++step) {
+    shard_model::global_gradient(step, grads);
+    one.step(views.params, views.grads);
+  }
+  EXPECT_TRUE(one.state() == reference.opt.state());
+  for (std::size_t g = 0; g < params.size(); ++g)
+    for (std::size_t t = 0; t < params[g].size(); ++t)
+      EXPECT_TRUE(shard_model::same_bits(params[g][t].data(), reference.params[g][t].data(), params[g][t].size()));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) {
+    std::filesystem::remove(path1);
+    std::filesystem::remove(path2);
+  }
+}
+
+// A checkpoint of another model is refused on every rank, naming the
+// difference, with the state unchanged.
+TEST(MpiCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
+  using Scalar = float;
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path path = checkpoint_path("mismatch");
+  {
+    adamx::mpi::AdamX<Scalar> saved(MPI_COMM_WORLD);
+    add_model(saved, params);
+    run_steps(saved, params, 1, 3);
+    adamx::mpi::save_checkpoint(saved, path);
+  }
+  adamx::mpi::AdamX<Scalar> other(MPI_COMM_WORLD);
+  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
+  for (std::size_t g = 0; g < specs.size(); ++g)  // the same, but group 1 renamed
+    other.add_group(params[g], shard_model::options_of<adamx::AdamX<Scalar>>(specs[g]),
+                    g == 1 ? std::string("renamed") : specs[g].name, specs[g].tensor_names);
+  run_steps(other, params, 1, 2);
+  const auto before = other.local().state();
+  try {
+    adamx::mpi::load_checkpoint(other, path);
+    ADD_FAILURE() << "a checkpoint of another model was loaded";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("'small'"), std::string::npos) << message;
+    EXPECT_NE(message.find("'renamed'"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(other.local().state() == before);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(path);
 }
 
 // One group "fc" of one tensor "weight" (θ = 0.5, g = 1 unless changed),

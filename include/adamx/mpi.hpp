@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <iterator>
 #include <optional>
 #include <sstream>
@@ -25,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/checkpoint.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
 #include "adamx/shard.hpp"
@@ -195,6 +197,8 @@ class ShardedOptimizer {
 
   int rank() const { return rank_; }
   int ranks() const { return ranks_; }
+  /// The driver's duplicate of the communicator it was given.
+  MPI_Comm communicator() const { return comm_; }
 
   /// Adds a group with the shapes of `tensors` (values not read) and its
   /// shard on this rank. Local; the ranks' layouts are compared at the first
@@ -206,6 +210,8 @@ class ShardedOptimizer {
     for (const auto& tensor : tensors) {
       const ConstTensor view = tensor;
       group.sizes.push_back(view.size());
+      group.shapes.push_back({view.rows(), view.cols(),
+                              view.layout().row_major && view.rows() > 1 && view.cols() > 1});
     }
     if (tensor_names.empty())
       for (std::size_t j = 0; j < group.sizes.size(); ++j) tensor_names.push_back("tensor" + std::to_string(j));
@@ -252,6 +258,85 @@ class ShardedOptimizer {
   /// (which every rank must call alike), last_reports().
   const Local& local() const { return local_; }
   Local& local() { return local_; }
+  using State = typename Local::State;
+
+  /// A one-process optimizer with this one's groups (names, shapes, options;
+  /// state zero): what full_state() fits, e.g. to save it as a checkpoint.
+  Local make_full() const {
+    Local full;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      std::vector<ConstTensor> shapes;
+      for (const Shape& shape : groups_[g].shapes) {
+        if (shape.row_major)
+          shapes.emplace_back(Eigen::Map<const RowMajor>(nullptr, shape.rows, shape.cols));
+        else
+          shapes.emplace_back(static_cast<const Scalar*>(nullptr), shape.rows, shape.cols);
+      }
+      full.add_group(shapes, local_.options(g), groups_[g].name, groups_[g].tensor_names);
+    }
+    return full;
+  }
+
+  /// The whole model's state, as one process stepping it would hold it:
+  /// every rank's shard of m, v, v_max all-gathered (collective). With
+  /// restore_full() it moves a run between rank counts (docs/distributed.md).
+  std::vector<State> full_state() {
+    ensure_ready();
+    std::vector<State> out;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const State& mine = local_.state(g);
+      State full;
+      full.name = groups_[g].name;
+      full.options = mine.options;
+      full.t = mine.t;
+      full.gamma = mine.gamma;
+      full.h = mine.h;
+      for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t) {
+        TensorState<Scalar> ts;
+        ts.name = groups_[g].tensor_names[t];
+        ts.rows = groups_[g].shapes[t].rows;
+        ts.cols = groups_[g].shapes[t].cols;
+        ts.row_major = groups_[g].shapes[t].row_major;
+        full.tensors.push_back(std::move(ts));
+      }
+      gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
+      gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
+      if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
+      out.push_back(std::move(full));
+    }
+    return out;
+  }
+
+  /// Replaces every rank's shard state by its part of `states`, the whole
+  /// model's (full_state() of any rank count, or a one-process optimizer's
+  /// state()). Collective; the same `states` on every rank. Checked first on
+  /// every rank (structure as Optimizer::restore, every difference listed,
+  /// and values); any problem throws MpiError on every rank, nothing changed.
+  void restore_full(const std::vector<State>& states) {
+    ensure_ready();
+    std::string problem;
+    std::vector<State> mine;
+    const std::vector<std::string> differences = make_full().structure_differences(states);
+    if (!differences.empty()) {
+      problem = "adamx::mpi::ShardedOptimizer::restore_full: rank " + std::to_string(rank_) +
+                ": the state does not match the optimizer's groups (nothing was changed):";
+      for (const std::string& difference : differences) problem += "\n  - " + difference;
+    } else {
+      try {
+        for (std::size_t g = 0; g < groups_.size(); ++g) {
+          mine.push_back(slice(g, states[g]));
+          local_.check_values(mine.back());
+        }
+      } catch (const std::exception& e) {
+        problem = "adamx::mpi::ShardedOptimizer::restore_full: rank " + std::to_string(rank_) + ": " +
+                  e.what() + " (nothing was changed)";
+      }
+    }
+    detail::agree(comm_, problem);
+    local_.restore(std::move(mine));
+  }
+
   /// Rank r's shard of group g.
   const GroupShard& shard(std::size_t group, int rank) const {
     return groups_.at(group).shards.at(static_cast<std::size_t>(rank));
@@ -260,10 +345,15 @@ class ShardedOptimizer {
  private:
   using Index = Eigen::Index;
 
+  struct Shape {
+    Index rows, cols;
+    bool row_major;
+  };
   struct Group {
     std::string name;
     std::vector<std::string> tensor_names;
     std::vector<Index> sizes;
+    std::vector<Shape> shapes;
     std::vector<GroupShard> shards;   // one per rank
     std::vector<int> counts, displacements;  // the shards, for the collectives
     std::vector<Scalar> flat;            // the group flattened (gradients, then θ)
@@ -318,6 +408,60 @@ class ShardedOptimizer {
       for (const GroupShard& shard : group.shards) blocks.back().push_back(shard.blocks);
     }
     reducer_.emplace(comm_, std::move(blocks));
+  }
+
+  // All-gathers one array (m, v or v_max, chosen by `field`) of group g into
+  // the full group state `full`, through the group's flat buffer.
+  template <class Field>
+  void gather_array(std::size_t g, State& full, Field field) {
+    Group& group = groups_[g];
+    const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
+    const State& mine = local_.state(g);
+    Index at = shard.begin;
+    for (std::size_t k = 0; k < shard.pieces.size(); ++k) {
+      const auto& array = field(mine.tensors[k]);
+      std::copy(array.data(), array.data() + array.size(), group.flat.begin() + at);
+      at += array.size();
+    }
+    detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, group.flat.data(), group.counts.data(),
+                                 group.displacements.data(), detail::datatype<Scalar>(), comm_),
+                  "MPI_Allgatherv (state)");
+    at = 0;
+    for (std::size_t t = 0; t < group.sizes.size(); ++t) {
+      auto& array = field(full.tensors[t]);
+      array = Eigen::Map<const typename TensorState<Scalar>::Array>(group.flat.data() + at, group.sizes[t]);
+      at += group.sizes[t];
+    }
+  }
+
+  // This rank's part of group g's whole state (whose structure was checked).
+  State slice(std::size_t g, const State& whole) const {
+    const GroupShard& shard = groups_[g].shards[static_cast<std::size_t>(rank_)];
+    const State& mine = local_.state(g);
+    State out;
+    out.name = whole.name;
+    out.options = whole.options;
+    out.t = whole.t;
+    out.gamma = whole.gamma;
+    out.h = whole.h;
+    for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
+      TensorState<Scalar> ts;
+      ts.name = mine.tensors[k].name;
+      ts.rows = mine.tensors[k].rows;
+      ts.cols = 1;
+      if (k < shard.pieces.size()) {
+        const ShardPiece& piece = shard.pieces[k];
+        const TensorState<Scalar>& from = whole.tensors[piece.tensor];
+        ts.m = from.m.segment(piece.start, piece.length);
+        ts.v = from.v.segment(piece.start, piece.length);
+        if (from.v_max.size() != 0) ts.v_max = from.v_max.segment(piece.start, piece.length);
+      } else {  // the empty shard's one empty tensor
+        ts.m.resize(0);
+        ts.v.resize(0);
+      }
+      out.tensors.push_back(std::move(ts));
+    }
+    return out;
   }
 
   // "" if `tensors` (one group's) have the group's sizes, else the problem.
@@ -441,6 +585,45 @@ class ShardedOptimizer {
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
 };
+
+/// Saves the whole model's optimizer state (full_state()) as an ordinary
+/// one-process checkpoint (checkpoint.hpp: its format, CRC-32s, atomic
+/// rename), written by rank 0. Collective. Any rank count, or one process
+/// (adamx::load_checkpoint into a plain Optimizer), can resume from it.
+template <class Scalar, class Flavour>
+void save_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  const auto states = optimizer.full_state();
+  std::string problem;
+  if (optimizer.rank() == 0) {
+    try {
+      auto full = optimizer.make_full();
+      full.restore(states);
+      adamx::save_checkpoint(full, path);
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+  }
+  detail::agree(optimizer.communicator(), problem);
+}
+
+/// Loads a checkpoint of the whole model (from save_checkpoint() above with
+/// any rank count, or adamx::save_checkpoint of one process) into every
+/// rank's shard. Every rank reads `path` and checks it (checkpoint.hpp's
+/// checks: magic, version, types, names and shapes with every difference
+/// listed, CRC-32s); a problem on any rank throws MpiError on every rank,
+/// with the optimizer unchanged. Collective.
+template <class Scalar, class Flavour>
+void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  auto full = optimizer.make_full();
+  std::string problem;
+  try {
+    adamx::load_checkpoint(full, path);
+  } catch (const std::exception& e) {
+    problem = "rank " + std::to_string(optimizer.rank()) + ": " + e.what();
+  }
+  detail::agree(optimizer.communicator(), problem);
+  optimizer.restore_full(full.state());
+}
 
 template <class Scalar>
 using AdamX = ShardedOptimizer<Scalar, flavour::AdamX>;
