@@ -36,7 +36,6 @@ namespace {
 
 using namespace adamx_example;
 using Clock = std::chrono::steady_clock;
-constexpr int kMissingDatasetExit = 2;
 
 // ---------------------------------------------------------------- options --
 
@@ -132,24 +131,6 @@ Config parse_args(int argc, char** argv) {
 // The dataset, the model, its forward and backward passes and the evaluation
 // are shared with the optimizer comparison (examples/mlp.hpp).
 
-// A missing dataset is an installation problem, not a bug: say exactly what to
-// install and exit with a distinct code so scripts can skip the demo.
-void require_dataset(const std::string& dir) {
-  std::vector<std::string> missing;
-  for (const char* f : kFiles) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec)) missing.push_back(f);
-  }
-  if (missing.empty()) return;
-  std::fprintf(stderr, "fashion_mnist_demo: Fashion-MNIST not found in %s (missing:", dir.c_str());
-  for (const auto& f : missing) std::fprintf(stderr, " %s", f.c_str());
-  std::fprintf(stderr,
-               ").\n"
-               "The Debian package dataset-fashion-mnist provides it:\n"
-               "    apt-get install dataset-fashion-mnist\n"
-               "or pass --data DIR pointing at a directory holding the four files.\n");
-  std::exit(kMissingDatasetExit);
-}
 
 // -------------------------------------------------------------- training --
 
@@ -378,7 +359,7 @@ void print_summary(const std::vector<RunRecord>& adam, const std::vector<RunReco
 }
 
 int run(const Config& c) {
-  require_dataset(c.data_dir);
+  require_dataset(c.data_dir, "fashion_mnist_demo");
   const auto t_start = Clock::now();
 
   Dataset train = load_split(c.data_dir, kFiles[0], kFiles[1]);

@@ -1,8 +1,8 @@
-// mlp.hpp - the pieces the Fashion-MNIST demo and the optimizer comparison
-// share: a dataset as a matrix with one sample per column, reproducible
-// randomness, a one-hidden-layer ReLU network, its softmax cross-entropy loss,
-// backpropagation and evaluation. Plain Eigen; nothing here knows about
-// optimizers.
+// mlp.hpp - the pieces the Fashion-MNIST demo, the optimizer comparison and
+// the MPI data-parallel example share: a dataset as a matrix with one sample
+// per column, reproducible randomness, a one-hidden-layer ReLU network, its
+// softmax cross-entropy loss, backpropagation and evaluation. Plain Eigen;
+// nothing here knows about optimizers.
 #pragma once
 
 #include <Eigen/Core>
@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "idx_reader.hpp"
@@ -35,6 +38,29 @@ struct Dataset {
 
 inline const char* const kFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+
+/// The exit code of an example whose dataset is not installed (ctest reports
+/// it as skipped).
+constexpr int kMissingDatasetExit = 2;
+
+/// A missing dataset is an installation problem, not a bug: say exactly what
+/// to install and exit with kMissingDatasetExit so scripts can skip `program`.
+inline void require_dataset(const std::string& dir, const char* program) {
+  std::vector<std::string> missing;
+  for (const char* f : kFiles) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec)) missing.push_back(f);
+  }
+  if (missing.empty()) return;
+  std::fprintf(stderr, "%s: Fashion-MNIST not found in %s (missing:", program, dir.c_str());
+  for (const auto& f : missing) std::fprintf(stderr, " %s", f.c_str());
+  std::fprintf(stderr,
+               ").\n"
+               "The Debian package dataset-fashion-mnist provides it:\n"
+               "    apt-get install dataset-fashion-mnist\n"
+               "or pass --data DIR pointing at a directory holding the four files.\n");
+  std::exit(kMissingDatasetExit);
+}
 
 inline Dataset load_split(const std::string& dir, const char* images_file, const char* labels_file) {
   const std::string images_path = (std::filesystem::path(dir) / images_file).string();

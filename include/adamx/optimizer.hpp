@@ -22,6 +22,7 @@
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/kernel.hpp"
+#include "adamx/norm_reducer.hpp"
 #include "adamx/options.hpp"
 #include "adamx/parallel.hpp"
 #include "adamx/report.hpp"
@@ -151,6 +152,20 @@ class Optimizer {
                                      detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
   const std::vector<StepReport>& operator()(const ParamGroups& params, const GradGroups& grads) {
     return step_impl(params, grads);
+  }
+
+  /// One step of this process's shard of every group (SPEC §6): the
+  /// groups were added with the shard's parts of each tensor (shard.hpp),
+  /// and `reducer` (norm_reducer.hpp) combines every shard's block partials
+  /// of s once per step — twice when a group's nonfinite policy is skip or
+  /// error, so that every shard makes the same decision. Everything else is
+  /// as step(params, grads).
+  template <class ParamGroups, class GradGroups, class Reducer,
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
+                                      Reducer&& reducer) {
+    return step_impl(params, grads, reducer);
   }
 
   /// The reports of the last step() (one per group).
@@ -449,9 +464,13 @@ class Optimizer {
     work.grads.assign(g.tensors.size(), nullptr);
     reports_.reserve(index + 1);
     work_.reserve(index + 1);
+    shard_partials_.reserve(index + 1);
+    reduced_norms_.reserve(index + 1);
     groups_.push_back(std::move(g));
     work_.push_back(std::move(work));
     reports_.emplace_back();
+    shard_partials_.emplace_back();
+    reduced_norms_.push_back(0.0);
     return index;
   }
 
@@ -514,6 +533,16 @@ class Optimizer {
 
   template <class ParamGroups, class GradGroups>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads) {
+    detail::NoNormReducer none;
+    return step_impl(params, grads, none);
+  }
+
+  // With a reducer, s is combined across shards after the passes of every
+  // group (one call for all groups), instead of summed group by group.
+  template <class ParamGroups, class GradGroups, class Reducer>
+  const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
+                                           Reducer& reducer) {
+    constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
     check_structure(params, grads);
 
     // The skip and error policies read the gradients once before changing
@@ -541,6 +570,9 @@ class Optimizer {
                                });
         if (safe.load()) {
           work.checked_norm = 0.0;  // finite; the update pass computes s itself
+          // Sharded, another shard may still be non-finite: this one adds
+          // zeros, which leave the combined sum finite or not as it was.
+          if (sharded) std::fill(work.partials.begin(), work.partials.end(), 0.0);
           continue;
         }
         detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
@@ -554,22 +586,16 @@ class Optimizer {
                                      block.length,
                                      gradient_arrays(g, work, block.tensor + 1, 0, c.use_l2));
                                });
-        // The same sum, in the same order, as the update pass; note where it
-        // first stops being finite, to name the tensor.
-        double s = 0.0;
-        std::size_t first_bad = g.tensors.size();
-        for (std::size_t b = 0; b < work.blocks.size(); ++b) {
-          s += work.partials[b];
-          if (!std::isfinite(s) && first_bad == g.tensors.size()) first_bad = work.blocks[b].tensor;
-        }
-        work.checked_norm = s;
-        if (first_bad != g.tensors.size() && g.options.nonfinite == NonFinitePolicy::error) {
-          std::ostringstream message;
-          message << prefix("step") << "group '" << g.name
-                  << "': the gradient is not finite (squared norm " << s
-                  << ", first non-finite at tensor '" << qualified(g, first_bad)
-                  << "'); nothing was changed";
-          throw NonFiniteGradientError(message.str(), gi);
+        if (!sharded) decide_nonfinite(gi, ordered_block_sum(work.partials.data(), work.partials.size()));
+      }
+      // Sharded, the decision waits for s over every shard, so that all
+      // shards skip (or throw) together.
+      if constexpr (sharded) {
+        if (any_checked()) {
+          reduce_norms(reducer);
+          for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+            if (groups_[gi].options.nonfinite != NonFinitePolicy::propagate)
+              decide_nonfinite(gi, reduced_norms_[gi]);
         }
       }
     }
@@ -596,18 +622,66 @@ class Optimizer {
             c, all_arrays(g, work, block.tensor, block.start), block.length,
             all_arrays(g, work, block.tensor + 1, 0));
       });
+      report.applied = true;
+    }
+    // γ_t is first used at step t+1 (SPEC D1), so s can be combined after
+    // the element passes: no second pass over memory.
+    if constexpr (sharded) reduce_norms(reducer);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+      State& g = groups_[gi];
+      StepReport& report = reports_[gi];
+      if (!report.applied) continue;
+      const Work& work = work_[gi];
       // Blocks in order, tensor after tensor: the sum does not depend on how
-      // the blocks were shared out.
-      double s = 0.0;
-      for (const double partial : work.partials) s += partial;
+      // the blocks were shared out (over threads, or over shards).
+      const double s = sharded ? reduced_norms_[gi]
+                               : ordered_block_sum(work.partials.data(), work.partials.size());
+      const std::int64_t t = g.t + 1;
       g.t = t;
       report.finite = advance_correction(g.gamma, g.h, s, t, g.options.beta3, g.options.beta_norm);
       report.step = t;
       report.grad_norm_sq = s;
       report.gamma = g.gamma;
-      report.applied = true;
     }
     return reports_;
+  }
+
+  bool any_checked() const {
+    for (const State& g : groups_)
+      if (g.options.nonfinite != NonFinitePolicy::propagate) return true;
+    return false;
+  }
+
+  // Hands every group's block partials to the reducer; s per group lands in
+  // reduced_norms_ (both sized in add_group: no allocation here).
+  template <class Reducer>
+  void reduce_norms(Reducer& reducer) {
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+      shard_partials_[gi] = BlockPartials{work_[gi].partials.data(), work_[gi].partials.size()};
+    reducer(static_cast<const std::vector<BlockPartials>&>(shard_partials_), reduced_norms_);
+  }
+
+  // Records the checking pass's s of group gi and, if it is not finite and
+  // the policy is error, throws naming the first tensor (of this process's
+  // part of the group) where the running sum stops being finite.
+  void decide_nonfinite(std::size_t gi, double s) {
+    const State& g = groups_[gi];
+    Work& work = work_[gi];
+    work.checked_norm = s;
+    if (std::isfinite(s) || g.options.nonfinite != NonFinitePolicy::error) return;
+    std::size_t first_bad = g.tensors.size();
+    double running = 0.0;
+    for (std::size_t b = 0; b < work.blocks.size() && first_bad == g.tensors.size(); ++b) {
+      running += work.partials[b];
+      if (!std::isfinite(running)) first_bad = work.blocks[b].tensor;
+    }
+    std::ostringstream message;
+    message << prefix("step") << "group '" << g.name << "': the gradient is not finite (squared norm "
+            << s << ", first non-finite at tensor '"
+            << (first_bad == g.tensors.size() ? std::string("(in another shard)")
+                                              : qualified(g, first_bad))
+            << "'); nothing was changed";
+    throw NonFiniteGradientError(message.str(), gi);
   }
 
   // One s-block of one tensor: the unit of work and of summation.
@@ -667,6 +741,8 @@ class Optimizer {
   std::vector<State> groups_;
   std::vector<Work> work_;
   std::vector<StepReport> reports_;
+  std::vector<BlockPartials> shard_partials_;  // step(…, reducer): per group, for the reducer
+  std::vector<double> reduced_norms_;          // and its answer, s per group
   int threads_ = 1;
 };
 

@@ -18,6 +18,8 @@ ADAMX_DEBIAN_PACKAGES=(
   pkg-config
   valgrind
   dataset-fashion-mnist
+  libopenmpi-dev
+  openmpi-bin
 )
 
 # Print the packages from ADAMX_DEBIAN_PACKAGES that are not installed.

@@ -1,0 +1,636 @@
+// adamx over MPI (SPEC §6): the norm reducer over a communicator, and a
+// ZeRO stage-1 driver in which every rank owns a block-aligned shard of each
+// group's optimizer state (m, v, v_max) and steps only that shard.
+//
+// The only header that includes <mpi.h>; the library itself never needs MPI.
+// Per step the driver makes, for each group, one reduce-scatter of the
+// gradients (skipped by step_global) and one all-gather of the parameters,
+// plus one all-gather of s's block partials for all groups together (a second
+// one when a group's nonfinite policy is skip or error). docs/distributed.md
+// counts the bytes.
+#pragma once
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "adamx/checkpoint.hpp"
+#include "adamx/norm_reducer.hpp"
+#include "adamx/optimizer.hpp"
+#include "adamx/shard.hpp"
+
+namespace adamx {
+namespace mpi {
+
+/// Thrown when an MPI call fails (its error string is in the message) or
+/// when the ranks disagree (group layouts, refused input). In the second
+/// case every rank throws, so none is left waiting in a collective.
+class MpiError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+inline void check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(rc, text, &length);
+  throw MpiError(std::string("adamx::mpi: ") + call + " failed: " + std::string(text, static_cast<std::size_t>(length)));
+}
+
+template <class Scalar>
+MPI_Datatype datatype();
+template <>
+inline MPI_Datatype datatype<float>() {
+  return MPI_FLOAT;
+}
+template <>
+inline MPI_Datatype datatype<double>() {
+  return MPI_DOUBLE;
+}
+
+inline int to_int(std::size_t n, const char* what) {
+  if (n > static_cast<std::size_t>(INT_MAX))
+    throw std::invalid_argument(std::string("adamx::mpi: ") + what + " has " + std::to_string(n) +
+                                " elements; MPI counts are int (at most 2^31 - 1)");
+  return static_cast<int>(n);
+}
+
+// Every rank learns whether every rank is ok; those that are not throw their
+// own message, the others say which ranks refused. Collective.
+inline void agree(MPI_Comm comm, const std::string& problem) {
+  int rank = 0, ranks = 1;
+  check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm, &ranks), "MPI_Comm_size");
+  const int mine = problem.empty() ? 0 : 1;
+  std::vector<int> flags(static_cast<std::size_t>(ranks));
+  check(MPI_Allgather(&mine, 1, MPI_INT, flags.data(), 1, MPI_INT, comm), "MPI_Allgather");
+  std::string refused;
+  for (int r = 0; r < ranks; ++r)
+    if (flags[static_cast<std::size_t>(r)] != 0) refused += (refused.empty() ? "" : ", ") + std::to_string(r);
+  if (refused.empty()) return;
+  if (!problem.empty()) throw MpiError(problem);
+  throw MpiError("adamx::mpi: rank " + std::to_string(rank) + " stops because rank(s) " + refused +
+                 " refused the call (see their message); nothing was changed");
+}
+
+}  // namespace detail
+
+/// The norm reducer (norm_reducer.hpp) over an MPI communicator: one
+/// MPI_Allgatherv of every group's block partials per call, after which every
+/// rank adds all partials of a group in rank order — the global block order,
+/// because rank r's shard precedes rank r+1's — giving every rank the s one
+/// process computes, bit for bit.
+class NormReducer {
+ public:
+  /// blocks[g][r]: how many blocks of group g rank r holds (the same table
+  /// on every rank; GroupShard::blocks).
+  NormReducer(MPI_Comm comm, std::vector<std::vector<std::size_t>> blocks)
+      : comm_(comm), blocks_(std::move(blocks)) {
+    detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    detail::check(MPI_Comm_size(comm_, &ranks_), "MPI_Comm_size");
+    counts_.assign(static_cast<std::size_t>(ranks_), 0);
+    displacements_.assign(static_cast<std::size_t>(ranks_), 0);
+    std::size_t total = 0;
+    for (int r = 0; r < ranks_; ++r) {
+      std::size_t count = 0;
+      for (const auto& group : blocks_) count += group.at(static_cast<std::size_t>(r));
+      counts_[static_cast<std::size_t>(r)] = detail::to_int(count, "a rank's block partials");
+      displacements_[static_cast<std::size_t>(r)] = detail::to_int(total, "the block partials");
+      total += count;
+    }
+    send_.resize(static_cast<std::size_t>(counts_[static_cast<std::size_t>(rank_)]));
+    received_.resize(total);
+  }
+
+  void operator()(const std::vector<BlockPartials>& mine, std::vector<double>& s) {
+    if (mine.size() != blocks_.size() || s.size() != blocks_.size())
+      throw std::logic_error("adamx::mpi::NormReducer: got " + std::to_string(mine.size()) +
+                             " groups, was built for " + std::to_string(blocks_.size()));
+    std::size_t at = 0;
+    for (std::size_t g = 0; g < mine.size(); ++g) {
+      if (mine[g].size != blocks_[g][static_cast<std::size_t>(rank_)])
+        throw std::logic_error("adamx::mpi::NormReducer: group " + std::to_string(g) + " has " +
+                               std::to_string(mine[g].size) + " blocks on this rank, expected " +
+                               std::to_string(blocks_[g][static_cast<std::size_t>(rank_)]));
+      std::copy(mine[g].data, mine[g].data + mine[g].size, send_.begin() + static_cast<std::ptrdiff_t>(at));
+      at += mine[g].size;
+    }
+    detail::check(MPI_Allgatherv(send_.data(), counts_[static_cast<std::size_t>(rank_)], MPI_DOUBLE,
+                                 received_.data(), counts_.data(), displacements_.data(), MPI_DOUBLE,
+                                 comm_),
+                  "MPI_Allgatherv (block partials of s)");
+    // received_ holds rank 0's partials of every group, then rank 1's, ...
+    for (std::size_t g = 0; g < blocks_.size(); ++g) {
+      double running = 0.0;
+      for (int r = 0; r < ranks_; ++r) {
+        std::size_t offset = static_cast<std::size_t>(displacements_[static_cast<std::size_t>(r)]);
+        for (std::size_t before = 0; before < g; ++before) offset += blocks_[before][static_cast<std::size_t>(r)];
+        running = ordered_block_sum(received_.data() + offset, blocks_[g][static_cast<std::size_t>(r)], running);
+      }
+      s[g] = running;
+    }
+  }
+
+ private:
+  MPI_Comm comm_;
+  std::vector<std::vector<std::size_t>> blocks_;
+  int rank_ = 0;
+  int ranks_ = 1;
+  std::vector<int> counts_, displacements_;
+  std::vector<double> send_, received_;
+};
+
+/// ZeRO-1 data parallelism: every rank holds the full parameters (replicated)
+/// and owns the optimizer state of one contiguous, block-aligned shard of each
+/// group (shard.hpp). step() averages the ranks' gradients with a
+/// reduce-scatter (each rank receives its shard of the mean), steps the shard
+/// and all-gathers the parameters; step_global() takes the global gradient on
+/// every rank and skips the reduce-scatter. Every call is collective: all
+/// ranks call add_group() with the same groups and then step together.
+///
+/// Bitwise claim: given the same global gradient, θ, m, v, v_max, γ and h
+/// equal one process's Optimizer bit for bit for any rank count. step()'s
+/// mean is MPI's floating-point sum divided by the rank count; it equals one
+/// process's mean when the sum is exact (always for 2 ranks: one rounding of
+/// a + b whatever the order), see docs/distributed.md.
+template <class Scalar, class Flavour>
+class ShardedOptimizer {
+  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value,
+                "adamx::mpi::ShardedOptimizer: float or double parameters");
+
+ public:
+  using Local = Optimizer<Scalar, Flavour>;
+  using Options = typename Local::Options;
+  using Tensor = TensorRef<Scalar>;
+  using ConstTensor = ConstTensorRef<Scalar>;
+
+  /// Works on a duplicate of `comm` whose MPI errors are returned (and
+  /// thrown as MpiError) rather than aborting.
+  explicit ShardedOptimizer(MPI_Comm comm) {
+    detail::check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+    detail::check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    detail::check(MPI_Comm_size(comm_, &ranks_), "MPI_Comm_size");
+  }
+  ~ShardedOptimizer() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+  ShardedOptimizer(const ShardedOptimizer&) = delete;
+  ShardedOptimizer& operator=(const ShardedOptimizer&) = delete;
+
+  int rank() const { return rank_; }
+  int ranks() const { return ranks_; }
+  /// The driver's duplicate of the communicator it was given.
+  MPI_Comm communicator() const { return comm_; }
+
+  /// Adds a group with the shapes of `tensors` (values not read) and its
+  /// shard on this rank. Local; the ranks' layouts are compared at the first
+  /// step, which throws MpiError on every rank if they differ.
+  template <class Tensors>
+  std::size_t add_group(const Tensors& tensors, const Options& options = Options{},
+                        std::string group_name = {}, std::vector<std::string> tensor_names = {}) {
+    Group group;
+    for (const auto& tensor : tensors) {
+      const ConstTensor view = tensor;
+      group.sizes.push_back(view.size());
+      group.shapes.push_back({view.rows(), view.cols(),
+                              view.layout().row_major && view.rows() > 1 && view.cols() > 1});
+    }
+    if (tensor_names.empty())
+      for (std::size_t j = 0; j < group.sizes.size(); ++j) tensor_names.push_back("tensor" + std::to_string(j));
+    if (tensor_names.size() != group.sizes.size())
+      throw std::invalid_argument("adamx::mpi::ShardedOptimizer::add_group: " +
+                                  std::to_string(group.sizes.size()) + " tensors but " +
+                                  std::to_string(tensor_names.size()) + " tensor names");
+    Index total = 0;
+    for (Index n : group.sizes) total += n;
+    detail::to_int(static_cast<std::size_t>(total), "a group");
+    group.shards = shard_group(group.sizes, ranks_);
+    if (group_name.empty()) group_name = "group" + std::to_string(groups_.size());
+    const std::size_t index =
+        add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group_name, tensor_names);
+    group.name = std::move(group_name);
+    group.tensor_names = std::move(tensor_names);
+    group.flat.resize(static_cast<std::size_t>(total));
+    group.shard_gradient.resize(static_cast<std::size_t>(group.shards[static_cast<std::size_t>(rank_)].size()));
+    for (const GroupShard& shard : group.shards) {
+      group.counts.push_back(static_cast<int>(shard.size()));
+      group.displacements.push_back(static_cast<int>(shard.begin));
+    }
+    groups_.push_back(std::move(group));
+    reducer_.reset();  // the layout changed: checked again at the next step
+    return index;
+  }
+
+  /// A data-parallel step: `params` are the full parameters (the same on
+  /// every rank), `grads` this rank's local gradients; the shard is stepped
+  /// on the mean over ranks and `params` are then the new parameters on
+  /// every rank.
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads) {
+    return step_impl(params, grads, true);
+  }
+  /// A step on the global gradient, which every rank passes in full (only
+  /// its shard is read): no reduce-scatter; bitwise one process's step.
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step_global(const ParamGroups& params, const GradGroups& global_grads) {
+    return step_impl(params, global_grads, false);
+  }
+
+  /// This rank's optimizer over its shards: state(), options, setters
+  /// (which every rank must call alike), last_reports().
+  const Local& local() const { return local_; }
+  Local& local() { return local_; }
+  using State = typename Local::State;
+
+  /// A one-process optimizer with this one's groups (names, shapes, options;
+  /// state zero): what full_state() fits, e.g. to save it as a checkpoint.
+  Local make_full() const {
+    Local full;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      std::vector<ConstTensor> shapes;
+      for (const Shape& shape : groups_[g].shapes) {
+        if (shape.row_major)
+          shapes.emplace_back(Eigen::Map<const RowMajor>(nullptr, shape.rows, shape.cols));
+        else
+          shapes.emplace_back(static_cast<const Scalar*>(nullptr), shape.rows, shape.cols);
+      }
+      full.add_group(shapes, local_.options(g), groups_[g].name, groups_[g].tensor_names);
+    }
+    return full;
+  }
+
+  /// The whole model's state, as one process stepping it would hold it:
+  /// every rank's shard of m, v, v_max all-gathered (collective). With
+  /// restore_full() it moves a run between rank counts (docs/distributed.md).
+  std::vector<State> full_state() {
+    ensure_ready();
+    std::vector<State> out;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const State& mine = local_.state(g);
+      State full;
+      full.name = groups_[g].name;
+      full.options = mine.options;
+      full.t = mine.t;
+      full.gamma = mine.gamma;
+      full.h = mine.h;
+      for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t) {
+        TensorState<Scalar> ts;
+        ts.name = groups_[g].tensor_names[t];
+        ts.rows = groups_[g].shapes[t].rows;
+        ts.cols = groups_[g].shapes[t].cols;
+        ts.row_major = groups_[g].shapes[t].row_major;
+        full.tensors.push_back(std::move(ts));
+      }
+      gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
+      gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
+      if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
+      out.push_back(std::move(full));
+    }
+    return out;
+  }
+
+  /// Replaces every rank's shard state by its part of `states`, the whole
+  /// model's (full_state() of any rank count, or a one-process optimizer's
+  /// state()). Collective; the same `states` on every rank. Checked first on
+  /// every rank (structure as Optimizer::restore, every difference listed,
+  /// and values); any problem throws MpiError on every rank, nothing changed.
+  void restore_full(const std::vector<State>& states) {
+    ensure_ready();
+    std::string problem;
+    std::vector<State> mine;
+    const std::vector<std::string> differences = make_full().structure_differences(states);
+    if (!differences.empty()) {
+      problem = "adamx::mpi::ShardedOptimizer::restore_full: rank " + std::to_string(rank_) +
+                ": the state does not match the optimizer's groups (nothing was changed):";
+      for (const std::string& difference : differences) problem += "\n  - " + difference;
+    } else {
+      try {
+        for (std::size_t g = 0; g < groups_.size(); ++g) {
+          mine.push_back(slice(g, states[g]));
+          local_.check_values(mine.back());
+        }
+      } catch (const std::exception& e) {
+        problem = "adamx::mpi::ShardedOptimizer::restore_full: rank " + std::to_string(rank_) + ": " +
+                  e.what() + " (nothing was changed)";
+      }
+    }
+    detail::agree(comm_, problem);
+    local_.restore(std::move(mine));
+  }
+
+  /// Rank r's shard of group g.
+  const GroupShard& shard(std::size_t group, int rank) const {
+    return groups_.at(group).shards.at(static_cast<std::size_t>(rank));
+  }
+
+ private:
+  using Index = Eigen::Index;
+
+  struct Shape {
+    Index rows, cols;
+    bool row_major;
+  };
+  struct Group {
+    std::string name;
+    std::vector<std::string> tensor_names;
+    std::vector<Index> sizes;
+    std::vector<Shape> shapes;
+    std::vector<GroupShard> shards;   // one per rank
+    std::vector<int> counts, displacements;  // the shards, for the collectives
+    std::vector<Scalar> flat;            // the group flattened (gradients, then θ)
+    std::vector<Scalar> shard_gradient;  // this rank's shard of the mean gradient
+  };
+
+  // The groups as this rank sees them, in words; equal on every rank or the
+  // layouts differ.
+  std::string layout_description() const {
+    std::ostringstream out;
+    out << Local::name() << "<" << sizeof(Scalar) * 8 << "-bit>";
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const Options& o = local_.options(g);
+      out << (g == 0 ? " " : "; ") << groups_[g].name << "{";
+      for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t)
+        out << (t == 0 ? "" : ", ") << groups_[g].tensor_names[t] << ":" << groups_[g].sizes[t];
+      out << "} amsgrad=" << o.amsgrad << " nonfinite=" << static_cast<int>(o.nonfinite);
+    }
+    return out.str();
+  }
+
+  // At the first step after groups were added: compare the layouts of all
+  // ranks (every rank throws if they differ) and build the reducer.
+  void ensure_ready() {
+    if (reducer_.has_value()) return;
+    const std::string mine = layout_description();
+    int length = detail::to_int(mine.size(), "the layout description");
+    std::vector<int> lengths(static_cast<std::size_t>(ranks_)), offsets(static_cast<std::size_t>(ranks_));
+    detail::check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_), "MPI_Allgather");
+    int total = 0;
+    for (int r = 0; r < ranks_; ++r) {
+      offsets[static_cast<std::size_t>(r)] = total;
+      total += lengths[static_cast<std::size_t>(r)];
+    }
+    std::string all(static_cast<std::size_t>(total), '\0');
+    detail::check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, &all[0], lengths.data(), offsets.data(),
+                                 MPI_CHAR, comm_),
+                  "MPI_Allgatherv (group layouts)");
+    const auto of = [&](int r) {
+      return all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
+                        static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]));
+    };
+    std::string differences;
+    for (int r = 1; r < ranks_; ++r)
+      if (of(r) != of(0)) differences += "\n  rank " + std::to_string(r) + ": " + of(r);
+    if (!differences.empty())
+      throw MpiError("adamx::mpi::ShardedOptimizer: the ranks' group layouts differ (nothing was "
+                     "changed):\n  rank 0: " + of(0) + differences);
+    std::vector<std::vector<std::size_t>> blocks;
+    for (const Group& group : groups_) {
+      blocks.emplace_back();
+      for (const GroupShard& shard : group.shards) blocks.back().push_back(shard.blocks);
+    }
+    reducer_.emplace(comm_, std::move(blocks));
+  }
+
+  // All-gathers one array (m, v or v_max, chosen by `field`) of group g into
+  // the full group state `full`, through the group's flat buffer.
+  template <class Field>
+  void gather_array(std::size_t g, State& full, Field field) {
+    Group& group = groups_[g];
+    const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
+    const State& mine = local_.state(g);
+    Index at = shard.begin;
+    for (std::size_t k = 0; k < shard.pieces.size(); ++k) {
+      const auto& array = field(mine.tensors[k]);
+      std::copy(array.data(), array.data() + array.size(), group.flat.begin() + at);
+      at += array.size();
+    }
+    detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, group.flat.data(), group.counts.data(),
+                                 group.displacements.data(), detail::datatype<Scalar>(), comm_),
+                  "MPI_Allgatherv (state)");
+    at = 0;
+    for (std::size_t t = 0; t < group.sizes.size(); ++t) {
+      auto& array = field(full.tensors[t]);
+      array = Eigen::Map<const typename TensorState<Scalar>::Array>(group.flat.data() + at, group.sizes[t]);
+      at += group.sizes[t];
+    }
+  }
+
+  // This rank's part of group g's whole state (whose structure was checked).
+  State slice(std::size_t g, const State& whole) const {
+    const GroupShard& shard = groups_[g].shards[static_cast<std::size_t>(rank_)];
+    const State& mine = local_.state(g);
+    State out;
+    out.name = whole.name;
+    out.options = whole.options;
+    out.t = whole.t;
+    out.gamma = whole.gamma;
+    out.h = whole.h;
+    for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
+      TensorState<Scalar> ts;
+      ts.name = mine.tensors[k].name;
+      ts.rows = mine.tensors[k].rows;
+      ts.cols = 1;
+      if (k < shard.pieces.size()) {
+        const ShardPiece& piece = shard.pieces[k];
+        const TensorState<Scalar>& from = whole.tensors[piece.tensor];
+        ts.m = from.m.segment(piece.start, piece.length);
+        ts.v = from.v.segment(piece.start, piece.length);
+        if (from.v_max.size() != 0) ts.v_max = from.v_max.segment(piece.start, piece.length);
+      } else {  // the empty shard's one empty tensor
+        ts.m.resize(0);
+        ts.v.resize(0);
+      }
+      out.tensors.push_back(std::move(ts));
+    }
+    return out;
+  }
+
+  // "" if `tensors` (one group's) have the group's sizes, else the problem.
+  template <class List>
+  std::string size_problem(std::size_t g, const List& tensors, const char* role) const {
+    const Group& group = groups_[g];
+    std::size_t j = 0;
+    for (const auto& tensor : tensors) {
+      const ConstTensor view = tensor;
+      if (j < group.sizes.size() && view.size() != group.sizes[j])
+        return std::string("adamx::mpi::ShardedOptimizer::step: rank ") + std::to_string(rank_) + ": the " +
+               role + " '" + group.name + "." + group.tensor_names[j] + "' has " +
+               std::to_string(view.size()) + " elements, the group was created with " +
+               std::to_string(group.sizes[j]) + "; nothing was changed";
+      ++j;
+    }
+    if (j != group.sizes.size())
+      return std::string("adamx::mpi::ShardedOptimizer::step: rank ") + std::to_string(rank_) + ": group '" +
+             group.name + "' got " + std::to_string(j) + " " + role + " tensors, it has " +
+             std::to_string(group.sizes.size()) + "; nothing was changed";
+    return {};
+  }
+
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
+                                           bool reduce_scatter) {
+    ensure_ready();
+    // Input is checked on every rank and the verdict shared before any
+    // collective that moves data, so a refusal cannot leave a rank waiting.
+    std::string problem;
+    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
+    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
+    if (n_params != groups_.size() || n_grads != groups_.size()) {
+      problem = "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": got " +
+                std::to_string(n_params) + " parameter groups and " + std::to_string(n_grads) +
+                " gradient groups, the optimizer has " + std::to_string(groups_.size()) +
+                "; nothing was changed";
+    } else {
+      auto p = std::begin(params);
+      auto q = std::begin(grads);
+      for (std::size_t g = 0; g < groups_.size() && problem.empty(); ++g, ++p, ++q) {
+        problem = size_problem(g, *p, "parameter");
+        if (problem.empty()) problem = size_problem(g, *q, "gradient");
+      }
+    }
+    detail::agree(comm_, problem);
+
+    param_views_.resize(groups_.size());
+    grad_views_.resize(groups_.size());
+    auto p = std::begin(params);
+    auto q = std::begin(grads);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p, ++q) {
+      Group& group = groups_[g];
+      const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
+      param_bases_.clear();
+      grad_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      for (const auto& tensor : *q) grad_bases_.push_back(ConstTensor(tensor).data());
+      shard_views(shard, param_bases_, param_views_[g]);
+      if (!reduce_scatter) {
+        shard_views(shard, grad_bases_, grad_views_[g]);
+        continue;
+      }
+      // The group's local gradient, flattened, summed over ranks into this
+      // rank's shard, then divided by the rank count: the mean.
+      Index at = 0;
+      for (std::size_t t = 0; t < group.sizes.size(); ++t) {
+        std::copy(grad_bases_[t], grad_bases_[t] + group.sizes[t], group.flat.begin() + at);
+        at += group.sizes[t];
+      }
+      detail::check(MPI_Reduce_scatter(group.flat.data(), group.shard_gradient.data(), group.counts.data(),
+                                       detail::datatype<Scalar>(), MPI_SUM, comm_),
+                    "MPI_Reduce_scatter (gradients)");
+      const Scalar ranks = static_cast<Scalar>(ranks_);
+      for (Scalar& x : group.shard_gradient) x /= ranks;
+      // The pieces of the shard lie one after the other in shard_gradient.
+      grad_views_[g].clear();
+      Index offset = 0;
+      for (const ShardPiece& piece : shard.pieces) {
+        grad_views_[g].emplace_back(group.shard_gradient.data() + offset, piece.length, 1);
+        offset += piece.length;
+      }
+      if (shard.pieces.empty()) grad_views_[g].emplace_back(static_cast<const Scalar*>(nullptr), 0, 1);
+    }
+
+    const std::vector<StepReport>& reports = local_.step(param_views_, grad_views_, *reducer_);
+
+    // Every rank's new shard of θ to every rank.
+    p = std::begin(params);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
+      Group& group = groups_[g];
+      const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
+      param_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      Index at = shard.begin;
+      for (const ShardPiece& piece : shard.pieces) {
+        std::copy(param_bases_[piece.tensor] + piece.start, param_bases_[piece.tensor] + piece.start + piece.length,
+                  group.flat.begin() + at);
+        at += piece.length;
+      }
+      detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, group.flat.data(), group.counts.data(),
+                                   group.displacements.data(), detail::datatype<Scalar>(), comm_),
+                    "MPI_Allgatherv (parameters)");
+      at = 0;
+      for (std::size_t t = 0; t < group.sizes.size(); ++t) {
+        std::copy(group.flat.begin() + at, group.flat.begin() + at + group.sizes[t], param_bases_[t]);
+        at += group.sizes[t];
+      }
+    }
+    return reports;
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int ranks_ = 1;
+  Local local_;
+  std::vector<Group> groups_;
+  std::optional<NormReducer> reducer_;
+  std::vector<std::vector<Tensor>> param_views_;
+  std::vector<std::vector<ConstTensor>> grad_views_;
+  std::vector<Scalar*> param_bases_;
+  std::vector<const Scalar*> grad_bases_;
+};
+
+/// Saves the whole model's optimizer state (full_state()) as an ordinary
+/// one-process checkpoint (checkpoint.hpp: its format, CRC-32s, atomic
+/// rename), written by rank 0. Collective. Any rank count, or one process
+/// (adamx::load_checkpoint into a plain Optimizer), can resume from it.
+template <class Scalar, class Flavour>
+void save_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  const auto states = optimizer.full_state();
+  std::string problem;
+  if (optimizer.rank() == 0) {
+    try {
+      auto full = optimizer.make_full();
+      full.restore(states);
+      adamx::save_checkpoint(full, path);
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+  }
+  detail::agree(optimizer.communicator(), problem);
+}
+
+/// Loads a checkpoint of the whole model (from save_checkpoint() above with
+/// any rank count, or adamx::save_checkpoint of one process) into every
+/// rank's shard. Every rank reads `path` and checks it (checkpoint.hpp's
+/// checks: magic, version, types, names and shapes with every difference
+/// listed, CRC-32s); a problem on any rank throws MpiError on every rank,
+/// with the optimizer unchanged. Collective.
+template <class Scalar, class Flavour>
+void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  auto full = optimizer.make_full();
+  std::string problem;
+  try {
+    adamx::load_checkpoint(full, path);
+  } catch (const std::exception& e) {
+    problem = "rank " + std::to_string(optimizer.rank()) + ": " + e.what();
+  }
+  detail::agree(optimizer.communicator(), problem);
+  optimizer.restore_full(full.state());
+}
+
+template <class Scalar>
+using AdamX = ShardedOptimizer<Scalar, flavour::AdamX>;
+template <class Scalar>
+using Adam = ShardedOptimizer<Scalar, flavour::Adam>;
+template <class Scalar>
+using AdamW = ShardedOptimizer<Scalar, flavour::AdamW>;
+
+}  // namespace mpi
+}  // namespace adamx

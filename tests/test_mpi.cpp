@@ -1,0 +1,380 @@
+// adamx/mpi.hpp under mpirun (-np 1, 2 and 3; tests/CMakeLists.txt): the
+// ZeRO-1 driver against one process stepping the whole model, bit for bit,
+// over 500 steps of the shared multi-group model (shard_model.hpp: odd sizes,
+// several tensors per group, amsgrad, an empty shard on ranks >= 1, a NaN
+// step that every rank skips); and errors that every rank raises together.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <adamx/adamx.hpp>
+#include <adamx/mpi.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "shard_model.hpp"
+
+namespace {
+
+using shard_model::Index;
+using shard_model::Tensors;
+
+constexpr int kSteps = 500;
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+int world_size() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+template <class Sharded>
+void add_model(Sharded& sharded, Tensors<typename Sharded::Local::scalar_type>& params) {
+  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
+  for (std::size_t g = 0; g < specs.size(); ++g)
+    sharded.add_group(params[g], shard_model::options_of<typename Sharded::Local>(specs[g]), specs[g].name,
+                      specs[g].tensor_names);
+}
+
+template <class Scalar>
+struct Views {
+  std::vector<std::vector<adamx::TensorRef<Scalar>>> params;
+  std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grads;
+  Views(Tensors<Scalar>& p, const Tensors<Scalar>& g) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      params.emplace_back(p[i].begin(), p[i].end());
+      grads.emplace_back(g[i].begin(), g[i].end());
+    }
+  }
+};
+
+template <class Sharded>
+std::vector<adamx::GroupShard> my_shards(const Sharded& sharded) {
+  std::vector<adamx::GroupShard> out;
+  for (std::size_t g = 0; g < sharded.local().num_groups(); ++g) out.push_back(sharded.shard(g, sharded.rank()));
+  return out;
+}
+
+// The sharded driver of the same optimizer as Opt.
+template <class Opt>
+struct sharded_of;
+template <class Scalar, class Flavour>
+struct sharded_of<adamx::Optimizer<Scalar, Flavour>> {
+  using type = adamx::mpi::ShardedOptimizer<Scalar, Flavour>;
+};
+
+template <class Opt>
+class Mpi : public ::testing::Test {};
+// Adam (AdamX with γ fixed at 1, the same code) is covered with ranks as
+// threads in test_shard.cpp; over MPI the float and double transports matter.
+using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>>;
+TYPED_TEST_SUITE(Mpi, Optimizers);
+
+// Every rank passes the global gradient: bitwise one process, any rank count.
+TYPED_TEST(Mpi, GlobalGradientBitwiseEqualToOneProcess) {
+  using Opt = TypeParam;
+  using Scalar = typename Opt::scalar_type;
+  const shard_model::Reference<Opt> reference(kSteps);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  typename sharded_of<Opt>::type sharded(MPI_COMM_WORLD);
+  add_model(sharded, params);
+  Views<Scalar> views(params, grads);
+  for (int k = 1; k <= kSteps; ++k) {
+    shard_model::global_gradient(k, grads);
+    sharded.step_global(views.params, views.grads);
+  }
+  shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+  EXPECT_EQ(sharded.local().state(0).t, kSteps - 1) << "the NaN step is skipped on every rank";
+}
+
+// A gradient with few significant bits, so that sums of a few of its
+// multiples are exact in float.
+template <class Scalar>
+Scalar coarse(Scalar x) {
+  return std::isfinite(x) ? static_cast<Scalar>(std::round(static_cast<double>(x) * 1024.0) / 1024.0) : x;
+}
+
+// The data-parallel path (reduce-scatter of local gradients, then the mean).
+// Rank r's local gradient is (r + 1)·q with q a multiple of 2^-10 below 100
+// in magnitude, so every partial sum is an integer multiple of 2^-10 below
+// 2^14 and exact in float: MPI's sum, in whatever order, is the exact sum, and
+// the mean, exact sum / ranks, is the value one process computes. Bitwise.
+TEST(MpiReduceScatter, ExactSumsBitwiseEqualToOneProcess) {
+  using Scalar = float;
+  const int ranks = world_size();
+  const Scalar multiplier = static_cast<Scalar>(ranks * (ranks + 1) / 2);
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(kSteps, [&](int k, Tensors<Scalar>& g) {
+    shard_model::global_gradient(k, g);
+    for (auto& group : g)
+      for (auto& tensor : group)
+        for (Index i = 0; i < tensor.size(); ++i) tensor[i] = coarse(tensor[i]) * multiplier / static_cast<Scalar>(ranks);
+  });
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  adamx::mpi::AdamX<Scalar> sharded(MPI_COMM_WORLD);
+  add_model(sharded, params);
+  Views<Scalar> views(params, grads);
+  const Scalar mine = static_cast<Scalar>(world_rank() + 1);
+  for (int k = 1; k <= kSteps; ++k) {
+    shard_model::global_gradient(k, grads);
+    for (auto& group : grads)
+      for (auto& tensor : group)
+        for (Index i = 0; i < tensor.size(); ++i) tensor[i] = coarse(tensor[i]) * mine;
+    sharded.step(views.params, views.grads);
+  }
+  shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+}
+
+// With one or two ranks the reduce-scatter's sum is a single rounding of
+// a + b, which does not depend on the order: bitwise for any gradient. (Run
+// under -np 1 and -np 2 only; with three ranks MPI may add in any order, and
+// only exact sums are claimed, above.)
+TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanks) {
+  using Scalar = float;
+  const int ranks = world_size();
+  ASSERT_LE(ranks, 2);
+  const auto local_gradient = [](int k, int rank, Tensors<Scalar>& g) {
+    shard_model::global_gradient(k, g);
+    for (auto& group : g)
+      for (auto& tensor : group)
+        for (Index i = 0; i < tensor.size(); ++i)
+          tensor[i] *= static_cast<Scalar>(1.0 + 0.1 * rank + 1e-3 * static_cast<double>(i % 7));
+  };
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(kSteps, [&](int k, Tensors<Scalar>& g) {
+    Tensors<Scalar> other = shard_model::zeros<Scalar>();
+    local_gradient(k, 0, g);
+    for (int r = 1; r < ranks; ++r) {
+      local_gradient(k, r, other);
+      for (std::size_t a = 0; a < g.size(); ++a)
+        for (std::size_t b = 0; b < g[a].size(); ++b) g[a][b] += other[a][b];
+    }
+    for (auto& group : g)
+      for (auto& tensor : group) tensor /= static_cast<Scalar>(ranks);
+  });
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  adamx::mpi::AdamX<Scalar> sharded(MPI_COMM_WORLD);
+  add_model(sharded, params);
+  Views<Scalar> views(params, grads);
+  for (int k = 1; k <= kSteps; ++k) {
+    local_gradient(k, world_rank(), grads);
+    sharded.step(views.params, views.grads);
+  }
+  shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+}
+
+// A checkpoint path the same on every rank of this run, apart from the
+// runs of other rank counts that ctest may start at the same time.
+std::filesystem::path checkpoint_path(const std::string& what) {
+  return std::filesystem::temp_directory_path() /
+         ("adamx_test_mpi_np" + std::to_string(world_size()) + "_" + what + ".ckpt");
+}
+
+// Steps `sharded` (global gradient) over steps [first, last].
+template <class Sharded, class Scalar>
+void run_steps(Sharded& sharded, Tensors<Scalar>& params, int first, int last) {
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  Views<Scalar> views(params, grads);
+  for (int k = first; k <= last; ++k) {
+    shard_model::global_gradient(k, grads);
+    sharded.step_global(views.params, views.grads);
+  }
+}
+
+// k steps, save, load into a fresh sharded optimizer, k more steps: bitwise
+// 2k uninterrupted steps of one process.
+TEST(MpiCheckpoint, ResumeIsBitwise) {
+  using Scalar = float;
+  constexpr int k = 40;
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(2 * k);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path path = checkpoint_path("resume");
+  {
+    adamx::mpi::AdamX<Scalar> first(MPI_COMM_WORLD);
+    add_model(first, params);
+    run_steps(first, params, 1, k);
+    adamx::mpi::save_checkpoint(first, path);
+  }
+  adamx::mpi::AdamX<Scalar> second(MPI_COMM_WORLD);
+  add_model(second, params);
+  adamx::mpi::load_checkpoint(second, path);
+  run_steps(second, params, k + 1, 2 * k);
+  shard_model::expect_shard_equal(reference, second.local(), my_shards(second), params, world_rank());
+  EXPECT_TRUE(second.full_state() == reference.opt.state()) << "the gathered state is one process's";
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(path);
+}
+
+// Re-sharding: k steps on P-1 ranks (1 when P = 1), save; load on all P
+// ranks, k steps, save; load into one process (a plain Optimizer on every
+// rank), k steps: bitwise 3k steps of one process. Under -np 3 that is the
+// chain 2 -> 3 -> 1.
+TEST(MpiCheckpoint, ReshardingResumesBitwise) {
+  using Scalar = float;
+  constexpr int k = 50;  // the NaN step (137) falls in the last, one-process stretch
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(3 * k);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const int first_ranks = std::max(1, world_size() - 1);
+  const std::filesystem::path path1 = checkpoint_path("reshard1");
+  const std::filesystem::path path2 = checkpoint_path("reshard2");
+  MPI_Comm sub = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < first_ranks ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+  if (sub != MPI_COMM_NULL) {
+    adamx::mpi::AdamX<Scalar> fewer(sub);
+    add_model(fewer, params);
+    run_steps(fewer, params, 1, k);
+    adamx::mpi::save_checkpoint(fewer, path1);
+  }
+  if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+  // θ belongs to the training loop: rank 0 hands it to the ranks that joined.
+  for (auto& group : params)
+    for (auto& tensor : group)
+      MPI_Bcast(tensor.data(), static_cast<int>(tensor.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  {
+    adamx::mpi::AdamX<Scalar> all(MPI_COMM_WORLD);
+    add_model(all, params);
+    adamx::mpi::load_checkpoint(all, path1);
+    run_steps(all, params, k + 1, 2 * k);
+    adamx::mpi::save_checkpoint(all, path2);
+  }
+  adamx::AdamX<Scalar> one;
+  shard_model::add_full_groups(one, params);
+  adamx::load_checkpoint(one, path2);
+  Tensors<Scalar> grads = shard_model::zeros<Scalar>();
+  Views<Scalar> views(params, grads);
+  for (int step = 2 * k + 1; step <= 3 * k; ++step) {
+    shard_model::global_gradient(step, grads);
+    one.step(views.params, views.grads);
+  }
+  EXPECT_TRUE(one.state() == reference.opt.state());
+  for (std::size_t g = 0; g < params.size(); ++g)
+    for (std::size_t t = 0; t < params[g].size(); ++t)
+      EXPECT_TRUE(shard_model::same_bits(params[g][t].data(), reference.params[g][t].data(), params[g][t].size()));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) {
+    std::filesystem::remove(path1);
+    std::filesystem::remove(path2);
+  }
+}
+
+// A checkpoint of another model is refused on every rank, naming the
+// difference, with the state unchanged.
+TEST(MpiCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
+  using Scalar = float;
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path path = checkpoint_path("mismatch");
+  {
+    adamx::mpi::AdamX<Scalar> saved(MPI_COMM_WORLD);
+    add_model(saved, params);
+    run_steps(saved, params, 1, 3);
+    adamx::mpi::save_checkpoint(saved, path);
+  }
+  adamx::mpi::AdamX<Scalar> other(MPI_COMM_WORLD);
+  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
+  for (std::size_t g = 0; g < specs.size(); ++g)  // the same, but group 1 renamed
+    other.add_group(params[g], shard_model::options_of<adamx::AdamX<Scalar>>(specs[g]),
+                    g == 1 ? std::string("renamed") : specs[g].name, specs[g].tensor_names);
+  run_steps(other, params, 1, 2);
+  const auto before = other.local().state();
+  try {
+    adamx::mpi::load_checkpoint(other, path);
+    ADD_FAILURE() << "a checkpoint of another model was loaded";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("'small'"), std::string::npos) << message;
+    EXPECT_NE(message.find("'renamed'"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(other.local().state() == before);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(path);
+}
+
+// One group "fc" of one tensor "weight" (θ = 0.5, g = 1 unless changed),
+// sharded over the world, with the views a step takes.
+struct OneTensor {
+  Eigen::VectorXf w, g, before;
+  adamx::mpi::AdamX<float> sharded{MPI_COMM_WORLD};
+  std::vector<std::vector<adamx::TensorRef<float>>> p;
+  std::vector<std::vector<adamx::ConstTensorRef<float>>> q;
+  OneTensor(Index param_size, Index grad_size, const adamx::AdamXOptions& options = {})
+      : w(Eigen::VectorXf::Constant(param_size, 0.5f)),
+        g(Eigen::VectorXf::Constant(grad_size, 1.0f)),
+        before(w) {
+    sharded.add_group(std::vector<adamx::TensorRef<float>>{w}, options, "fc", {"weight"});
+    p = {{w}};
+    q = {{g}};
+  }
+  void expect_unchanged() const {
+    EXPECT_EQ(sharded.local().state(0).t, 0);
+    EXPECT_TRUE(w == before);
+  }
+};
+
+// Groups that differ on one rank are refused at the first step, on every
+// rank (none waits in a collective), naming the ranks' layouts; nothing moves.
+TEST(MpiErrors, LayoutMismatchRefusedOnEveryRank) {
+  ASSERT_GE(world_size(), 2) << "needs two ranks or more";
+  const Index size = world_rank() == world_size() - 1 ? 5000 : 5001;
+  OneTensor model(size, size);
+  try {
+    model.sharded.step(model.p, model.q);
+    ADD_FAILURE() << "a layout mismatch was accepted";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("layouts differ"), std::string::npos) << message;
+    EXPECT_NE(message.find("weight:5000"), std::string::npos) << message;
+    EXPECT_NE(message.find("weight:5001"), std::string::npos) << message;
+  }
+  model.expect_unchanged();
+}
+
+// One rank's bad input stops every rank before any data moves.
+TEST(MpiErrors, BadInputOnOneRankRefusedOnEveryRank) {
+  const int bad_rank = world_size() - 1;
+  OneTensor model(9000, world_rank() == bad_rank ? 8999 : 9000);
+  try {
+    model.sharded.step(model.p, model.q);
+    ADD_FAILURE() << "a wrong gradient size was accepted";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    if (world_rank() == bad_rank) {
+      EXPECT_NE(message.find("'fc.weight' has 8999 elements"), std::string::npos) << message;
+    } else {
+      EXPECT_NE(message.find("rank(s) " + std::to_string(bad_rank) + " refused"), std::string::npos) << message;
+    }
+  }
+  model.expect_unchanged();
+}
+
+// NonFinitePolicy::error: a NaN on one rank's shard throws on every rank,
+// because the decision is taken on the reduced s.
+TEST(MpiErrors, NonFiniteErrorOnEveryRank) {
+  adamx::AdamXOptions o;
+  o.nonfinite = adamx::NonFinitePolicy::error;
+  const Index size = 3 * adamx::detail::kNormBlock + 5;
+  OneTensor model(size, size, o);
+  model.g[size - 1] = std::numeric_limits<float>::quiet_NaN();  // in the last rank's shard
+  EXPECT_THROW(model.sharded.step_global(model.p, model.q), adamx::NonFiniteGradientError);
+  model.expect_unchanged();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  int any_failed = 0;
+  MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any_failed;
+}
