@@ -18,6 +18,7 @@ ADAMX_DEBIAN_PACKAGES=(
   pkg-config
   valgrind
   dataset-fashion-mnist
+  libtorch-dev
 )
 
 # Print the packages from ADAMX_DEBIAN_PACKAGES that are not installed.
