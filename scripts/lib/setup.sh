@@ -18,6 +18,10 @@ ADAMX_DEBIAN_PACKAGES=(
   pkg-config
   valgrind
   dataset-fashion-mnist
+  # adamx::torch and its `torch` tests. The largest by far: on a fresh Debian 12
+  # beside the packages above it brings about 370 more (libtorch1.13, LLVM 15,
+  # GDAL, fonts, ...), about 290 MB to download and 1.2 GB installed
+  # (apt-cache, November 2026); the build and tests skip it when absent.
   libtorch-dev
 )
 
