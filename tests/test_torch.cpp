@@ -235,6 +235,41 @@ void check_adamx_bitwise(torch::Dtype dtype) {
 TEST(TorchAdamX, BitwiseEqualsEigenAdamXFloat) { check_adamx_bitwise<float>(torch::kFloat32); }
 TEST(TorchAdamX, BitwiseEqualsEigenAdamXDouble) { check_adamx_bitwise<double>(torch::kFloat64); }
 
+// bfloat16 and half parameters (float state in adamx): the adapter against
+// adamx::AdamX over the same 16-bit values and gradients, bitwise, 50 steps.
+template <class Scalar>
+void check_half_precision_bitwise(torch::Dtype dtype) {
+  torch::manual_seed(9);
+  std::vector<torch::Tensor> params = {torch::randn({300}).to(dtype).requires_grad_(),
+                                       torch::randn({7, 5}).to(dtype).requires_grad_()};
+  to::AdamX ours(params, to::AdamXOptions(1e-2));
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  std::vector<Vector> theta(2), grad(2);
+  for (std::size_t i = 0; i < 2; ++i)
+    theta[i] = Eigen::Map<const Vector>(reinterpret_cast<const Scalar*>(params[i].data_ptr()), params[i].numel());
+  adamx::AdamX<Scalar> reference;
+  adamx::AdamXOptions options;
+  options.lr = 1e-2;
+  reference.add_group({theta[0], theta[1]}, options, "group0", {"param0", "param1"});
+  for (int step = 0; step < 50; ++step) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      params[i].mutable_grad() = torch::randn(params[i].sizes()).to(dtype);
+      grad[i] = Eigen::Map<const Vector>(reinterpret_cast<const Scalar*>(params[i].grad().data_ptr()),
+                                         params[i].numel());
+    }
+    ours.step();
+    reference.step({{theta[0], theta[1]}}, {{grad[0], grad[1]}});
+    for (std::size_t i = 0; i < 2; ++i)
+      ASSERT_EQ(std::memcmp(theta[i].data(), params[i].data_ptr(), static_cast<std::size_t>(params[i].nbytes())), 0)
+          << "parameter " << i << " differs after step " << step + 1;
+  }
+  EXPECT_EQ(ours.engine<Scalar>()->state(), reference.state());
+}
+TEST(TorchAdamX, BitwiseEqualsEigenAdamXBfloat16) {
+  check_half_precision_bitwise<Eigen::bfloat16>(torch::kBFloat16);
+}
+TEST(TorchAdamX, BitwiseEqualsEigenAdamXHalf) { check_half_precision_bitwise<Eigen::half>(torch::kFloat16); }
+
 // ---- parameters without a gradient ----------------------------------------------
 
 // Rule: a parameter without grad keeps its value and its m, v; the group's
