@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Ratios from a Google Benchmark JSON file written by adamx_bench_step.
 
-    tools/bench_ratios.py RESULTS.json [--json SUMMARY.json]
+    tools/bench_ratios.py RESULTS.json [--torch TORCH.json] [--json SUMMARY.json]
 
+TORCH.json is adamx_bench_torch's output (adamx::torch_optim against
+torch::optim, built when libtorch is found); without it those ratios are null.
 Prints a short table of ratios and, with --json, writes them as one flat JSON
 object (numbers, or null where a benchmark is missing or was skipped).
 
@@ -141,6 +143,19 @@ def build(times, errors):
                    "" if value is not None else r.why_missing("step/Adam/float/%d" % P24)))
     r.flat["adam_ns_per_element_2p24"] = value
 
+    # libtorch's own optimizers over adamx's adapters, same tensors, same binary:
+    # > 1 means adamx is faster (time ratio, like "3x faster").
+    for shape in ("single", "model"):
+        for threads in (1, 2):
+            suffix = "" if threads == 1 else "_2threads"
+            for name in ("Adam", "AdamW"):
+                key = "torch_%s_over_adamx_%s%s" % (name.lower(), shape, suffix)
+                r.ratio(key, "torch::optim::%s / adamx %s, time (%s thread%s)" % (
+                            name, name, threads, "" if threads == 1 else "s"),
+                        "2^24" if shape == "single" else "200 x 2^22",
+                        "torch/libtorch_%s/%s/threads:%d" % (name, shape, threads),
+                        "torch/adamx_%s/%s/threads:%d" % (name, shape, threads))
+
     roofline = r.time("roofline/float/%d" % P24)
     r.flat["roofline_gbytes_per_s_2p24"] = 28.0 * P24 / roofline if roofline else None
     return r
@@ -149,10 +164,15 @@ def build(times, errors):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="JSON written by adamx_bench_step --benchmark_out=FILE")
+    parser.add_argument("--torch", metavar="FILE", help="adamx_bench_torch's JSON, merged in")
     parser.add_argument("--json", metavar="FILE", help="also write the ratios as flat JSON")
     args = parser.parse_args()
 
     context, times, errors = load(args.results)
+    if args.torch:
+        _, torch_times, torch_errors = load(args.torch)
+        times.update(torch_times)
+        errors.update(torch_errors)
     if not times and not errors:
         sys.exit("bench_ratios: no benchmark results in %s" % args.results)
     r = build(times, errors)
