@@ -30,6 +30,7 @@
 #include <system_error>
 #include <vector>
 
+#include "epoch_table.hpp"
 #include "mlp.hpp"
 
 namespace {
@@ -134,33 +135,6 @@ Config parse_args(int argc, char** argv) {
 
 // -------------------------------------------------------------- training --
 
-// What one group's gamma did over a stretch of steps.
-struct GammaRange {
-  double min = std::numeric_limits<double>::infinity();
-  double max = -std::numeric_limits<double>::infinity();
-  double last = 1.0;
-  double sum = 0.0;
-  long steps = 0;
-  long below_one = 0;
-  void add(double g) {
-    min = std::min(min, g);
-    max = std::max(max, g);
-    last = g;
-    sum += g;
-    ++steps;
-    if (g < 1.0) ++below_one;
-  }
-  double mean() const { return steps > 0 ? sum / static_cast<double>(steps) : 1.0; }
-  void merge(const GammaRange& o) {  // o covers the steps after ours
-    min = std::min(min, o.min);
-    max = std::max(max, o.max);
-    last = o.last;
-    sum += o.sum;
-    steps += o.steps;
-    below_one += o.below_one;
-  }
-};
-
 struct EpochStats {
   double train_loss = 0.0;  // mean over the epoch's samples, each measured before its step
   double seconds = 0.0;     // training only, evaluation excluded
@@ -233,26 +207,12 @@ void print_header(const Config& c, const Dataset& train, const Dataset& test, In
   std::printf("  options   beta1 %g, beta2 %g, eps %g; AdamX also beta3 %g, beta_norm %g (library defaults)\n",
               defaults.beta1, defaults.beta2, defaults.eps, defaults.beta3, defaults.beta_norm);
   std::printf("  threads   %d (Eigen::nbThreads())\n\n", Eigen::nbThreads());
-  std::printf("time s: training time of the epoch, evaluation excluded\n");
-  std::printf("gamma: value at the end of the epoch [min, max during the epoch]\n");
-  std::printf("%5s  %-5s  %10s  %9s  %8s  %7s  %-24s  %s\n", "epoch", "opt", "train loss", "test loss",
-              "test acc", "time s", "gamma fc1", "gamma fc2");
-}
-
-std::string gamma_cell(const GammaRange& g) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.3f [%.3f, %.3f]", g.last, g.min, g.max);
-  return buf;
+  print_epoch_columns();
 }
 
 void print_row(int epoch, const char* name, const RunRecord& r, bool show_gamma) {
-  const std::string g1 = show_gamma ? gamma_cell(r.train.gamma[0]) : "-";
-  const std::string g2 = show_gamma ? gamma_cell(r.train.gamma[1]) : "-";
-  char ep[16] = "";
-  if (epoch > 0) std::snprintf(ep, sizeof ep, "%d", epoch);
-  std::printf("%5s  %-5s  %10.4f  %9.4f  %7.2f%%  %7.2f  %-24s  %s\n", ep, name, r.train.train_loss, r.test.loss,
-              r.test.accuracy, r.train.seconds, g1.c_str(), g2.c_str());
-  std::fflush(stdout);
+  print_epoch_row(epoch, name, r.train.train_loss, r.test.loss, r.test.accuracy, r.train.seconds,
+                  show_gamma ? r.train.gamma.data() : nullptr);
 }
 
 // Largest epoch-to-epoch change in test accuracy over the second half of the

@@ -17,11 +17,13 @@
 
 #include <mpi.h>
 
+#include <array>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <vector>
 
+#include "epoch_table.hpp"
 #include "mlp.hpp"
 
 namespace {
@@ -52,11 +54,19 @@ Config parse_args(int argc, char** argv) {
   return c;
 }
 
-// One epoch of data-parallel training; returns the mean training loss over
-// all ranks' samples.
+struct EpochStats {
+  double train_loss = 0.0;  // mean over all ranks' samples, each measured before its step
+  double seconds = 0.0;     // training only, the slowest rank's
+  std::array<GammaRange, 2> gamma;  // per parameter group: fc1, fc2 (the same on every rank)
+};
+
+// One epoch of data-parallel training.
 template <class Sharded>
-double train_epoch(Mlp& m, Sharded& opt, const Dataset& train, const Eigen::VectorXi& perm, Index batch,
-                   Workspace& ws, int rank, int ranks) {
+EpochStats train_epoch(Mlp& m, Sharded& opt, const Dataset& train, const Eigen::VectorXi& perm, Index batch,
+                       Workspace& ws, int rank, int ranks) {
+  MPI_Barrier(MPI_COMM_WORLD);  // time the epoch from a common start
+  const double t0 = MPI_Wtime();
+  EpochStats st;
   std::vector<std::vector<adamx::TensorRef<float>>> params{{m.w1, m.b1}, {m.w2, m.b2}};
   double loss_sum = 0.0;
   const Index n = perm.size();
@@ -86,11 +96,15 @@ double train_epoch(Mlp& m, Sharded& opt, const Dataset& train, const Eigen::Vect
       ws.gb2.setZero(m.b2.size());
     }
     std::vector<std::vector<adamx::ConstTensorRef<float>>> grads{{ws.gw1, ws.gb1}, {ws.gw2, ws.gb2}};
-    opt.step(params, grads);
+    const auto& reports = opt.step(params, grads);
+    for (std::size_t g = 0; g < st.gamma.size(); ++g) st.gamma[g].add(reports[g].gamma);
   }
+  const double seconds = MPI_Wtime() - t0;
+  MPI_Allreduce(&seconds, &st.seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   double total = 0.0;
   MPI_Allreduce(&loss_sum, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  return total / static_cast<double>(n);
+  st.train_loss = total / static_cast<double>(n);
+  return st;
 }
 
 template <class Sharded>
@@ -114,22 +128,27 @@ int run(const Config& c, int rank, int ranks) {
   adamx::mpi::AdamX<float> adamx_opt(MPI_COMM_WORLD);
   add_layer_groups(adam, m_adam);
   add_layer_groups(adamx_opt, m_adamx);
-  if (rank == 0)
-    std::printf("Adam vs AdamX on Fashion-MNIST, data-parallel on %d ranks (global batch %ld, lr 1e-3)\n"
-                "epoch  optimizer  train loss  test loss  test acc\n",
-                ranks, static_cast<long>(batch));
+  if (rank == 0) {
+    std::printf("Adam vs AdamX on Fashion-MNIST, data-parallel on %d ranks (global batch %ld, lr 1e-3, seed %u)\n"
+                "  each rank computes the gradient of its part of every batch; adamx::mpi averages them,\n"
+                "  steps its shard of the optimizer state and all-gathers the weights\n\n",
+                ranks, static_cast<long>(batch), seed);
+    print_epoch_columns();
+  }
   std::mt19937 order_rng(seed + 1u);
   Eigen::VectorXi perm = Eigen::VectorXi::LinSpaced(train.x.cols(), 0, static_cast<int>(train.x.cols() - 1));
   Workspace train_ws, eval_ws;
   for (int epoch = 1; epoch <= c.epochs; ++epoch) {
     shuffle(perm, order_rng);
-    const double adam_loss = train_epoch(m_adam, adam, train, perm, batch, train_ws, rank, ranks);
+    const EpochStats adam_stats = train_epoch(m_adam, adam, train, perm, batch, train_ws, rank, ranks);
     const Evaluation adam_test = evaluate(m_adam, test, eval_ws);
-    const double adamx_loss = train_epoch(m_adamx, adamx_opt, train, perm, batch, train_ws, rank, ranks);
+    const EpochStats adamx_stats = train_epoch(m_adamx, adamx_opt, train, perm, batch, train_ws, rank, ranks);
     const Evaluation adamx_test = evaluate(m_adamx, test, eval_ws);
     if (rank == 0) {
-      std::printf("%5d  %-9s  %10.4f  %9.4f  %7.2f%%\n", epoch, "Adam", adam_loss, adam_test.loss, adam_test.accuracy);
-      std::printf("%5s  %-9s  %10.4f  %9.4f  %7.2f%%\n", "", "AdamX", adamx_loss, adamx_test.loss, adamx_test.accuracy);
+      print_epoch_row(epoch, "Adam", adam_stats.train_loss, adam_test.loss, adam_test.accuracy, adam_stats.seconds,
+                      nullptr);
+      print_epoch_row(0, "AdamX", adamx_stats.train_loss, adamx_test.loss, adamx_test.accuracy,
+                      adamx_stats.seconds, adamx_stats.gamma.data());
     }
   }
   return 0;

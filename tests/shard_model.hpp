@@ -166,6 +166,10 @@ void expect_shard_equal(const Reference<Opt>& ref, const Opt& local,
       if (full.v_max.size() != 0) {
         EXPECT_TRUE(same_bits(part.v_max.data(), full.v_max.data() + piece.start, piece.length));
       }
+      ASSERT_EQ(part.step_avg.size(), full.step_avg.size() == 0 ? 0 : piece.length);
+      if (full.step_avg.size() != 0) {
+        EXPECT_TRUE(same_bits(part.step_avg.data(), full.step_avg.data() + piece.start, piece.length));
+      }
     }
     for (std::size_t t = 0; t < params[g].size(); ++t)
       EXPECT_TRUE(same_bits(params[g][t].data(), ref.params[g][t].data(), params[g][t].size()))

@@ -190,28 +190,55 @@ void run_steps(Sharded& sharded, Tensors<Scalar>& params, int first, int last) {
   }
 }
 
-// k steps, save, load into a fresh sharded optimizer, k more steps: bitwise
-// 2k uninterrupted steps of one process.
-TEST(MpiCheckpoint, ResumeIsBitwise) {
-  using Scalar = float;
+// k steps, save(first), load(second) into a fresh sharded optimizer, k more
+// steps: bitwise 2k uninterrupted steps of one process.
+template <class Scalar, class Save, class Load>
+void expect_resume_bitwise(Save save, Load load) {
   constexpr int k = 40;
   const shard_model::Reference<adamx::AdamX<Scalar>> reference(2 * k);
   Tensors<Scalar> params = shard_model::initial_params<Scalar>();
-  const std::filesystem::path path = checkpoint_path("resume");
   {
     adamx::mpi::AdamX<Scalar> first(MPI_COMM_WORLD);
     add_model(first, params);
     run_steps(first, params, 1, k);
-    adamx::mpi::save_checkpoint(first, path);
+    save(first);
   }
   adamx::mpi::AdamX<Scalar> second(MPI_COMM_WORLD);
   add_model(second, params);
-  adamx::mpi::load_checkpoint(second, path);
+  load(second);
   run_steps(second, params, k + 1, 2 * k);
   shard_model::expect_shard_equal(reference, second.local(), my_shards(second), params, world_rank());
   EXPECT_TRUE(second.full_state() == reference.opt.state()) << "the gathered state is one process's";
+}
+
+TEST(MpiCheckpoint, ResumeIsBitwise) {
+  const std::filesystem::path path = checkpoint_path("resume");
+  expect_resume_bitwise<float>([&](auto& first) { adamx::mpi::save_checkpoint(first, path); },
+                               [&](auto& second) { adamx::mpi::load_checkpoint(second, path); });
   MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0) std::filesystem::remove(path);
+}
+
+// Steps 1..k of the shared model on the first P-1 ranks (all of them when
+// P = 1), handing their driver to `save`; then θ, which belongs to the
+// training loop, goes from rank 0 to every rank.
+template <class Save>
+void steps_on_fewer_ranks(Tensors<float>& params, int k, Save save) {
+  const int first_ranks = std::max(1, world_size() - 1);
+  MPI_Comm sub = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < first_ranks ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+  if (sub != MPI_COMM_NULL) {
+    {
+      adamx::mpi::AdamX<float> fewer(sub);
+      add_model(fewer, params);
+      run_steps(fewer, params, 1, k);
+      save(fewer);
+    }
+    MPI_Comm_free(&sub);
+  }
+  for (auto& group : params)
+    for (auto& tensor : group)
+      MPI_Bcast(tensor.data(), static_cast<int>(tensor.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
 }
 
 // Re-sharding: k steps on P-1 ranks (1 when P = 1), save; load on all P
@@ -223,22 +250,9 @@ TEST(MpiCheckpoint, ReshardingResumesBitwise) {
   constexpr int k = 50;  // the NaN step (137) falls in the last, one-process stretch
   const shard_model::Reference<adamx::AdamX<Scalar>> reference(3 * k);
   Tensors<Scalar> params = shard_model::initial_params<Scalar>();
-  const int first_ranks = std::max(1, world_size() - 1);
   const std::filesystem::path path1 = checkpoint_path("reshard1");
   const std::filesystem::path path2 = checkpoint_path("reshard2");
-  MPI_Comm sub = MPI_COMM_NULL;
-  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < first_ranks ? 0 : MPI_UNDEFINED, world_rank(), &sub);
-  if (sub != MPI_COMM_NULL) {
-    adamx::mpi::AdamX<Scalar> fewer(sub);
-    add_model(fewer, params);
-    run_steps(fewer, params, 1, k);
-    adamx::mpi::save_checkpoint(fewer, path1);
-  }
-  if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
-  // θ belongs to the training loop: rank 0 hands it to the ranks that joined.
-  for (auto& group : params)
-    for (auto& tensor : group)
-      MPI_Bcast(tensor.data(), static_cast<int>(tensor.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  steps_on_fewer_ranks(params, k, [&](auto& fewer) { adamx::mpi::save_checkpoint(fewer, path1); });
   {
     adamx::mpi::AdamX<Scalar> all(MPI_COMM_WORLD);
     add_model(all, params);
@@ -266,36 +280,204 @@ TEST(MpiCheckpoint, ReshardingResumesBitwise) {
   }
 }
 
+// The shared model after 3 steps, handed to `save` (which saves it).
+template <class Save>
+void save_model_after_three_steps(Tensors<float>& params, Save save) {
+  adamx::mpi::AdamX<float> saved(MPI_COMM_WORLD);
+  add_model(saved, params);
+  run_steps(saved, params, 1, 3);
+  save(saved);
+}
+
+// Another model: the shared one with group 1 renamed "renamed", stepped twice.
+void add_renamed_model(adamx::mpi::AdamX<float>& other, Tensors<float>& params) {
+  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
+  for (std::size_t g = 0; g < specs.size(); ++g)
+    other.add_group(params[g], shard_model::options_of<adamx::AdamX<float>>(specs[g]),
+                    g == 1 ? std::string("renamed") : specs[g].name, specs[g].tensor_names);
+  run_steps(other, params, 1, 2);
+}
+
+// `load(other)` on the renamed model must throw MpiError on every rank with
+// each of `needles` in its message, and change nothing.
+template <class Load>
+void expect_renamed_model_refused(Tensors<float>& params, Load load, const std::vector<std::string>& needles) {
+  adamx::mpi::AdamX<float> other(MPI_COMM_WORLD);
+  add_renamed_model(other, params);
+  const auto before = other.local().state();
+  try {
+    load(other);
+    ADD_FAILURE() << "the state of another model was loaded";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    for (const std::string& needle : needles) EXPECT_NE(message.find(needle), std::string::npos) << message;
+  }
+  EXPECT_TRUE(other.local().state() == before);
+}
+
 // A checkpoint of another model is refused on every rank, naming the
 // difference, with the state unchanged.
 TEST(MpiCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
   using Scalar = float;
   Tensors<Scalar> params = shard_model::initial_params<Scalar>();
   const std::filesystem::path path = checkpoint_path("mismatch");
+  save_model_after_three_steps(params, [&](auto& saved) { adamx::mpi::save_checkpoint(saved, path); });
+  expect_renamed_model_refused(params, [&](auto& other) { adamx::mpi::load_checkpoint(other, path); },
+                               {"'small'", "'renamed'"});
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(path);
+}
+
+// --- sharded checkpoints: one file per rank, nothing gathered -------------
+
+// Removes every file of the sharded checkpoints under `prefix` (rank 0,
+// between barriers: no rank is still reading, none writes yet).
+void remove_sharded(const std::filesystem::path& prefix) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0)
+    for (const int n : adamx::find_sharded_checkpoints(prefix))
+      for (int r = 0; r < n; ++r) std::filesystem::remove(adamx::shard_checkpoint_path(prefix, r, n));
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// The same with every rank saving and loading its own shard file.
+TEST(MpiShardedCheckpoint, ResumeIsBitwise) {
+  const std::filesystem::path prefix = checkpoint_path("sharded_resume");
+  expect_resume_bitwise<double>(
+      [&](auto& first) {
+        adamx::mpi::save_sharded_checkpoint(first, prefix);
+        EXPECT_TRUE(std::filesystem::exists(adamx::shard_checkpoint_path(prefix, world_rank(), world_size())));
+      },
+      [&](auto& second) { adamx::mpi::load_sharded_checkpoint(second, prefix); });
+  remove_sharded(prefix);
+}
+
+// k steps on P-1 ranks (1 when P = 1) saving their shards; re-sharded to P
+// files; k steps on all P ranks saving theirs; re-sharded to 1 file, loaded
+// by a one-rank driver on every process (MPI_COMM_SELF), k steps: bitwise 3k
+// steps of one process. Under -np 3 that is the chain 2 -> 3 -> 1; the P
+// files are also merged into an ordinary checkpoint that a plain Optimizer
+// loads with the same state.
+TEST(MpiShardedCheckpoint, ReshardingResumesBitwise) {
+  using Scalar = float;
+  constexpr int k = 50;  // the NaN step (137) falls in the last stretch
+  const shard_model::Reference<adamx::AdamX<Scalar>> reference(3 * k);
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const int ranks = world_size();
+  const int first_ranks = std::max(1, ranks - 1);
+  const std::filesystem::path fewer_prefix = checkpoint_path("sharded_fewer");
+  const std::filesystem::path all_prefix = checkpoint_path("sharded_all");
+  const std::filesystem::path one_prefix = checkpoint_path("sharded_one");
+  const std::filesystem::path merged = checkpoint_path("sharded_merged");
+  steps_on_fewer_ranks(params, k, [&](auto& fewer) { adamx::mpi::save_sharded_checkpoint(fewer, fewer_prefix); });
+  if (world_rank() == 0) adamx::reshard_checkpoint(fewer_prefix, first_ranks, all_prefix, ranks);
+  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    adamx::mpi::AdamX<Scalar> all(MPI_COMM_WORLD);
+    add_model(all, params);
+    adamx::mpi::load_sharded_checkpoint(all, all_prefix);
+    run_steps(all, params, k + 1, 2 * k);
+    adamx::mpi::save_sharded_checkpoint(all, all_prefix);  // replaces the re-sharded files
+  }
+  if (world_rank() == 0) {
+    adamx::reshard_checkpoint(all_prefix, ranks, one_prefix, 1);
+    adamx::merge_sharded_checkpoint(all_prefix, ranks, merged);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    adamx::AdamX<Scalar> plain;
+    Tensors<Scalar> copy = params;
+    shard_model::add_full_groups(plain, copy);
+    adamx::load_checkpoint(plain, merged);
+    adamx::mpi::AdamX<Scalar> full(MPI_COMM_WORLD);
+    add_model(full, params);
+    adamx::mpi::load_sharded_checkpoint(full, all_prefix);
+    EXPECT_TRUE(full.full_state() == plain.state()) << "the merged file holds the P shards' state";
+  }
+  adamx::mpi::AdamX<Scalar> one(MPI_COMM_SELF);
+  add_model(one, params);
+  adamx::mpi::load_sharded_checkpoint(one, one_prefix);
+  run_steps(one, params, 2 * k + 1, 3 * k);
+  EXPECT_TRUE(one.local().state().size() == reference.opt.state().size());
+  shard_model::expect_shard_equal(reference, one.local(), my_shards(one), params, world_rank());
+  remove_sharded(fewer_prefix);
+  remove_sharded(all_prefix);
+  remove_sharded(one_prefix);
+  if (world_rank() == 0) std::filesystem::remove(merged);
+}
+
+// Shards of another model, or of another rank count, are refused on every
+// rank with every difference named and the state unchanged.
+TEST(MpiShardedCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
+  using Scalar = float;
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path prefix = checkpoint_path("sharded_mismatch");
+  save_model_after_three_steps(params, [&](auto& saved) { adamx::mpi::save_sharded_checkpoint(saved, prefix); });
+  expect_renamed_model_refused(params, [&](auto& other) { adamx::mpi::load_sharded_checkpoint(other, prefix); },
+                               {"is named 'small' in the checkpoint", "nothing was changed"});
+
+  // A run of one rank fewer finds the files of this rank count and says so.
+  if (world_size() >= 2) {
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank() < world_size() - 1 ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+    if (sub != MPI_COMM_NULL) {
+      adamx::mpi::AdamX<Scalar> fewer(sub);
+      add_model(fewer, params);
+      run_steps(fewer, params, 1, 2);
+      const auto fewer_before = fewer.local().state();
+      try {
+        adamx::mpi::load_sharded_checkpoint(fewer, prefix);
+        ADD_FAILURE() << "shards of " << world_size() << " ranks were loaded by " << world_size() - 1;
+      } catch (const adamx::mpi::MpiError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("has sharded checkpoints of " + std::to_string(world_size()) + " rank(s)"),
+                  std::string::npos)
+            << message;
+      }
+      EXPECT_TRUE(fewer.local().state() == fewer_before);
+      MPI_Comm_free(&sub);
+    }
+  }
+  remove_sharded(prefix);
+}
+
+// Every file valid on its own, but rank 1's from a later save (as a crash
+// between two ranks' renames would leave them): refused on every rank.
+TEST(MpiShardedCheckpoint, FilesOfDifferentSavesRefusedOnEveryRank) {
+  ASSERT_GE(world_size(), 2) << "needs two ranks or more";
+  using Scalar = float;
+  Tensors<Scalar> params = shard_model::initial_params<Scalar>();
+  const std::filesystem::path prefix = checkpoint_path("sharded_mixed");
+  const std::filesystem::path later = checkpoint_path("sharded_mixed_later");
   {
     adamx::mpi::AdamX<Scalar> saved(MPI_COMM_WORLD);
     add_model(saved, params);
     run_steps(saved, params, 1, 3);
-    adamx::mpi::save_checkpoint(saved, path);
+    adamx::mpi::save_sharded_checkpoint(saved, prefix);
+    run_steps(saved, params, 4, 4);
+    adamx::mpi::save_sharded_checkpoint(saved, later);
   }
-  adamx::mpi::AdamX<Scalar> other(MPI_COMM_WORLD);
-  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
-  for (std::size_t g = 0; g < specs.size(); ++g)  // the same, but group 1 renamed
-    other.add_group(params[g], shard_model::options_of<adamx::AdamX<Scalar>>(specs[g]),
-                    g == 1 ? std::string("renamed") : specs[g].name, specs[g].tensor_names);
-  run_steps(other, params, 1, 2);
-  const auto before = other.local().state();
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0)
+    std::filesystem::copy_file(adamx::shard_checkpoint_path(later, 1, world_size()),
+                               adamx::shard_checkpoint_path(prefix, 1, world_size()),
+                               std::filesystem::copy_options::overwrite_existing);
+  MPI_Barrier(MPI_COMM_WORLD);
+  adamx::mpi::AdamX<Scalar> loader(MPI_COMM_WORLD);
+  add_model(loader, params);
+  const auto before = loader.local().state();
   try {
-    adamx::mpi::load_checkpoint(other, path);
-    ADD_FAILURE() << "a checkpoint of another model was loaded";
+    adamx::mpi::load_sharded_checkpoint(loader, prefix);
+    ADD_FAILURE() << "files of two saves were loaded";
   } catch (const adamx::mpi::MpiError& e) {
     const std::string message = e.what();
-    EXPECT_NE(message.find("'small'"), std::string::npos) << message;
-    EXPECT_NE(message.find("'renamed'"), std::string::npos) << message;
+    EXPECT_NE(message.find("not from one save"), std::string::npos) << message;
+    EXPECT_NE(message.find("t=3"), std::string::npos) << message;
+    EXPECT_NE(message.find("t=4"), std::string::npos) << message;
   }
-  EXPECT_TRUE(other.local().state() == before);
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (world_rank() == 0) std::filesystem::remove(path);
+  EXPECT_TRUE(loader.local().state() == before);
+  remove_sharded(prefix);
+  remove_sharded(later);
 }
 
 // One group "fc" of one tensor "weight" (θ = 0.5, g = 1 unless changed),

@@ -195,7 +195,10 @@ class HeaderReader {
 // Reads the stream, keeping the offset (for messages) and the running CRC.
 class CheckpointInput {
  public:
-  explicit CheckpointInput(std::istream& in) : in_(in) {}
+  /// `start_offset`: where the stream's current position lies in the file
+  /// (a checkpoint may follow other data), so that messages give file bytes.
+  explicit CheckpointInput(std::istream& in, std::uint64_t start_offset = 0)
+      : in_(in), offset_(start_offset) {}
 
   void read(void* destination, std::size_t count, const std::string& what) {
     auto* out = static_cast<char*>(destination);
@@ -219,6 +222,28 @@ class CheckpointInput {
     unsigned char bytes[4];
     read(bytes, 4, what);
     return get_le<std::uint32_t>(bytes);
+  }
+  /// Reads a block of `size` bytes whose length came from the file, in
+  /// pieces: a corrupt length on a short stream fails as truncated after
+  /// allocating no more than the stream held.
+  std::string block(std::uint32_t size, const std::string& what) {
+    std::string bytes;
+    while (bytes.size() < size) {
+      const std::size_t piece = std::min<std::size_t>(size - bytes.size(), kStreamChunk);
+      const std::size_t old_size = bytes.size();
+      bytes.resize(old_size + piece);
+      read(&bytes[old_size], piece, what + " (" + std::to_string(size) + " bytes)");
+    }
+    return bytes;
+  }
+  /// Reads `count` bytes into the CRC only (verifying without keeping).
+  void skip(std::uint64_t count, const std::string& what) {
+    char buffer[4096];
+    while (count > 0) {
+      const std::size_t piece = static_cast<std::size_t>(std::min<std::uint64_t>(count, sizeof buffer));
+      read(buffer, piece, what);
+      count -= piece;
+    }
   }
   std::uint32_t crc() const { return crc_.value(); }
   std::uint64_t offset() const { return offset_; }
@@ -318,17 +343,18 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
   return o;
 }
 
-// The header block: everything but the arrays.
+// The header block: everything but the arrays, of the groups `states` (whose
+// arrays are not read: a re-sharding writes headers of states it never holds).
 template <class Scalar, class Flavour>
-std::string encode_header(const Optimizer<Scalar, Flavour>& optimizer) {
+std::string encode_header(const std::vector<typename Optimizer<Scalar, Flavour>::State>& states) {
   using State = typename Optimizer<Scalar, Flavour>::State;
   using StateScalar = typename Optimizer<Scalar, Flavour>::state_scalar_type;
   std::string out;
   put_string(out, Flavour::name);
   put_u8(out, scalar_code<Scalar>::value);
   put_u8(out, scalar_code<StateScalar>::value);
-  put_u32(out, static_cast<std::uint32_t>(optimizer.num_groups()));
-  for (const State& g : optimizer.state()) {
+  put_u32(out, static_cast<std::uint32_t>(states.size()));
+  for (const State& g : states) {
     put_string(out, g.name);
     put_options(out, g.options);
     put_i64(out, g.t);
@@ -414,7 +440,7 @@ inline bool sync_path(const std::filesystem::path& path, bool directory) {
 /// the stream fails (what was written by then is incomplete).
 template <class Scalar, class Flavour>
 void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& out) {
-  const std::string header = detail::encode_header(optimizer);
+  const std::string header = detail::encode_header<Scalar, Flavour>(optimizer.state());
   if (header.size() > detail::kMaxHeaderBytes)
     throw CheckpointError("adamx::save_checkpoint: the header would be " +
                           std::to_string(header.size()) + " bytes, more than the format's " +
@@ -453,15 +479,10 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
 
 namespace detail {
 
-// Reads and validates a whole checkpoint into fresh state for `optimizer`
-// without touching it; restore() of the result cannot fail.
-template <class Scalar, class Flavour>
-std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
-    const Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
-  using Opt = Optimizer<Scalar, Flavour>;
-  using State = typename Opt::State;
-  detail::CheckpointInput input(in);
-
+// Reads a checkpoint's preamble and header through `input` (positioned at
+// the magic bytes) and checks magic, version and the header checksum: the
+// header's bytes, not yet interpreted.
+inline std::string read_header_bytes(CheckpointInput& input) {
   char magic[sizeof detail::kCheckpointMagic];
   input.read(magic, sizeof magic, "the magic bytes");
   if (std::memcmp(magic, detail::kCheckpointMagic, sizeof magic) != 0)
@@ -475,24 +496,36 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
   if (header_size > detail::kMaxHeaderBytes)
     detail::checkpoint_failure("implausible header length " + std::to_string(header_size) +
                                " (at most " + std::to_string(detail::kMaxHeaderBytes) + ")");
-  // Read the header in pieces: a corrupt length on a short stream fails as
-  // truncated after allocating no more than the stream held.
-  std::string header;
-  while (header.size() < header_size) {
-    const std::size_t piece = std::min<std::size_t>(header_size - header.size(), detail::kStreamChunk);
-    const std::size_t old_size = header.size();
-    header.resize(old_size + piece);
-    input.read(&header[old_size], piece, "the header (" + std::to_string(header_size) + " bytes)");
-  }
+  const std::string header = input.block(header_size, "the header");
   const std::uint32_t header_crc = input.crc();
   // The header's CRC counts towards the final CRC like the bytes before it.
   const std::uint32_t stored_header_crc = input.u32("the header checksum");
   if (kVerifyChecksums && stored_header_crc != header_crc)
     detail::checkpoint_failure("header checksum mismatch (stored " + detail::hex32(stored_header_crc) +
                                ", computed " + detail::hex32(header_crc) + "): the file is corrupt");
+  return header;
+}
 
-  std::vector<State> states =
-      detail::decode_header<Scalar, Flavour>(header, detail::kCheckpointPreamble);
+// read_header_bytes, decoded and checked against the optimizer and scalar
+// types: the groups with empty arrays.
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> read_header(CheckpointInput& input) {
+  const std::uint64_t start = input.offset();
+  const std::string header = read_header_bytes(input);
+  return detail::decode_header<Scalar, Flavour>(header, static_cast<std::size_t>(start) + detail::kCheckpointPreamble);
+}
+
+// Reads and validates a whole checkpoint into fresh state for `optimizer`
+// without touching it; restore() of the result cannot fail. `start_offset`:
+// where the checkpoint begins in its file (for messages).
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
+    const Optimizer<Scalar, Flavour>& optimizer, std::istream& in, std::uint64_t start_offset = 0) {
+  using Opt = Optimizer<Scalar, Flavour>;
+  using State = typename Opt::State;
+  detail::CheckpointInput input(in, start_offset);
+  std::vector<State> states = read_header<Scalar, Flavour>(input);
+
   // Structure and values before the arrays: arrays are allocated only in the
   // sizes of the optimizer's own tensors, and every structural difference is
   // listed at once.
@@ -544,26 +577,32 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
   optimizer.restore(detail::read_checkpoint(optimizer, in));
 }
 
-/// Saves to a file: writes `path` + ".partial", flushes it to disk, then
-/// renames it over `path`, so a crash mid-save leaves the previous checkpoint
-/// (or none), never a half-written one under the real name.
-template <class Scalar, class Flavour>
-void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+namespace detail {
+
+// Writes a file through `write(std::ostream&)` the crash-safe way: into
+// `path` + ".partial", flushed to disk, then renamed over `path` (and the
+// directory flushed), so `path` is the previous file or the complete new
+// one, never a half-written one. `who` prefixes the messages.
+// Writes `path` + ".partial" through `write(std::ostream&)` and flushes it to
+// disk; returns its path. On failure it is removed and CheckpointError
+// thrown, prefixed by `who`.
+template <class Writer>
+std::filesystem::path write_partial_file(const std::filesystem::path& path, const std::string& who, Writer&& write) {
   std::filesystem::path partial = path;
   partial += ".partial";
   const auto fail = [&](const std::string& what) {
     std::error_code ignored;
     std::filesystem::remove(partial, ignored);
-    throw CheckpointError("adamx::save_checkpoint: " + what);
+    throw CheckpointError(who + ": " + what);
   };
   {
     std::ofstream out(partial, std::ios::binary | std::ios::trunc);
     if (!out) fail("cannot create '" + partial.string() + "'");
     try {
-      save_checkpoint(optimizer, out);
-    } catch (const CheckpointError&) {
+      write(out);
+    } catch (const CheckpointError& error) {
       out.close();
-      fail("writing '" + partial.string() + "' failed");
+      fail("writing '" + partial.string() + "' failed: " + error.what());
     }
     out.close();
     if (!out) fail("closing '" + partial.string() + "' failed");
@@ -571,14 +610,45 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::fil
 #if defined(ADAMX_CHECKPOINT_FSYNC)
   if (!detail::sync_path(partial, false)) fail("flushing '" + partial.string() + "' to disk failed");
 #endif
+  return partial;
+}
+
+// Renames a file written by write_partial_file over `path` and makes the
+// rename durable.
+inline void publish_file(const std::filesystem::path& partial, const std::filesystem::path& path,
+                         const std::string& who) {
   std::error_code error;
   std::filesystem::rename(partial, path, error);
-  if (error) fail("renaming '" + partial.string() + "' to '" + path.string() + "' failed: " + error.message());
+  if (error) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw CheckpointError(who + ": renaming '" + partial.string() + "' to '" + path.string() +
+                          "' failed: " + error.message());
+  }
 #if defined(ADAMX_CHECKPOINT_FSYNC)
-  // Make the rename itself durable (best effort: the file is complete either way).
+  // Best effort: the file is complete either way.
   const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
   detail::sync_path(directory, true);
 #endif
+}
+
+// Writes a file the crash-safe way: into `path` + ".partial", flushed to
+// disk, then renamed over `path`, so `path` is the previous file or the
+// complete new one, never a half-written one.
+template <class Writer>
+void save_file_atomically(const std::filesystem::path& path, const std::string& who, Writer&& write) {
+  publish_file(write_partial_file(path, who, std::forward<Writer>(write)), path, who);
+}
+
+}  // namespace detail
+
+/// Saves to a file: writes `path` + ".partial", flushes it to disk, then
+/// renames it over `path`, so a crash mid-save leaves the previous checkpoint
+/// (or none), never a half-written one under the real name.
+template <class Scalar, class Flavour>
+void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  detail::save_file_atomically(path, "adamx::save_checkpoint",
+                               [&](std::ostream& out) { save_checkpoint(optimizer, out); });
 }
 
 /// Loads from a file, which must hold exactly one checkpoint (trailing bytes

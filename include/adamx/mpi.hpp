@@ -16,6 +16,8 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <optional>
@@ -30,6 +32,7 @@
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
 #include "adamx/shard.hpp"
+#include "adamx/sharded_checkpoint.hpp"
 
 namespace adamx {
 namespace mpi {
@@ -86,6 +89,37 @@ inline void agree(MPI_Comm comm, const std::string& problem) {
   if (!problem.empty()) throw MpiError(problem);
   throw MpiError("adamx::mpi: rank " + std::to_string(rank) + " stops because rank(s) " + refused +
                  " refused the call (see their message); nothing was changed");
+}
+
+// A double's bit pattern in hex: equal strings, bitwise equal values.
+inline std::string hex_bits(double value) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  char text[19];
+  std::snprintf(text, sizeof text, "0x%016llx", static_cast<unsigned long long>(bits));
+  return text;
+}
+
+// Every rank's `mine`, in rank order (collective).
+inline std::vector<std::string> allgather_strings(MPI_Comm comm, const std::string& mine) {
+  int ranks = 1;
+  check(MPI_Comm_size(comm, &ranks), "MPI_Comm_size");
+  int length = to_int(mine.size(), "a gathered string");
+  std::vector<int> lengths(static_cast<std::size_t>(ranks)), offsets(static_cast<std::size_t>(ranks));
+  check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm), "MPI_Allgather");
+  std::size_t total = 0;
+  for (int r = 0; r < ranks; ++r) {
+    offsets[static_cast<std::size_t>(r)] = to_int(total, "the gathered strings");
+    total += static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
+  }
+  std::string all(total, '\0');
+  check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, &all[0], lengths.data(), offsets.data(), MPI_CHAR, comm),
+        "MPI_Allgatherv");
+  std::vector<std::string> out;
+  for (int r = 0; r < ranks; ++r)
+    out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
+                             static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+  return out;
 }
 
 }  // namespace detail
@@ -303,6 +337,7 @@ class ShardedOptimizer {
       gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
       gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
       if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
+      if (keeps_step_average<Flavour>) gather_array(g, full, [](auto& ts) -> auto& { return ts.step_avg; });
       out.push_back(std::move(full));
     }
     return out;
@@ -342,6 +377,85 @@ class ShardedOptimizer {
     return groups_.at(group).shards.at(static_cast<std::size_t>(rank));
   }
 
+  /// The whole model's groups and how they are cut across the ranks: what a
+  /// sharded checkpoint records (sharded_checkpoint.hpp).
+  ShardLayout layout() const {
+    ShardLayout out;
+    out.ranks = ranks_;
+    for (const Group& group : groups_) {
+      ShardLayout::Group g;
+      g.name = group.name;
+      for (std::size_t t = 0; t < group.sizes.size(); ++t)
+        g.tensors.push_back({group.tensor_names[t], group.shapes[t].rows, group.shapes[t].cols,
+                             group.shapes[t].row_major});
+      for (const GroupShard& shard : group.shards) g.boundaries.push_back(shard.begin);
+      g.boundaries.push_back(group.shards.empty() ? 0 : group.shards.back().end);
+      out.groups.push_back(std::move(g));
+    }
+    return out;
+  }
+
+  /// Saves a sharded checkpoint: every rank writes its own file,
+  /// shard_checkpoint_path(prefix, rank, ranks) — its shard record and its
+  /// shard's checkpoint, CRC-checked, via a .partial file and a rename.
+  /// Nothing is gathered. Collective; a failure on any rank throws MpiError
+  /// on every rank.
+  void save_sharded_checkpoint(const std::filesystem::path& prefix) {
+    ensure_ready();
+    std::string problem;
+    try {
+      save_shard_checkpoint(local_, layout(), rank_, shard_checkpoint_path(prefix, rank_, ranks_));
+    } catch (const std::exception& e) {
+      problem = "rank " + std::to_string(rank_) + ": " + e.what();
+    }
+    detail::agree(comm_, problem);
+  }
+
+  /// Loads the sharded checkpoint under `prefix` saved by a run of the same
+  /// rank count and layout (reshard_checkpoint converts between counts).
+  /// Each rank reads its own file and checks it: the shard record against
+  /// this run's layout (every difference listed), then all of
+  /// load_checkpoint's checks; then the ranks check that their files are of
+  /// one save (the same options, t, γ, h in every group). A problem on any
+  /// rank throws MpiError on every rank with nothing changed. Collective.
+  void load_sharded_checkpoint(const std::filesystem::path& prefix) {
+    ensure_ready();
+    std::string problem;
+    std::vector<State> states;
+    const std::filesystem::path path = shard_checkpoint_path(prefix, rank_, ranks_);
+    try {
+      std::error_code error;
+      if (!std::filesystem::exists(path, error)) {
+        problem = "rank " + std::to_string(rank_) + ": no file '" + path.string() + "'";
+        std::string found;
+        for (int n : find_sharded_checkpoints(prefix)) found += (found.empty() ? "" : ", ") + std::to_string(n);
+        if (!found.empty())
+          problem += "; '" + prefix.string() + "' has sharded checkpoints of " + found + " rank(s), this run has " +
+                     std::to_string(ranks_) + " (re-shard with adamx::reshard_checkpoint or adamx_reshard)";
+      } else {
+        states = adamx::detail::read_shard_checkpoint(local_, layout(), rank_, path);
+      }
+    } catch (const std::exception& e) {
+      problem = "rank " + std::to_string(rank_) + ": " + e.what();
+    }
+    detail::agree(comm_, problem + (problem.empty() ? "" : " (nothing was changed)"));
+    // Files of different saves (a crash between two ranks' renames) differ
+    // in their group scalars; every rank sees every rank's and refuses alike.
+    std::string mine;
+    for (const State& g : states)
+      mine += "'" + g.name + "': t=" + std::to_string(g.t) + " gamma=" + detail::hex_bits(g.gamma) +
+              " h=" + detail::hex_bits(g.h) + " options=" + options_digest(g.options) + "; ";
+    const std::vector<std::string> all = detail::allgather_strings(comm_, mine);
+    std::string differences;
+    for (std::size_t r = 1; r < all.size(); ++r)
+      if (all[r] != all[0]) differences += "\n  rank " + std::to_string(r) + ": " + all[r];
+    if (!differences.empty())
+      throw MpiError("adamx::mpi::ShardedOptimizer::load_sharded_checkpoint: the ranks' files under '" +
+                     prefix.string() + "' are not from one save (nothing was changed):\n  rank 0: " + all[0] +
+                     differences);
+    local_.restore(std::move(states));
+  }
+
  private:
   using Index = Eigen::Index;
 
@@ -359,6 +473,13 @@ class ShardedOptimizer {
     std::vector<Scalar> flat;            // the group flattened (gradients, then θ)
     std::vector<Scalar> shard_gradient;  // this rank's shard of the mean gradient
   };
+
+  // A group's options as the hex CRC-32 of their checkpoint encoding.
+  static std::string options_digest(const Options& options) {
+    std::string bytes;
+    adamx::detail::put_options(bytes, options);
+    return adamx::detail::hex32(crc32(bytes.data(), bytes.size()));
+  }
 
   // The groups as this rank sees them, in words; equal on every rank or the
   // layouts differ.
@@ -379,29 +500,13 @@ class ShardedOptimizer {
   // ranks (every rank throws if they differ) and build the reducer.
   void ensure_ready() {
     if (reducer_.has_value()) return;
-    const std::string mine = layout_description();
-    int length = detail::to_int(mine.size(), "the layout description");
-    std::vector<int> lengths(static_cast<std::size_t>(ranks_)), offsets(static_cast<std::size_t>(ranks_));
-    detail::check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_), "MPI_Allgather");
-    int total = 0;
-    for (int r = 0; r < ranks_; ++r) {
-      offsets[static_cast<std::size_t>(r)] = total;
-      total += lengths[static_cast<std::size_t>(r)];
-    }
-    std::string all(static_cast<std::size_t>(total), '\0');
-    detail::check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, &all[0], lengths.data(), offsets.data(),
-                                 MPI_CHAR, comm_),
-                  "MPI_Allgatherv (group layouts)");
-    const auto of = [&](int r) {
-      return all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
-                        static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]));
-    };
+    const std::vector<std::string> layouts = detail::allgather_strings(comm_, layout_description());
     std::string differences;
-    for (int r = 1; r < ranks_; ++r)
-      if (of(r) != of(0)) differences += "\n  rank " + std::to_string(r) + ": " + of(r);
+    for (std::size_t r = 1; r < layouts.size(); ++r)
+      if (layouts[r] != layouts[0]) differences += "\n  rank " + std::to_string(r) + ": " + layouts[r];
     if (!differences.empty())
       throw MpiError("adamx::mpi::ShardedOptimizer: the ranks' group layouts differ (nothing was "
-                     "changed):\n  rank 0: " + of(0) + differences);
+                     "changed):\n  rank 0: " + layouts[0] + differences);
     std::vector<std::vector<std::size_t>> blocks;
     for (const Group& group : groups_) {
       blocks.emplace_back();
@@ -455,9 +560,12 @@ class ShardedOptimizer {
         ts.m = from.m.segment(piece.start, piece.length);
         ts.v = from.v.segment(piece.start, piece.length);
         if (from.v_max.size() != 0) ts.v_max = from.v_max.segment(piece.start, piece.length);
+        if (from.step_avg.size() != 0) ts.step_avg = from.step_avg.segment(piece.start, piece.length);
       } else {  // the empty shard's one empty tensor
         ts.m.resize(0);
         ts.v.resize(0);
+        if (whole.options.amsgrad) ts.v_max.resize(0);
+        if (keeps_step_average<Flavour>) ts.step_avg.resize(0);
       }
       out.tensors.push_back(std::move(ts));
     }
@@ -585,6 +693,18 @@ class ShardedOptimizer {
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
 };
+
+/// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.
+template <class Scalar, class Flavour>
+void save_sharded_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& prefix) {
+  optimizer.save_sharded_checkpoint(prefix);
+}
+
+/// ShardedOptimizer::load_sharded_checkpoint: every rank reads its own file.
+template <class Scalar, class Flavour>
+void load_sharded_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& prefix) {
+  optimizer.load_sharded_checkpoint(prefix);
+}
 
 /// Saves the whole model's optimizer state (full_state()) as an ordinary
 /// one-process checkpoint (checkpoint.hpp: its format, CRC-32s, atomic

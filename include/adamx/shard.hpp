@@ -92,6 +92,14 @@ inline std::vector<GroupShard> shard_group(const std::vector<Eigen::Index>& tens
   return shards;
 }
 
+/// The name of a shard's piece of tensor `tensor` in a process's optimizer
+/// over its shards (and in its sharded checkpoint): "weight[4096:8192]".
+inline std::string shard_piece_name(const std::string& tensor, Eigen::Index start, Eigen::Index length) {
+  return tensor + "[" + std::to_string(start) + ":" + std::to_string(start + length) + "]";
+}
+/// The one zero-sized tensor standing for an empty shard.
+inline const char* const kEmptyShardName = "(empty shard)";
+
 /// Adds one rank's shard of a group to `optimizer` (a process's optimizer
 /// over its shards): one vector per piece, named "<tensor>[<begin>:<end>]",
 /// or a single empty tensor "(empty shard)". Blocks of the pieces are then the
@@ -105,12 +113,11 @@ std::size_t add_shard_group(Optimizer& optimizer, const GroupShard& shard,
   std::vector<std::string> names;
   for (const ShardPiece& piece : shard.pieces) {
     shapes.emplace_back(static_cast<const Scalar*>(nullptr), piece.length, 1);
-    names.push_back(tensor_names.at(piece.tensor) + "[" + std::to_string(piece.start) + ":" +
-                    std::to_string(piece.start + piece.length) + "]");
+    names.push_back(shard_piece_name(tensor_names.at(piece.tensor), piece.start, piece.length));
   }
   if (shapes.empty()) {
     shapes.emplace_back(static_cast<const Scalar*>(nullptr), 0, 1);
-    names.emplace_back("(empty shard)");
+    names.emplace_back(kEmptyShardName);
   }
   return optimizer.add_group(shapes, options, std::move(group_name), std::move(names));
 }

@@ -1,0 +1,96 @@
+// adamx_reshard: moves an adamx sharded checkpoint between rank counts, or
+// between a sharded and an ordinary (one-process) checkpoint, streaming
+// (adamx/sharded_checkpoint.hpp). Exit status 0 on success, 1 when the
+// conversion is refused (the message says why; no output is written), 2 for
+// a usage error.
+#include <adamx/sharded_checkpoint.hpp>
+
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char* const kUsage =
+    "usage:\n"
+    "  adamx_reshard reshard <from-prefix> <to-prefix> <ranks> [--from-ranks N]\n"
+    "      <from-prefix>.<r>-of-<N> (N found from the files unless given) into\n"
+    "      <to-prefix>.<r>-of-<ranks>\n"
+    "  adamx_reshard merge <from-prefix> <to-file> [--from-ranks N]\n"
+    "      the shards into one ordinary checkpoint of the whole model\n"
+    "  adamx_reshard split <from-file> <to-prefix> <ranks>\n"
+    "      an ordinary checkpoint into <to-prefix>.<r>-of-<ranks>\n"
+    "  adamx_reshard list <prefix>\n"
+    "      the rank counts N for which <prefix>.0-of-N exists\n";
+
+int usage(const std::string& problem) {
+  std::cerr << "adamx_reshard: " << problem << "\n" << kUsage;
+  return 2;
+}
+
+// A rank count: decimal digits only, 1 to 2^31 - 1.
+bool parse_ranks(const std::string& text, int& out) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  const long long value = std::stoll(text);
+  if (value < 1 || value > 2147483647LL) return false;
+  out = static_cast<int>(value);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  // --from-ranks N, anywhere after the command.
+  int from_ranks = 0;
+  for (std::size_t i = 1; i < args.size(); ++i)
+    if (args[i] == "--from-ranks") {
+      if (i + 1 >= args.size() || !parse_ranks(args[i + 1], from_ranks))
+        return usage("--from-ranks needs a rank count >= 1");
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
+  const std::string& command = args[0];
+  try {
+    if (command == "reshard") {
+      int to_ranks = 0;
+      if (args.size() != 4) return usage("reshard takes <from-prefix> <to-prefix> <ranks>");
+      if (!parse_ranks(args[3], to_ranks)) return usage("'" + args[3] + "' is not a rank count >= 1");
+      if (from_ranks > 0)
+        adamx::reshard_checkpoint(args[1], from_ranks, args[2], to_ranks);
+      else
+        adamx::reshard_checkpoint(args[1], args[2], to_ranks);
+      std::cout << "wrote " << to_ranks << " shard file(s) " << adamx::shard_checkpoint_path(args[2], 0, to_ranks).string()
+                << " ...\n";
+    } else if (command == "merge") {
+      if (args.size() != 3) return usage("merge takes <from-prefix> <to-file>");
+      if (from_ranks > 0)
+        adamx::merge_sharded_checkpoint(args[1], from_ranks, args[2]);
+      else
+        adamx::merge_sharded_checkpoint(args[1], args[2]);
+      std::cout << "wrote " << args[2] << "\n";
+    } else if (command == "split") {
+      int to_ranks = 0;
+      if (args.size() != 4 || from_ranks != 0) return usage("split takes <from-file> <to-prefix> <ranks>");
+      if (!parse_ranks(args[3], to_ranks)) return usage("'" + args[3] + "' is not a rank count >= 1");
+      adamx::split_checkpoint(args[1], args[2], to_ranks);
+      std::cout << "wrote " << to_ranks << " shard file(s) " << adamx::shard_checkpoint_path(args[2], 0, to_ranks).string()
+                << " ...\n";
+    } else if (command == "list") {
+      if (args.size() != 2 || from_ranks != 0) return usage("list takes <prefix>");
+      for (const int n : adamx::find_sharded_checkpoints(args[1])) std::cout << n << "\n";
+    } else {
+      return usage("unknown command '" + command + "'");
+    }
+  } catch (const std::exception& error) {
+    std::cerr << "adamx_reshard: " << error.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
