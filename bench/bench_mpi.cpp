@@ -7,6 +7,9 @@
 //   zero1/<Adam|AdamX>       adamx::mpi::ShardedOptimizer::step: reduce-scatter
 //                            of the gradient, the shard's step, all-gather of θ
 //   zero1_global/<Adam|AdamX> step_global: the same without the reduce-scatter
+//   zero1_256groups/AdamX/bucket_cap/<cap>  the same N as 256 groups, with the
+//                            collectives capped at 1 element (one per group),
+//                            2^18 (the default) and 2^31 - 1 (one per step)
 // Every benchmark runs a fixed number of iterations, the same on every rank
 // (Google Benchmark would otherwise pick counts per rank from its own timing,
 // and ranks waiting in different collectives never return). Rank 0 reports,
@@ -17,6 +20,7 @@
 #include <benchmark/benchmark.h>
 #include <mpi.h>
 
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -61,6 +65,29 @@ void zero1(benchmark::State& state) {
   report(state);
 }
 
+// The same 2^22 parameters as 256 groups of 2^14 (a deep model's per-layer
+// groups), stepped with collectives capped at state.range(0) elements:
+// 1 gives every group its own reduce-scatter and all-gather, 2^18 is the
+// default (16 groups share a pair), 2^31 - 1
+// one pair for the whole model. docs/distributed.md has the figures.
+void zero1_many_groups(benchmark::State& state) {
+  constexpr int kGroups = 256;
+  constexpr Eigen::Index kPerGroup = kElements / kGroups;
+  Model model;
+  adamx::mpi::AdamX<float> opt(MPI_COMM_WORLD);
+  std::vector<std::vector<adamx::TensorRef<float>>> params;
+  std::vector<std::vector<adamx::ConstTensorRef<float>>> grads;
+  for (int g = 0; g < kGroups; ++g) {
+    params.push_back({adamx::TensorRef<float>(model.theta.data() + g * kPerGroup, kPerGroup, 1)});
+    grads.push_back({adamx::ConstTensorRef<float>(model.grad.data() + g * kPerGroup, kPerGroup, 1)});
+    opt.add_group(params.back());
+  }
+  opt.set_max_bucket_elements(state.range(0));
+  opt.step(params, grads);  // checks the layouts once
+  for (auto _ : state) opt.step(params, grads);
+  report(state);
+}
+
 // Rank 0 prints; the others run the same benchmarks silently.
 class Silent : public benchmark::BenchmarkReporter {
  public:
@@ -87,6 +114,12 @@ int main(int argc, char** argv) {
       ->Iterations(kIterations)->UseRealTime();
   benchmark::RegisterBenchmark("zero1_global/AdamX", zero1<adamx::mpi::AdamX<float>, false>)
       ->Iterations(kIterations)->UseRealTime();
+  benchmark::RegisterBenchmark("zero1_256groups/AdamX/bucket_cap", zero1_many_groups)
+      ->Arg(1)
+      ->Arg(1 << 18)
+      ->Arg(INT_MAX)
+      ->Iterations(kIterations)
+      ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   Silent silent;
   if (rank == 0)

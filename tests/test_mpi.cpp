@@ -10,6 +10,7 @@
 #include <adamx/mpi.hpp>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -75,7 +76,7 @@ template <class Opt>
 class Mpi : public ::testing::Test {};
 // Adam (AdamX with γ fixed at 1, the same code) is covered with ranks as
 // threads in test_shard.cpp; over MPI the float and double transports matter.
-using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>>;
+using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>>;
 TYPED_TEST_SUITE(Mpi, Optimizers);
 
 // Every rank passes the global gradient: bitwise one process, any rank count.
@@ -137,9 +138,12 @@ TEST(MpiReduceScatter, ExactSumsBitwiseEqualToOneProcess) {
 // With one or two ranks the reduce-scatter's sum is a single rounding of
 // a + b, which does not depend on the order: bitwise for any gradient. (Run
 // under -np 1 and -np 2 only; with three ranks MPI may add in any order, and
-// only exact sums are claimed, above.)
-TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanks) {
-  using Scalar = float;
+// only exact sums are claimed, above.) The collectives are capped so that
+// groups "mixed" and "small" share one and "amsgrad" has its own: the
+// packing across groups and buckets is exercised; with the default cap
+// (the test above) all three groups share one.
+template <class Scalar>
+void expect_any_gradient_bitwise() {
   const int ranks = world_size();
   ASSERT_LE(ranks, 2);
   const auto local_gradient = [](int k, int rank, Tensors<Scalar>& g) {
@@ -164,12 +168,20 @@ TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanks) {
   Tensors<Scalar> grads = shard_model::zeros<Scalar>();
   adamx::mpi::AdamX<Scalar> sharded(MPI_COMM_WORLD);
   add_model(sharded, params);
+  sharded.set_max_bucket_elements(7 * shard_model::B);  // "mixed" has 6B + 23 elements, "small" 100
   Views<Scalar> views(params, grads);
   for (int k = 1; k <= kSteps; ++k) {
     local_gradient(k, world_rank(), grads);
     sharded.step(views.params, views.grads);
   }
   shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+}
+
+TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanks) { expect_any_gradient_bitwise<float>(); }
+// bfloat16 gradients are summed by adamx's own MPI operation (in float, one
+// rounding to bfloat16 per addition, as Eigen's operator+).
+TEST(MpiReduceScatter, AnyGradientBitwiseWithUpToTwoRanksBFloat16) {
+  expect_any_gradient_bitwise<Eigen::bfloat16>();
 }
 
 // A checkpoint path the same on every rank of this run, apart from the
@@ -517,6 +529,25 @@ TEST(MpiErrors, LayoutMismatchRefusedOnEveryRank) {
     EXPECT_NE(message.find("weight:5001"), std::string::npos) << message;
   }
   model.expect_unchanged();
+}
+
+// The collective cap must be a valid int count; ranks that set different
+// caps are refused like any other layout difference.
+TEST(MpiErrors, BucketCapCheckedAndCompared) {
+  OneTensor model(9000, 9000);
+  EXPECT_THROW(model.sharded.set_max_bucket_elements(0), std::invalid_argument);
+  EXPECT_THROW(model.sharded.set_max_bucket_elements(Index{INT_MAX} + 1), std::invalid_argument);
+  EXPECT_EQ(model.sharded.max_bucket_elements(), adamx::mpi::AdamX<float>::kDefaultBucketElements);
+  if (world_size() >= 2) {
+    model.sharded.set_max_bucket_elements(world_rank() == 0 ? 4096 : 8192);
+    try {
+      model.sharded.step(model.p, model.q);
+      ADD_FAILURE() << "different collective caps were accepted";
+    } catch (const adamx::mpi::MpiError& e) {
+      EXPECT_NE(std::string(e.what()).find("buckets of 8192"), std::string::npos) << e.what();
+    }
+    model.expect_unchanged();
+  }
 }
 
 // One rank's bad input stops every rank before any data moves.

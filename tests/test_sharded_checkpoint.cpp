@@ -274,21 +274,32 @@ TEST(ShardedCheckpointRefusals, BadRankCounts) {
   EXPECT_TRUE(adamx::find_sharded_checkpoints(dir / "out").empty());
 }
 
-// Half-precision parameters are not sharded by adamx::mpi: refused by name.
-TEST(ShardedCheckpointRefusals, ReducedPrecisionCheckpointRefused) {
-  TempDir dir("bf16");
-  adamx::AdamX<Eigen::bfloat16> opt;
-  Eigen::Matrix<Eigen::bfloat16, Eigen::Dynamic, 1> w(10);
-  w.setZero();
-  opt.add_group(std::vector<adamx::TensorRef<Eigen::bfloat16>>{w});
-  adamx::save_checkpoint(opt, dir / "bf16.ckpt");
-  try {
-    adamx::split_checkpoint(dir / "bf16.ckpt", dir / "out", 2);
-    ADD_FAILURE() << "a bfloat16 checkpoint was split";
-  } catch (const adamx::CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("bfloat16 parameters"), std::string::npos) << e.what();
-  }
-  EXPECT_TRUE(adamx::find_sharded_checkpoints(dir / "out").empty());
+// bfloat16 and half parameters (with float state) re-shard exactly too.
+template <class Half>
+void expect_reduced_precision_round_trip(const std::string& name) {
+  TempDir dir(name);
+  adamx::AdamX<Half> opt;
+  std::vector<Eigen::Matrix<Half, Eigen::Dynamic, 1>> w{Eigen::Matrix<Half, Eigen::Dynamic, 1>(3 * 4096 + 5),
+                                                       Eigen::Matrix<Half, Eigen::Dynamic, 1>(7)};
+  for (auto& tensor : w)
+    for (Index i = 0; i < tensor.size(); ++i) tensor[i] = static_cast<Half>(0.01 * static_cast<double>(i % 97));
+  std::vector<adamx::TensorRef<Half>> views(w.begin(), w.end());
+  opt.add_group(views);
+  std::vector<Eigen::Matrix<Half, Eigen::Dynamic, 1>> g = w;
+  std::vector<adamx::ConstTensorRef<Half>> grads(g.begin(), g.end());
+  const std::vector<std::vector<adamx::TensorRef<Half>>> param_groups{views};
+  const std::vector<std::vector<adamx::ConstTensorRef<Half>>> grad_groups{grads};
+  for (int k = 0; k < 5; ++k) opt.step(param_groups, grad_groups);
+  adamx::save_checkpoint(opt, dir / "whole.ckpt");
+  adamx::split_checkpoint(dir / "whole.ckpt", dir / "three", 3);
+  adamx::reshard_checkpoint(dir / "three", 3, dir / "two", 2);
+  adamx::merge_sharded_checkpoint(dir / "two", 2, dir / "merged.ckpt");
+  EXPECT_EQ(read_bytes(dir / "merged.ckpt"), read_bytes(dir / "whole.ckpt"));
+}
+
+TEST(ShardedCheckpoint16Bit, BFloat16AndHalfRoundTripExactly) {
+  expect_reduced_precision_round_trip<Eigen::bfloat16>("bf16");
+  expect_reduced_precision_round_trip<Eigen::half>("half");
 }
 
 // Loading into a run of another layout lists every difference and leaves the

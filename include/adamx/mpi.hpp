@@ -3,11 +3,11 @@
 // group's optimizer state (m, v, v_max) and steps only that shard.
 //
 // The only header that includes <mpi.h>; the library itself never needs MPI.
-// Per step the driver makes, for each group, one reduce-scatter of the
-// gradients (skipped by step_global) and one all-gather of the parameters,
-// plus one all-gather of s's block partials for all groups together (a second
-// one when a group's nonfinite policy is skip or error). docs/distributed.md
-// counts the bytes.
+// Per step the driver makes one reduce-scatter of the gradients (skipped by
+// step_global) and one all-gather of the parameters per bucket of groups
+// (consecutive groups up to a cap, 2^18 elements by default), plus one all-gather
+// of s's block partials (a second one when a group's nonfinite policy is skip
+// or error). docs/distributed.md counts the bytes.
 #pragma once
 
 #include <mpi.h>
@@ -65,6 +65,49 @@ template <>
 inline MPI_Datatype datatype<double>() {
   return MPI_DOUBLE;
 }
+// 16-bit floats travel as their bits; sums use reduced_sum() below.
+template <>
+inline MPI_Datatype datatype<Eigen::bfloat16>() {
+  return MPI_UINT16_T;
+}
+template <>
+inline MPI_Datatype datatype<Eigen::half>() {
+  return MPI_UINT16_T;
+}
+
+// MPI has no 16-bit float types, so their gradient sum is a user-defined
+// operation: each pairwise sum is computed in float and rounded to the
+// 16-bit type, as Eigen's operator+ on them does (so one process adding the
+// ranks' gradients in rank order gets the same bits with two ranks).
+template <class Half>
+void sum_16bit(void* in, void* inout, int* length, MPI_Datatype*) {
+  const Half* a = static_cast<const Half*>(in);
+  Half* b = static_cast<Half*>(inout);
+  for (int i = 0; i < *length; ++i) b[i] = a[i] + b[i];
+}
+
+// The reduction that sums gradients of type Scalar: MPI_SUM for float and
+// double, sum_16bit for bfloat16 and half (created on first use, freed by
+// the driver that asked for it).
+template <class Scalar>
+class GradientSum {
+ public:
+  GradientSum() {
+    if constexpr (!std::is_same<Scalar, float>::value && !std::is_same<Scalar, double>::value)
+      check(MPI_Op_create(&sum_16bit<Scalar>, 1, &op_), "MPI_Op_create");
+  }
+  ~GradientSum() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (op_ != MPI_SUM && !finalized) MPI_Op_free(&op_);
+  }
+  GradientSum(const GradientSum&) = delete;
+  GradientSum& operator=(const GradientSum&) = delete;
+  MPI_Op op() const { return op_; }
+
+ private:
+  MPI_Op op_ = MPI_SUM;
+};
 
 inline int to_int(std::size_t n, const char* what) {
   if (n > static_cast<std::size_t>(INT_MAX))
@@ -204,11 +247,14 @@ class NormReducer {
 /// a + b whatever the order), see docs/distributed.md.
 template <class Scalar, class Flavour>
 class ShardedOptimizer {
-  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value,
-                "adamx::mpi::ShardedOptimizer: float or double parameters");
+  static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value ||
+                    std::is_same<Scalar, Eigen::bfloat16>::value || std::is_same<Scalar, Eigen::half>::value,
+                "adamx::mpi::ShardedOptimizer: float, double, bfloat16 or half parameters");
 
  public:
   using Local = Optimizer<Scalar, Flavour>;
+  /// m, v (and v_max): the parameter type, or float for bfloat16/half.
+  using StateScalar = typename Local::state_scalar_type;
   using Options = typename Local::Options;
   using Tensor = TensorRef<Scalar>;
   using ConstTensor = ConstTensorRef<Scalar>;
@@ -262,14 +308,12 @@ class ShardedOptimizer {
         add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group_name, tensor_names);
     group.name = std::move(group_name);
     group.tensor_names = std::move(tensor_names);
-    group.flat.resize(static_cast<std::size_t>(total));
-    group.shard_gradient.resize(static_cast<std::size_t>(group.shards[static_cast<std::size_t>(rank_)].size()));
     for (const GroupShard& shard : group.shards) {
       group.counts.push_back(static_cast<int>(shard.size()));
       group.displacements.push_back(static_cast<int>(shard.begin));
     }
     groups_.push_back(std::move(group));
-    reducer_.reset();  // the layout changed: checked again at the next step
+    reducer_.reset();  // the layout changed: checked (and the buckets rebuilt) at the next step
     return index;
   }
 
@@ -327,7 +371,7 @@ class ShardedOptimizer {
       full.gamma = mine.gamma;
       full.h = mine.h;
       for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t) {
-        TensorState<Scalar> ts;
+        TensorState<StateScalar> ts;
         ts.name = groups_[g].tensor_names[t];
         ts.rows = groups_[g].shapes[t].rows;
         ts.cols = groups_[g].shapes[t].cols;
@@ -371,6 +415,28 @@ class ShardedOptimizer {
     detail::agree(comm_, problem);
     local_.restore(std::move(mine));
   }
+
+  /// The default cap on one collective: 2^18 elements (1 MiB of float).
+  /// Measured with 256 groups on this project's machine (shared memory,
+  /// docs/distributed.md), a step was fastest with buckets of 2^16 to 2^18
+  /// elements: they stay in cache. Per-group collectives were 10-25 % slower,
+  /// and one collective for the whole model was 25-100 % slower.
+  static constexpr Eigen::Index kDefaultBucketElements = Eigen::Index{1} << 18;
+
+  /// Caps the elements whose gradients (and parameters) one collective
+  /// moves: consecutive groups share a collective while they fit. The upper
+  /// limit is 2^31 - 1, MPI's int counts. Over a network, where each
+  /// collective costs latency, larger buckets may pay. A group larger than
+  /// the cap has a pair of collectives of its own. Every rank must set the
+  /// same cap (compared at the next step).
+  void set_max_bucket_elements(Eigen::Index elements) {
+    if (elements < 1 || elements > static_cast<Eigen::Index>(INT_MAX))
+      throw std::invalid_argument("adamx::mpi::ShardedOptimizer::set_max_bucket_elements: invalid elements = " +
+                                  std::to_string(elements) + " (must be in [1, 2^31 - 1])");
+    max_bucket_elements_ = elements;
+    reducer_.reset();  // the buckets are rebuilt at the next step
+  }
+  Eigen::Index max_bucket_elements() const { return max_bucket_elements_; }
 
   /// Rank r's shard of group g.
   const GroupShard& shard(std::size_t group, int rank) const {
@@ -469,9 +535,22 @@ class ShardedOptimizer {
     std::vector<Index> sizes;
     std::vector<Shape> shapes;
     std::vector<GroupShard> shards;   // one per rank
-    std::vector<int> counts, displacements;  // the shards, for the collectives
-    std::vector<Scalar> flat;            // the group flattened (gradients, then θ)
-    std::vector<Scalar> shard_gradient;  // this rank's shard of the mean gradient
+    std::vector<int> counts, displacements;  // the shards, for gathering the state
+    std::size_t bucket = 0;                  // whose collectives carry this group
+    std::vector<Index> offset_in_rank;       // per rank: where its shard starts in the rank's part of the bucket
+  };
+
+  // Consecutive groups whose collectives are merged: per step one
+  // reduce-scatter (step() only) and one all-gather per bucket, not per
+  // group. A bucket holds at most max_bucket_elements_ elements, unless one
+  // group alone is larger. In its part of flat_ the ranks' shards lie
+  // rank by rank, and within a rank group by group: one reduce-scatter hands
+  // every rank its shards of all the bucket's groups, one all-gather returns
+  // them all.
+  struct Bucket {
+    Index base = 0;           // where the bucket starts in flat_
+    Index received_base = 0;  // where this rank's part starts in received_
+    std::vector<int> counts, displacements;  // per rank
   };
 
   // A group's options as the hex CRC-32 of their checkpoint encoding.
@@ -485,7 +564,7 @@ class ShardedOptimizer {
   // layouts differ.
   std::string layout_description() const {
     std::ostringstream out;
-    out << Local::name() << "<" << sizeof(Scalar) * 8 << "-bit>";
+    out << Local::name() << "<" << sizeof(Scalar) * 8 << "-bit> buckets of " << max_bucket_elements_ << ":";
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const Options& o = local_.options(g);
       out << (g == 0 ? " " : "; ") << groups_[g].name << "{";
@@ -513,28 +592,90 @@ class ShardedOptimizer {
       for (const GroupShard& shard : group.shards) blocks.back().push_back(shard.blocks);
     }
     reducer_.emplace(comm_, std::move(blocks));
+    build_buckets();
   }
 
-  // All-gathers one array (m, v or v_max, chosen by `field`) of group g into
-  // the full group state `full`, through the group's flat buffer.
+  void build_buckets() {
+    const auto ranks = static_cast<std::size_t>(ranks_);
+    buckets_.clear();
+    Index flat_size = 0, received_size = 0, bucket_size = 0;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      Group& group = groups_[g];
+      const Index total = group.shards.back().end;
+      if (buckets_.empty() || (bucket_size > 0 && bucket_size + total > max_bucket_elements_)) {
+        buckets_.emplace_back();
+        buckets_.back().base = flat_size;
+        buckets_.back().received_base = received_size;
+        buckets_.back().counts.assign(ranks, 0);
+        bucket_size = 0;
+      }
+      Bucket& bucket = buckets_.back();
+      group.bucket = buckets_.size() - 1;
+      group.offset_in_rank.assign(ranks, 0);
+      for (std::size_t r = 0; r < ranks; ++r) {
+        group.offset_in_rank[r] = bucket.counts[r];
+        bucket.counts[r] += static_cast<int>(group.shards[r].size());
+      }
+      bucket_size += total;
+      flat_size += total;
+      received_size += group.shards[static_cast<std::size_t>(rank_)].size();
+    }
+    for (Bucket& bucket : buckets_) {
+      int at = 0;
+      bucket.displacements.assign(ranks, 0);
+      for (std::size_t r = 0; r < ranks; ++r) {
+        bucket.displacements[r] = at;
+        at += bucket.counts[r];
+      }
+    }
+    flat_.resize(static_cast<std::size_t>(flat_size));
+    received_.resize(static_cast<std::size_t>(received_size));
+  }
+
+  // Where rank r's shard of group g lies in flat_.
+  Scalar* flat_place(std::size_t g, std::size_t r) {
+    const Group& group = groups_[g];
+    const Bucket& bucket = buckets_[group.bucket];
+    return flat_.data() + bucket.base + bucket.displacements[r] + group.offset_in_rank[r];
+  }
+
+  // Copies the pieces of `shard` out of the tensors at `bases` into `out`,
+  // one after the other; unpack_pieces is the reverse.
+  template <class Pointer>
+  static void pack_pieces(const GroupShard& shard, const std::vector<Pointer>& bases, Scalar* out) {
+    for (const ShardPiece& piece : shard.pieces) {
+      const Scalar* from = bases[piece.tensor] + piece.start;
+      out = std::copy(from, from + piece.length, out);
+    }
+  }
+  static void unpack_pieces(const GroupShard& shard, const Scalar* in, const std::vector<Scalar*>& bases) {
+    for (const ShardPiece& piece : shard.pieces) {
+      std::copy(in, in + piece.length, bases[piece.tensor] + piece.start);
+      in += piece.length;
+    }
+  }
+
+  // All-gathers one array (m, v, v_max or step_avg, chosen by `field`) of
+  // group g into the full group state `full`.
   template <class Field>
   void gather_array(std::size_t g, State& full, Field field) {
-    Group& group = groups_[g];
+    const Group& group = groups_[g];
     const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
     const State& mine = local_.state(g);
+    std::vector<StateScalar> whole(static_cast<std::size_t>(group.shards.back().end));
     Index at = shard.begin;
     for (std::size_t k = 0; k < shard.pieces.size(); ++k) {
       const auto& array = field(mine.tensors[k]);
-      std::copy(array.data(), array.data() + array.size(), group.flat.begin() + at);
+      std::copy(array.data(), array.data() + array.size(), whole.begin() + at);
       at += array.size();
     }
-    detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, group.flat.data(), group.counts.data(),
-                                 group.displacements.data(), detail::datatype<Scalar>(), comm_),
+    detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data(), group.counts.data(),
+                                 group.displacements.data(), detail::datatype<StateScalar>(), comm_),
                   "MPI_Allgatherv (state)");
     at = 0;
     for (std::size_t t = 0; t < group.sizes.size(); ++t) {
       auto& array = field(full.tensors[t]);
-      array = Eigen::Map<const typename TensorState<Scalar>::Array>(group.flat.data() + at, group.sizes[t]);
+      array = Eigen::Map<const typename TensorState<StateScalar>::Array>(whole.data() + at, group.sizes[t]);
       at += group.sizes[t];
     }
   }
@@ -550,13 +691,13 @@ class ShardedOptimizer {
     out.gamma = whole.gamma;
     out.h = whole.h;
     for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
-      TensorState<Scalar> ts;
+      TensorState<StateScalar> ts;
       ts.name = mine.tensors[k].name;
       ts.rows = mine.tensors[k].rows;
       ts.cols = 1;
       if (k < shard.pieces.size()) {
         const ShardPiece& piece = shard.pieces[k];
-        const TensorState<Scalar>& from = whole.tensors[piece.tensor];
+        const TensorState<StateScalar>& from = whole.tensors[piece.tensor];
         ts.m = from.m.segment(piece.start, piece.length);
         ts.v = from.v.segment(piece.start, piece.length);
         if (from.v_max.size() != 0) ts.v_max = from.v_max.segment(piece.start, piece.length);
@@ -617,67 +758,72 @@ class ShardedOptimizer {
     }
     detail::agree(comm_, problem);
 
+    const auto me = static_cast<std::size_t>(rank_);
     param_views_.resize(groups_.size());
     grad_views_.resize(groups_.size());
+    if (reduce_scatter) {
+      // Every group's local gradient into flat_, rank-major per bucket; one
+      // reduce-scatter per bucket sums it over the ranks into this rank's
+      // shards; dividing by the rank count gives the mean.
+      auto q = std::begin(grads);
+      for (std::size_t g = 0; g < groups_.size(); ++g, ++q) {
+        grad_bases_.clear();
+        for (const auto& tensor : *q) grad_bases_.push_back(ConstTensor(tensor).data());
+        for (std::size_t r = 0; r < groups_[g].shards.size(); ++r)
+          pack_pieces(groups_[g].shards[r], grad_bases_, flat_place(g, r));
+      }
+      for (Bucket& bucket : buckets_)
+        detail::check(MPI_Reduce_scatter(flat_.data() + bucket.base, received_.data() + bucket.received_base,
+                                         bucket.counts.data(), detail::datatype<Scalar>(), gradient_sum_.op(),
+                                         comm_),
+                      "MPI_Reduce_scatter (gradients)");
+      const Scalar ranks = static_cast<Scalar>(ranks_);
+      for (Scalar& x : received_) x /= ranks;
+    }
     auto p = std::begin(params);
     auto q = std::begin(grads);
     for (std::size_t g = 0; g < groups_.size(); ++g, ++p, ++q) {
-      Group& group = groups_[g];
-      const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
+      const Group& group = groups_[g];
+      const GroupShard& shard = group.shards[me];
       param_bases_.clear();
-      grad_bases_.clear();
       for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
-      for (const auto& tensor : *q) grad_bases_.push_back(ConstTensor(tensor).data());
       shard_views(shard, param_bases_, param_views_[g]);
       if (!reduce_scatter) {
+        grad_bases_.clear();
+        for (const auto& tensor : *q) grad_bases_.push_back(ConstTensor(tensor).data());
         shard_views(shard, grad_bases_, grad_views_[g]);
         continue;
       }
-      // The group's local gradient, flattened, summed over ranks into this
-      // rank's shard, then divided by the rank count: the mean.
-      Index at = 0;
-      for (std::size_t t = 0; t < group.sizes.size(); ++t) {
-        std::copy(grad_bases_[t], grad_bases_[t] + group.sizes[t], group.flat.begin() + at);
-        at += group.sizes[t];
-      }
-      detail::check(MPI_Reduce_scatter(group.flat.data(), group.shard_gradient.data(), group.counts.data(),
-                                       detail::datatype<Scalar>(), MPI_SUM, comm_),
-                    "MPI_Reduce_scatter (gradients)");
-      const Scalar ranks = static_cast<Scalar>(ranks_);
-      for (Scalar& x : group.shard_gradient) x /= ranks;
-      // The pieces of the shard lie one after the other in shard_gradient.
+      // The pieces of the shard lie one after the other in received_.
+      const Scalar* at = received_.data() + buckets_[group.bucket].received_base + group.offset_in_rank[me];
       grad_views_[g].clear();
-      Index offset = 0;
       for (const ShardPiece& piece : shard.pieces) {
-        grad_views_[g].emplace_back(group.shard_gradient.data() + offset, piece.length, 1);
-        offset += piece.length;
+        grad_views_[g].emplace_back(at, piece.length, 1);
+        at += piece.length;
       }
       if (shard.pieces.empty()) grad_views_[g].emplace_back(static_cast<const Scalar*>(nullptr), 0, 1);
     }
 
     const std::vector<StepReport>& reports = local_.step(param_views_, grad_views_, *reducer_);
 
-    // Every rank's new shard of θ to every rank.
+    // Every rank's new shards of θ to every rank: one all-gather per bucket.
     p = std::begin(params);
     for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
-      Group& group = groups_[g];
-      const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
       param_bases_.clear();
       for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
-      Index at = shard.begin;
-      for (const ShardPiece& piece : shard.pieces) {
-        std::copy(param_bases_[piece.tensor] + piece.start, param_bases_[piece.tensor] + piece.start + piece.length,
-                  group.flat.begin() + at);
-        at += piece.length;
-      }
-      detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, group.flat.data(), group.counts.data(),
-                                   group.displacements.data(), detail::datatype<Scalar>(), comm_),
+      pack_pieces(groups_[g].shards[me], param_bases_, flat_place(g, me));
+    }
+    for (Bucket& bucket : buckets_)
+      detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, flat_.data() + bucket.base,
+                                   bucket.counts.data(), bucket.displacements.data(), detail::datatype<Scalar>(),
+                                   comm_),
                     "MPI_Allgatherv (parameters)");
-      at = 0;
-      for (std::size_t t = 0; t < group.sizes.size(); ++t) {
-        std::copy(group.flat.begin() + at, group.flat.begin() + at + group.sizes[t], param_bases_[t]);
-        at += group.sizes[t];
-      }
+    p = std::begin(params);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
+      param_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      for (std::size_t r = 0; r < groups_[g].shards.size(); ++r)
+        if (r != me) unpack_pieces(groups_[g].shards[r], flat_place(g, r), param_bases_);
     }
     return reports;
   }
@@ -687,7 +833,12 @@ class ShardedOptimizer {
   int ranks_ = 1;
   Local local_;
   std::vector<Group> groups_;
+  detail::GradientSum<Scalar> gradient_sum_;
   std::optional<NormReducer> reducer_;
+  Index max_bucket_elements_ = kDefaultBucketElements;
+  std::vector<Bucket> buckets_;
+  std::vector<Scalar> flat_;      // every group, rank-major per bucket: gradients, then θ
+  std::vector<Scalar> received_;  // this rank's shards of the mean gradient, bucket by bucket
   std::vector<std::vector<Tensor>> param_views_;
   std::vector<std::vector<ConstTensor>> grad_views_;
   std::vector<Scalar*> param_bases_;

@@ -413,9 +413,9 @@ struct Type {
   using type = T;
 };
 
-// Calls action(Type<Scalar>, Type<Flavour>) for the optimizer `kind` names.
-// Shards hold float or double state of float or double parameters (what
-// adamx::mpi shards).
+// Calls action(Type<Scalar>, Type<Flavour>) for the optimizer `kind` names:
+// float or double parameters with state of the same type, or bfloat16 or
+// half parameters with float state (what adamx::mpi shards).
 template <class Action>
 void with_checkpoint_type(const CheckpointKind& kind, const std::string& who, Action&& action) {
   const auto with_flavour = [&](auto scalar) {
@@ -431,9 +431,12 @@ void with_checkpoint_type(const CheckpointKind& kind, const std::string& who, Ac
     return with_flavour(Type<float>{});
   if (kind.parameter == scalar_code<double>::value && kind.state == scalar_code<double>::value)
     return with_flavour(Type<double>{});
+  if (kind.parameter == scalar_code<Eigen::bfloat16>::value && kind.state == scalar_code<float>::value)
+    return with_flavour(Type<Eigen::bfloat16>{});
+  if (kind.parameter == scalar_code<Eigen::half>::value && kind.state == scalar_code<float>::value)
+    return with_flavour(Type<Eigen::half>{});
   throw CheckpointError(who + ": the checkpoint holds " + describe_scalar(kind.parameter) + " parameters with " +
-                        describe_scalar(kind.state) +
-                        " state; sharding works on float or double parameters (as adamx::mpi does)");
+                        describe_scalar(kind.state) + " state, which no adamx optimizer has");
 }
 
 // Re-cuts checkpoint files: `from` (one ordinary checkpoint, or the N files
@@ -800,8 +803,7 @@ inline void merge_sharded_checkpoint(const std::filesystem::path& from, const st
   merge_sharded_checkpoint(from, detail::only_rank_count(from, "adamx::merge_sharded_checkpoint"), to);
 }
 
-/// Cuts the ordinary checkpoint `from` (of a one-process optimizer, float or
-/// double) into the sharded checkpoint "<to>.<r>-of-<to_ranks>". Streams,
+/// Cuts the ordinary checkpoint `from` (of a one-process optimizer) into the sharded checkpoint "<to>.<r>-of-<to_ranks>". Streams,
 /// like reshard_checkpoint, with the same checks.
 inline void split_checkpoint(const std::filesystem::path& from, const std::filesystem::path& to, int to_ranks) {
   const std::string who = "adamx::split_checkpoint";
