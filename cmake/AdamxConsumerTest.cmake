@@ -6,6 +6,8 @@
 #                      that tree to WORK_DIR/prefix (the package must be
 #                      relocatable), then use it via find_package() and,
 #                      separately, via pkg-config and a bare compiler call
+#   MODE=installed_torch  the same install, used through the package's
+#                      "torch" component (adamx::torch over libtorch)
 #   MODE=subdirectory  the consumer calls add_subdirectory(<adamx source>)
 #   MODE=fetchcontent  the consumer uses FetchContent with SOURCE_DIR
 #
@@ -53,7 +55,7 @@ if(DEFINED MAKE_PROGRAM AND NOT MAKE_PROGRAM STREQUAL "")
   list(APPEND _configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
 endif()
 
-if(MODE STREQUAL "installed")
+if(MODE STREQUAL "installed" OR MODE STREQUAL "installed_torch")
   set(_stage "${WORK_DIR}/stage")
   set(_prefix "${WORK_DIR}/prefix")
   _adamx_run("install of ${ADAMX_BINARY_DIR}"

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -300,6 +301,21 @@ void expect_reduced_precision_round_trip(const std::string& name) {
 TEST(ShardedCheckpoint16Bit, BFloat16AndHalfRoundTripExactly) {
   expect_reduced_precision_round_trip<Eigen::bfloat16>("bf16");
   expect_reduced_precision_round_trip<Eigen::half>("half");
+}
+
+// A record (with a valid checksum) whose tensor sizes add up past 2^63 is
+// refused as malformed rather than overflowing (found by the fuzzer).
+TEST(ShardedCheckpointRefusals, RecordWithOverflowingSizesRefused) {
+  adamx::ShardLayout layout;
+  const Index huge = Index{1} << 62;
+  layout.groups.push_back({"g", {{"a", huge, 1, false}, {"b", huge, 1, false}, {"c", huge, 1, false}}, {0, 0}});
+  std::istringstream in(adamx::detail::encode_shard_record(layout, 0), std::ios::binary);
+  try {
+    adamx::detail::read_shard_record(in);
+    ADD_FAILURE() << "a record of 3 * 2^62 elements was accepted";
+  } catch (const adamx::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("more elements than a 64-bit count holds"), std::string::npos) << e.what();
+  }
 }
 
 // Loading into a run of another layout lists every difference and leaves the

@@ -364,12 +364,7 @@ class ShardedOptimizer {
     std::vector<State> out;
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const State& mine = local_.state(g);
-      State full;
-      full.name = groups_[g].name;
-      full.options = mine.options;
-      full.t = mine.t;
-      full.gamma = mine.gamma;
-      full.h = mine.h;
+      State full = mine.without_tensors();
       for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t) {
         TensorState<StateScalar> ts;
         ts.name = groups_[g].tensor_names[t];
@@ -684,12 +679,7 @@ class ShardedOptimizer {
   State slice(std::size_t g, const State& whole) const {
     const GroupShard& shard = groups_[g].shards[static_cast<std::size_t>(rank_)];
     const State& mine = local_.state(g);
-    State out;
-    out.name = whole.name;
-    out.options = whole.options;
-    out.t = whole.t;
-    out.gamma = whole.gamma;
-    out.h = whole.h;
+    State out = whole.without_tensors();
     for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
       TensorState<StateScalar> ts;
       ts.name = mine.tensors[k].name;

@@ -250,6 +250,7 @@ inline ShardRecord read_shard_record(std::istream& in) {
     ShardLayout::Group group;
     group.name = reader.string("group name");
     const std::uint32_t tensors = reader.u32("tensor count");
+    Eigen::Index total = 0;
     for (std::uint32_t t = 0; t < tensors; ++t) {
       ShardLayout::Tensor tensor;
       tensor.name = reader.string("tensor name");
@@ -258,6 +259,10 @@ inline ShardRecord read_shard_record(std::istream& in) {
       tensor.row_major = reader.boolean("row_major");
       if (tensor.rows < 0 || tensor.cols < 0 || (tensor.cols > 0 && tensor.rows > INT64_MAX / tensor.cols))
         reader.malformed("tensor '" + group.name + "." + tensor.name + "' has an impossible shape");
+      // The group's total must be representable too (group.size() adds).
+      if (tensor.size() > INT64_MAX - total)
+        reader.malformed("group '" + group.name + "' has more elements than a 64-bit count holds");
+      total += tensor.size();
       group.tensors.push_back(std::move(tensor));
     }
     Eigen::Index previous = 0;
@@ -268,9 +273,9 @@ inline ShardRecord read_shard_record(std::istream& in) {
       group.boundaries.push_back(boundary);
       previous = boundary;
     }
-    if (previous != group.size())
+    if (previous != total)
       reader.malformed("the shards of group '" + group.name + "' end at element " + std::to_string(previous) +
-                       " of " + std::to_string(group.size()));
+                       " of " + std::to_string(total));
     record.layout.groups.push_back(std::move(group));
   }
   if (!reader.at_end()) reader.malformed("unexpected bytes after the last group");
@@ -331,8 +336,26 @@ std::string shard_structure_problem(const Optimizer<Scalar, Flavour>& optimizer,
   return {};
 }
 
-// Reads and checks a shard file for `optimizer` (rank `rank` of `layout`)
-// without changing it; restore() of the result cannot fail.
+// Reads and checks a shard file's bytes from `in` for `optimizer` (rank
+// `rank` of `layout`) without changing it; restore() of the result cannot
+// fail.
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> read_shard_checkpoint(
+    const Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank, std::istream& in) {
+  const ShardRecord record = read_shard_record(in);
+  std::vector<std::string> differences = shard_layout_differences(layout, record.layout);
+  if (record.rank != rank && record.layout.ranks == layout.ranks)
+    differences.push_back("the file holds rank " + std::to_string(record.rank) + "'s shard, this is rank " +
+                          std::to_string(rank));
+  if (!differences.empty()) {
+    std::string message = "the sharded checkpoint does not match this run's layout:";
+    for (const std::string& difference : differences) message += "\n  - " + difference;
+    checkpoint_failure(message);
+  }
+  return read_checkpoint(optimizer, in, record.bytes);
+}
+
+// The same from a file, which must hold exactly one shard checkpoint.
 template <class Scalar, class Flavour>
 std::vector<typename Optimizer<Scalar, Flavour>::State> read_shard_checkpoint(
     const Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank,
@@ -340,17 +363,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_shard_checkpoint(
   std::ifstream in(path, std::ios::binary);
   if (!in) throw CheckpointError("adamx::load_shard_checkpoint: cannot open '" + path.string() + "'");
   try {
-    const ShardRecord record = read_shard_record(in);
-    std::vector<std::string> differences = shard_layout_differences(layout, record.layout);
-    if (record.rank != rank && record.layout.ranks == layout.ranks)
-      differences.push_back("the file holds rank " + std::to_string(record.rank) + "'s shard, this is rank " +
-                            std::to_string(rank));
-    if (!differences.empty()) {
-      std::string message = "the sharded checkpoint does not match this run's layout:";
-      for (const std::string& difference : differences) message += "\n  - " + difference;
-      checkpoint_failure(message);
-    }
-    auto states = read_checkpoint(optimizer, in, record.bytes);
+    auto states = read_shard_checkpoint(optimizer, layout, rank, in);
     if (in.peek() != std::char_traits<char>::eof()) checkpoint_failure("unexpected bytes after the checkpoint's checksum");
     return states;
   } catch (const CheckpointError& error) {
@@ -359,6 +372,18 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_shard_checkpoint(
 }
 
 }  // namespace detail
+
+/// Writes rank `rank`'s shard checkpoint to a stream (what
+/// save_shard_checkpoint writes to its file).
+template <class Scalar, class Flavour>
+void save_shard_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank,
+                           std::ostream& out) {
+  const std::string problem = detail::shard_structure_problem(optimizer, layout, rank);
+  if (!problem.empty()) throw std::invalid_argument("adamx::save_shard_checkpoint: " + problem);
+  const std::string record = detail::encode_shard_record(layout, rank);
+  out.write(record.data(), static_cast<std::streamsize>(record.size()));
+  save_checkpoint(optimizer, out);
+}
 
 /// Saves `optimizer`, a process's optimizer over its shards (add_shard_group
 /// in group order), as rank `rank`'s file of a sharded checkpoint of
@@ -371,11 +396,8 @@ void save_shard_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const Sh
                            const std::filesystem::path& path) {
   const std::string problem = detail::shard_structure_problem(optimizer, layout, rank);
   if (!problem.empty()) throw std::invalid_argument("adamx::save_shard_checkpoint: " + problem);
-  const std::string record = detail::encode_shard_record(layout, rank);
-  detail::save_file_atomically(path, "adamx::save_shard_checkpoint", [&](std::ostream& out) {
-    out.write(record.data(), static_cast<std::streamsize>(record.size()));
-    save_checkpoint(optimizer, out);
-  });
+  detail::save_file_atomically(path, "adamx::save_shard_checkpoint",
+                               [&](std::ostream& out) { save_shard_checkpoint(optimizer, layout, rank, out); });
 }
 
 /// Loads rank `rank`'s file of a sharded checkpoint into `optimizer` (its
@@ -386,6 +408,13 @@ template <class Scalar, class Flavour>
 void load_shard_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank,
                            const std::filesystem::path& path) {
   optimizer.restore(detail::read_shard_checkpoint(optimizer, layout, rank, path));
+}
+
+/// The same from a stream, reading exactly the shard checkpoint's bytes.
+template <class Scalar, class Flavour>
+void load_shard_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank,
+                           std::istream& in) {
+  optimizer.restore(detail::read_shard_checkpoint(optimizer, layout, rank, in));
 }
 
 namespace detail {
@@ -598,6 +627,9 @@ class Converter {
         Piece located;
         located.flat_begin = tensor_offsets[piece.tensor] + piece.start;
         located.length = piece.length;
+        // A crafted file could claim sizes whose byte offsets overflow.
+        if (static_cast<std::uint64_t>(piece.length) > (UINT64_MAX - at) / (kFields * kElement))
+          checkpoint_failure("implausible tensor sizes in group '" + states[g].name + "'");
         for (int field = 0; field < kFields; ++field) {
           located.array[field] = at;
           if (has_field(states[g], field)) at += static_cast<std::uint64_t>(piece.length) * kElement;

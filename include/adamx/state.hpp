@@ -1,5 +1,6 @@
 // The optimizer's state as plain data: what a user inspects, compares, or
-// serialises with their own tools (docs/design.md, "State layout and allocation"). Nothing here has behaviour.
+// serialises with their own tools (docs/design.md, "State layout and allocation"). Nothing here has
+// behaviour beyond comparing and copying.
 #pragma once
 
 #include <Eigen/Core>
@@ -52,6 +53,19 @@ struct GroupState {
   double gamma = 1.0;        ///< AdamX's γ after step t (always 1 for Adam/AdamW)
   double h = 0.0;            ///< EMA of the squared gradient norm s (not bias-corrected)
   std::vector<TensorState<Scalar>> tensors;
+
+  /// The group's name, options, t, γ and h with no tensors: the start of a
+  /// state for other tensors (a shard of this group, or a subset of its
+  /// tensors).
+  GroupState without_tensors() const {
+    GroupState out;
+    out.name = name;
+    out.options = options;
+    out.t = t;
+    out.gamma = gamma;
+    out.h = h;
+    return out;
+  }
 
   /// Bitwise equality of the whole state (doubles compared by bit pattern).
   friend bool operator==(const GroupState& a, const GroupState& b) {

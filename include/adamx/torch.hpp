@@ -442,12 +442,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
     std::vector<std::vector<std::size_t>> kept;  // per listed group, the tensor indices stepped
     for (const std::size_t g : which) {
       const State& own = opt.state(g);
-      State s;
-      s.name = own.name;
-      s.options = own.options;
-      s.t = own.t;
-      s.gamma = own.gamma;
-      s.h = own.h;
+      State s = own.without_tensors();
       std::vector<std::size_t> indices;
       std::vector<ConstTensorRef<Scalar>> shapes;
       std::vector<std::string> names;

@@ -5,12 +5,12 @@
 # is not the top-level project, so none of its own targets or install rules
 # may appear.
 if(ADAMX_CONSUMER_IS_SUBPROJECT)
-  foreach(_opt IN ITEMS ADAMX_BUILD_TESTS ADAMX_BUILD_BENCHMARKS ADAMX_BUILD_EXAMPLES ADAMX_INSTALL)
+  foreach(_opt IN ITEMS ADAMX_BUILD_TESTS ADAMX_BUILD_BENCHMARKS ADAMX_BUILD_EXAMPLES ADAMX_BUILD_TOOLS ADAMX_INSTALL)
     if(${_opt})
       message(FATAL_ERROR "${_opt} is ON although adamx is a subproject")
     endif()
   endforeach()
-  foreach(_target IN ITEMS adamx_test_smoke adamx_test_optimizer fashion_mnist_demo)
+  foreach(_target IN ITEMS adamx_test_smoke adamx_test_optimizer fashion_mnist_demo adamx_reshard)
     if(TARGET ${_target})
       message(FATAL_ERROR "adamx added its own target '${_target}' to a consumer's build")
     endif()

@@ -1,8 +1,10 @@
-// libFuzzer target for adamx::load_checkpoint (docs/fuzzing.md). It is built
+// libFuzzer target for adamx::load_checkpoint and adamx::load_shard_checkpoint
+// (docs/fuzzing.md). It is built
 // twice: as shipped, and with FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which
 // skips the checksum comparisons so that mutations reach the header parser
 // and the validation behind the checksums. Each input
-// is loaded into three optimizers. The loader may accept the input or throw
+// is loaded into three optimizers as a checkpoint and into a shard optimizer
+// as a shard file. The loader may accept the input or throw
 // adamx::CheckpointError; anything else is a finding: another exception type
 // (uncaught, so libFuzzer reports it), a sanitizer report, a crash, a hang,
 // an allocation beyond -rss_limit_mb, a refused input that changed the
@@ -24,32 +26,49 @@ namespace {
   std::abort();
 }
 
-template <class Model>
-void try_load(Model& model, const std::string& bytes) {
-  const auto before = model.opt.state();
+// Loads `bytes` into `opt` with load(opt, stream); save(opt, stream) is the
+// matching writer, for the round trip.
+template <class Opt, class Load, class Save>
+void try_load(Opt& opt, const std::string& bytes, Load load, Save save) {
+  const auto before = opt.state();
   std::istringstream in(bytes, std::ios::binary);
   try {
-    adamx::load_checkpoint(model.opt, in);
+    load(opt, in);
   } catch (const adamx::CheckpointError&) {
-    if (!(model.opt.state() == before)) finding("a refused checkpoint changed the optimizer");
+    if (!(opt.state() == before)) finding("a refused checkpoint changed the optimizer");
     return;
   }
   // Accepted: the state must be one restore() would accept, and saving and
   // loading it again must give it back bitwise.
-  for (const auto& g : model.opt.state()) {
+  for (const auto& g : opt.state()) {
     try {
-      model.opt.check_values(g);
+      opt.check_values(g);
     } catch (const std::invalid_argument&) {
       finding("an accepted checkpoint holds invalid values");
     }
   }
-  const auto accepted = model.opt.state();
+  const auto accepted = opt.state();
   std::stringstream again(std::ios::in | std::ios::out | std::ios::binary);
-  adamx::save_checkpoint(model.opt, again);
-  adamx::load_checkpoint(model.opt, again);
-  if (!(model.opt.state() == accepted)) finding("an accepted checkpoint does not round-trip");
+  save(opt, again);
+  load(opt, again);
+  if (!(opt.state() == accepted)) finding("an accepted checkpoint does not round-trip");
   // Back to the fixed starting state, so every input meets the same optimizer.
-  model.opt.restore(before);
+  opt.restore(before);
+}
+
+template <class Model>
+void try_load(Model& model, const std::string& bytes) {
+  try_load(
+      model.opt, bytes, [](auto& opt, std::istream& in) { adamx::load_checkpoint(opt, in); },
+      [](const auto& opt, std::ostream& out) { adamx::save_checkpoint(opt, out); });
+}
+
+// A shard file: its record, then rank 0's checkpoint (sharded_checkpoint.hpp).
+void try_load_shard(adamx_fuzz::ShardModel& model, const std::string& bytes) {
+  try_load(
+      model.opt, bytes,
+      [&](auto& opt, std::istream& in) { adamx::load_shard_checkpoint(opt, model.layout, 0, in); },
+      [&](const auto& opt, std::ostream& out) { adamx::save_shard_checkpoint(opt, model.layout, 0, out); });
 }
 
 }  // namespace
@@ -70,9 +89,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     m.train(2);
     return m;
   }();
+  static adamx_fuzz::ShardModel shard_model;
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try_load(adamx_model, bytes);
   try_load(adam_model, bytes);
   try_load(adamod_model, bytes);
+  try_load_shard(shard_model, bytes);
   return 0;
 }

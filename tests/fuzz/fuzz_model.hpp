@@ -4,6 +4,11 @@
 #pragma once
 
 #include <adamx/adamx.hpp>
+#include <adamx/shard.hpp>
+#include <adamx/sharded_checkpoint.hpp>
+
+#include <utility>
+#include <vector>
 
 namespace adamx_fuzz {
 
@@ -11,13 +16,14 @@ namespace adamx_fuzz {
 // part of the format is present. AdamX over float, Adam over double and
 // AdaMod over float (the one optimizer with a third state array), so the
 // optimizer- and type-mismatch paths are reached from every seed.
-template <class Opt>
+template <class OptType>
 struct Model {
+  using Opt = OptType;
   using Scalar = typename Opt::scalar_type;
   Eigen::Matrix<Scalar, 3, 2> w1;
   Eigen::Matrix<Scalar, 3, 1> b1;
   Eigen::Matrix<Scalar, 2, 3, Eigen::RowMajor> w2;
-  Opt opt;
+  OptType opt;
 
   Model() {
     w1.setConstant(Scalar(0.5));
@@ -48,5 +54,48 @@ struct Model {
 using AdamXModel = Model<adamx::AdamX<float>>;
 using AdamModel = Model<adamx::Adam<double>>;
 using AdaModModel = Model<adamx::AdaMod<float>>;
+
+// One rank's shard optimizer for the sharded-checkpoint loader: AdamXModel's
+// groups on 2 ranks, rank 0's part (each tensor is one block, so rank 0
+// holds the first half of every group's tensors), holding AdamXModel's
+// state after `steps` steps.
+struct ShardModel {
+  adamx::ShardLayout layout;
+  adamx::AdamX<float> opt;
+
+  explicit ShardModel(int steps = 3) {
+    AdamXModel full;
+    full.train(steps);
+    layout.ranks = 2;
+    std::vector<AdamXModel::Opt::State> states;
+    for (std::size_t g = 0; g < full.opt.num_groups(); ++g) {
+      const auto& whole = full.opt.state(g);
+      std::vector<adamx::ShardLayout::Tensor> tensors;
+      std::vector<std::string> names;
+      for (const auto& ts : whole.tensors) {
+        tensors.push_back({ts.name, ts.rows, ts.cols, ts.row_major});
+        names.push_back(ts.name);
+      }
+      layout.groups.push_back(adamx::make_shard_layout_group(whole.name, tensors, layout.ranks));
+      std::vector<Eigen::Index> sizes;
+      for (const auto& t : tensors) sizes.push_back(t.size());
+      const adamx::GroupShard mine = adamx::shard_group(sizes, layout.ranks)[0];
+      adamx::add_shard_group(opt, mine, whole.options, whole.name, names);
+      // Each piece's state is its part of the full optimizer's.
+      auto shard = whole.without_tensors();
+      for (std::size_t k = 0; k < mine.pieces.size(); ++k) {
+        const adamx::ShardPiece& p = mine.pieces[k];
+        const auto& from = whole.tensors[p.tensor];
+        auto piece = opt.state(g).tensors[k];
+        piece.m = from.m.segment(p.start, p.length);
+        piece.v = from.v.segment(p.start, p.length);
+        if (from.v_max.size() != 0) piece.v_max = from.v_max.segment(p.start, p.length);
+        shard.tensors.push_back(std::move(piece));
+      }
+      states.push_back(std::move(shard));
+    }
+    opt.restore(std::move(states));
+  }
+};
 
 }  // namespace adamx_fuzz

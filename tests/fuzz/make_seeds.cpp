@@ -1,6 +1,6 @@
 // Writes the checkpoint fuzzer's seed corpus into the directory given as the
 // first argument: valid checkpoints of the three fuzzed optimizers at a few step
-// counts, and two short invalid ones (empty, magic only). Creates that
+// counts, two shard files, and two short invalid inputs (empty, magic only). Creates that
 // directory and the fuzzers' working corpus directories (the other arguments).
 #include "fuzz_model.hpp"
 
@@ -35,6 +35,12 @@ int main(int argc, char** argv) {
     ok = write_seed<adamx_fuzz::AdamXModel>(directory, "adamx_float_" + std::to_string(steps), steps) && ok;
     ok = write_seed<adamx_fuzz::AdamModel>(directory, "adam_double_" + std::to_string(steps), steps) && ok;
     ok = write_seed<adamx_fuzz::AdaModModel>(directory, "adamod_float_" + std::to_string(steps), steps) && ok;
+  }
+  for (int steps : {0, 3}) {
+    adamx_fuzz::ShardModel shard(steps);
+    std::ofstream out(directory + "/shard_adamx_float_" + std::to_string(steps), std::ios::binary | std::ios::trunc);
+    adamx::save_shard_checkpoint(shard.opt, shard.layout, 0, out);
+    ok = static_cast<bool>(out) && ok;
   }
   std::ofstream(directory + "/empty", std::ios::binary | std::ios::trunc);
   std::ofstream(directory + "/magic_only", std::ios::binary | std::ios::trunc) << "ADAMXCKP";
