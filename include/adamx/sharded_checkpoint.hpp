@@ -615,12 +615,7 @@ class Converter {
     for (std::size_t g = 0; g < states.size(); ++g) {
       input.groups.emplace_back();
       const std::vector<ShardPiece> pieces = layout_pieces(layout.groups[g], sharded ? rank : 0);
-      Index offset_of_tensor = 0;
-      std::vector<Index> tensor_offsets;
-      for (const auto& tensor : layout.groups[g].tensors) {
-        tensor_offsets.push_back(offset_of_tensor);
-        offset_of_tensor += tensor.size();
-      }
+      const std::vector<Index> tensor_offsets = offsets_of_tensors(layout.groups[g]);
       // An ordinary checkpoint also stores its zero-sized tensors' (empty)
       // arrays, and a shard file its empty shard's: neither takes bytes.
       for (const ShardPiece& piece : pieces) {
@@ -646,11 +641,22 @@ class Converter {
     if (in.peek() != std::char_traits<char>::eof()) checkpoint_failure("unexpected bytes after the checkpoint's checksum");
   }
 
+  // Where each tensor of `group` starts in the group flattened.
+  static std::vector<Index> offsets_of_tensors(const ShardLayout::Group& group) {
+    std::vector<Index> offsets;
+    Index at = 0;
+    for (const auto& tensor : group.tensors) {
+      offsets.push_back(at);
+      at += tensor.size();
+    }
+    return offsets;
+  }
+
   // Copies elements [lo, lo + length) of group g's flattened `field` from the
   // inputs that hold them.
   void copy_range(std::size_t g, int field, Index lo, Index length, std::ostream& out, Crc32& crc) {
     const Index hi = lo + length;
-    std::vector<char> buffer(kStreamChunk);
+    std::vector<char>& buffer = copy_buffer_;
     for (std::size_t i = 0; i < inputs_.size(); ++i)
       for (const Piece& piece : inputs_[i].groups[g]) {
         const Index from = std::max(lo, piece.flat_begin);
@@ -721,12 +727,7 @@ class Converter {
     put_u32(header_crc, crc.value());
     emit(header_crc);
     for (std::size_t g = 0; g < states.size(); ++g) {
-      Index offset_of_tensor = 0;
-      std::vector<Index> tensor_offsets;
-      for (const auto& tensor : layout.groups[g].tensors) {
-        tensor_offsets.push_back(offset_of_tensor);
-        offset_of_tensor += tensor.size();
-      }
+      const std::vector<Index> tensor_offsets = offsets_of_tensors(layout.groups[g]);
       std::vector<ShardPiece> pieces;
       if (sharded) {
         pieces = layout_pieces(layout.groups[g], rank);
@@ -753,6 +754,7 @@ class Converter {
   std::vector<State> group_states_;  // input 0's groups (no arrays)
   std::ifstream open_;
   std::size_t open_index_ = static_cast<std::size_t>(-1);
+  std::vector<char> copy_buffer_ = std::vector<char>(kStreamChunk);  // one, for every copied range
 };
 
 inline std::vector<std::filesystem::path> shard_paths(const std::filesystem::path& prefix, int ranks) {
