@@ -20,6 +20,7 @@
 #include "adamx/reduce_on_plateau.hpp"
 #include "adamx/report.hpp"
 #include "adamx/schedule.hpp"
+#include "adamx/schedule_state.hpp"
 #include "adamx/state.hpp"
 #include "adamx/tensor_ref.hpp"
 #include "adamx/version.hpp"
