@@ -106,7 +106,7 @@ TYPED_TEST(Checkpoint, RoundTripRestoresEveryFieldBitwise) {
   }
 }
 
-// SPEC §7: k steps, save, load into a fresh optimizer, k more steps is
+// docs/design.md section 7: k steps, save, load into a fresh optimizer, k more steps is
 // bitwise the same as 2k uninterrupted steps (parameters and state).
 TYPED_TEST(Checkpoint, ResumeIsExact) {
   using Opt = TypeParam;

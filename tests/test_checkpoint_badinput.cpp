@@ -1,5 +1,5 @@
-// Checkpoints that must not load (SPEC §7, issue "Checkpoints that cannot
-// silently corrupt a run"): every truncation and every single-bit flip of a
+// Checkpoints that must not load (docs/design.md section 7, "Nothing
+// half-loaded"): every truncation and every single-bit flip of a
 // valid file, wrong optimizer and scalar types, groups that were renamed,
 // reordered or resized, and well-formed files (checksums right) that carry
 // invalid values. Each must throw adamx::CheckpointError with a message

@@ -1,4 +1,4 @@
-// Long runs (issue "Checkpoints that cannot silently corrupt a run", item 5):
+// Long runs (docs/design.md D2 and D5: γ stays bounded whatever the gradients):
 // 10^6 AdamX steps on a small group whose gradient scale swings over 12
 // orders of magnitude, abruptly and slowly. After every step γ must be
 // finite and within its bound [0, 1/(1 − β_n)] (exactly: the bound is

@@ -27,7 +27,7 @@
 // rounding make a safe overestimate (typically by √t). Differences in θ
 // propagate with a factor ≤ 1 per step except through L2 decay, where the
 // gradient λθ feeds θ back; at |θ| ≫ lr that factor is 1 + O(lr·λ/|g|).
-// For float64 the requirement is checked as well: the normwise
+// For float64 the target of docs/design.md section 8 is checked as well: the normwise
 // relative difference max|Δθ| / max|θ| stays ≤ 1e-12 at every step.
 // Sensitivity: a relative change of lr by 1e-3 (float) or 1e-9 (double) must
 // exceed the bound, so the comparison has the power to fail.
@@ -35,7 +35,7 @@
 // adamx::RAdam against torch.optim.RAdam (tests/data/radam_parity.bin, same
 // layout). Both compute ρ_t and r_t in double by the same formula in the same
 // order. PyTorch 1.13 adds ε to √v before bias correction, √(1−β2^t)/(√v + ε),
-// where SPEC §8 (like Adam) adds it to √v̂; the replay emulates PyTorch by
+// where the RAdam paper (like Adam) adds it to √v̂; the replay emulates PyTorch by
 // setting adamx's ε to ε/√(1−β2^t) before each step (docs/design.md,
 // "Baselines"), so the comparison checks everything else to rounding. PyTorch's
 // rectified step takes 11 roundings (four double constants cast to the tensor

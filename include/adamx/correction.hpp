@@ -1,6 +1,6 @@
 // AdamX's per-group correction: the factor γ that scales g² in the second
 // moment, driven by how the group's squared gradient norm s compares with its
-// own bias-corrected EMA history (docs/design.md §3, decisions D2, D3, D5).
+// own bias-corrected EMA history (docs/design.md section 3, decisions D2, D3, D5).
 //
 //   h ← β_n h + (1 − β_n) s          (the history includes the current step)
 //   ĥ ← h / (1 − β_n^t)

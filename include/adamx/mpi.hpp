@@ -1,4 +1,4 @@
-// adamx over MPI (SPEC §6): the norm reducer over a communicator, and a
+// adamx over MPI (docs/design.md section 6): the norm reducer over a communicator, and a
 // ZeRO stage-1 driver in which every rank owns a block-aligned shard of each
 // group's optimizer state (m, v, v_max) and steps only that shard.
 //

@@ -1,5 +1,5 @@
 // The norm-reducer hook: how a step over one shard of each group learns the
-// group's full squared gradient norm s (SPEC §6).
+// group's full squared gradient norm s (docs/design.md section 6).
 //
 // A step computes s as per-block partial sums (kernel.hpp, kNormBlock
 // elements per block) and adds them up in block order. When each process

@@ -154,7 +154,7 @@ class Optimizer {
     return step_impl(params, grads);
   }
 
-  /// One step of this process's shard of every group (SPEC §6): the
+  /// One step of this process's shard of every group (docs/design.md section 6): the
   /// groups were added with the shard's parts of each tensor (shard.hpp),
   /// and `reducer` (norm_reducer.hpp) combines every shard's block partials
   /// of s once per step — twice when a group's nonfinite policy is skip or
@@ -624,7 +624,7 @@ class Optimizer {
       });
       report.applied = true;
     }
-    // γ_t is first used at step t+1 (SPEC D1), so s can be combined after
+    // γ_t is first used at step t+1 (docs/design.md D1), so s can be combined after
     // the element passes: no second pass over memory.
     if constexpr (sharded) reduce_norms(reducer);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi) {

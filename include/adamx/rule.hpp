@@ -10,7 +10,7 @@
 //   AMSGrad: S. J. Reddi, S. Kale, S. Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
 //
 // The moments are computed as torch.optim.Adam computes them (mul, then add).
-// The step uses the algebraically identical form of Kingma & Ba's §2
+// The step uses the algebraically identical form of Section 2 of Kingma & Ba
 //   α/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
 //     = [α·sqrt(1−β2^t)/(1−β1^t)] · m / (sqrt(v) + ε·sqrt(1−β2^t))
 // with both bracketed constants computed once per step in double: one

@@ -1,4 +1,5 @@
-// Where a group is cut into shards for sharded (ZeRO-1) stepping (SPEC §6).
+// Where a group is cut into shards for sharded (ZeRO-1) stepping
+// (docs/design.md section 6).
 //
 // A group's tensors, flattened one after the other, are cut into `ranks`
 // contiguous shards whose boundaries fall on the blocks s is summed over

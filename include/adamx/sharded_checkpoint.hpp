@@ -1,4 +1,4 @@
-// Sharded checkpoints (SPEC §6): one file per rank, "<prefix>.<rank>-of-<ranks>",
+// Sharded checkpoints (docs/design.md section 6): one file per rank, "<prefix>.<rank>-of-<ranks>",
 // holding that rank's shard of every group's state, and the conversions that
 // move a run between cluster sizes.
 //

@@ -1,6 +1,6 @@
 // An independent scalar reference for Adam / AdamW / AdamX and the baselines
 // RAdam, AdaBound and AdaMod, written straight from the equations in
-// docs/design.md (SPEC §8 for the baselines, with AdaBound's and AdaMod's
+// docs/design.md ("Baselines" for the baselines, with AdaBound's and AdaMod's
 // bias correction and ε placed as in their authors' reference code): long
 // double, one loop per element, and nothing shared with the library (this
 // header includes no adamx header).
