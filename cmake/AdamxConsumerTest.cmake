@@ -10,6 +10,10 @@
 #                      "torch" component (adamx::torch over libtorch)
 #   MODE=subdirectory  the consumer calls add_subdirectory(<adamx source>)
 #   MODE=fetchcontent  the consumer uses FetchContent with SOURCE_DIR
+#   MODE=fetchcontent_tag  the consumer uses FetchContent with GIT_REPOSITORY
+#                      and GIT_TAG v<version>, as the README shows, from a git
+#                      repository made of a copy of the source tree and tagged
+#                      as a release is (docs/releasing.md); needs GIT
 #
 # Everything the test writes lives in WORK_DIR, which is emptied first.
 cmake_minimum_required(VERSION 3.21)
@@ -67,6 +71,25 @@ if(MODE STREQUAL "installed" OR MODE STREQUAL "installed_torch")
     "-DADAMX_EXPECTED_PREFIX=${_prefix}")
 elseif(MODE STREQUAL "subdirectory" OR MODE STREQUAL "fetchcontent")
   list(APPEND _configure_args "-DADAMX_ROOT=${ADAMX_SOURCE_DIR}")
+elseif(MODE STREQUAL "fetchcontent_tag")
+  if(NOT DEFINED GIT OR GIT STREQUAL "" OR GIT MATCHES "NOTFOUND$")
+    message(FATAL_ERROR "consumer ${MODE}: -DGIT=<git executable> is required")
+  endif()
+  include("${CMAKE_CURRENT_LIST_DIR}/AdamxCopySource.cmake")
+  set(_repo "${WORK_DIR}/repo")
+  adamx_copy_source_tree("${ADAMX_SOURCE_DIR}" "${_repo}")
+  set(_tag "v${ADAMX_VERSION}")
+  # The user's git configuration must not matter (signing, default branch).
+  foreach(_git_args IN ITEMS "-c init.defaultBranch=main init -q" "add -A"
+      "-c user.name=adamx -c user.email=adamx@localhost -c commit.gpgsign=false commit -q -m release"
+      "-c tag.gpgsign=false tag ${_tag}")
+    separate_arguments(_git_args UNIX_COMMAND "${_git_args}")
+    execute_process(COMMAND "${GIT}" ${_git_args} WORKING_DIRECTORY "${_repo}" RESULT_VARIABLE _rc)
+    if(NOT _rc EQUAL 0)
+      message(FATAL_ERROR "consumer ${MODE}: git ${_git_args} failed (${_rc})")
+    endif()
+  endforeach()
+  list(APPEND _configure_args "-DADAMX_GIT_REPOSITORY=file://${_repo}" "-DADAMX_GIT_TAG=${_tag}")
 else()
   message(FATAL_ERROR "AdamxConsumerTest: unknown MODE '${MODE}'")
 endif()

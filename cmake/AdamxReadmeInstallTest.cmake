@@ -56,18 +56,9 @@ endif()
 message(STATUS "README.md has ${_n_recipes} install recipes")
 
 # --- A fresh copy of the source tree ----------------------------------------
-# Everything but version control and build trees (any top-level directory
-# holding a CMakeCache.txt, and build/, where the presets put theirs).
+include("${CMAKE_CURRENT_LIST_DIR}/AdamxCopySource.cmake")
 set(_src "${WORK_DIR}/src")
-file(MAKE_DIRECTORY "${_src}")
-file(GLOB _entries LIST_DIRECTORIES true RELATIVE "${ADAMX_SOURCE_DIR}" "${ADAMX_SOURCE_DIR}/*"
-     "${ADAMX_SOURCE_DIR}/.*")
-foreach(_entry IN LISTS _entries)
-  if(_entry MATCHES "^(\\.git|build)$" OR EXISTS "${ADAMX_SOURCE_DIR}/${_entry}/CMakeCache.txt")
-    continue()
-  endif()
-  file(COPY "${ADAMX_SOURCE_DIR}/${_entry}" DESTINATION "${_src}")
-endforeach()
+adamx_copy_source_tree("${ADAMX_SOURCE_DIR}" "${_src}")
 
 # --- Run each recipe and check what it installed ----------------------------
 include(GNUInstallDirs)  # the same default directories the install rules use
