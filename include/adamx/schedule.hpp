@@ -23,7 +23,8 @@
 // Schedules are small values: copy one to checkpoint it.
 //
 // ReduceLROnPlateau, which reacts to a metric instead of counting epochs,
-// lives in reduce_on_plateau.hpp.
+// lives in reduce_on_plateau.hpp; more of PyTorch's schedulers in
+// schedule_factor.hpp, schedule_cycle.hpp and schedule_compose.hpp.
 #pragma once
 
 #include <cmath>

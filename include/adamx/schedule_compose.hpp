@@ -10,8 +10,8 @@
 // composed schedule is a value like any other: copied, stepped and compared
 // without allocation or virtual calls, and its parts are typed
 // (schedule<I>()). A SequentialLR part needs lr(), step(), epoch() and
-// restart(): every epoch schedule of schedule.hpp, schedule_factor.hpp and
-// schedule_cycle.hpp has them. A ChainedScheduler part also needs
+// restart(): every epoch schedule of schedule.hpp (not LinearWarmup, itself
+// a SequentialLR of two), schedule_factor.hpp and schedule_cycle.hpp has them. A ChainedScheduler part also needs
 // start_on(lr) and step_on(lr), the same schedule applied to the shared lr.
 #pragma once
 
