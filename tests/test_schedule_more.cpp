@@ -366,6 +366,13 @@ TEST(ScheduleMoreState, RestoreMidSequenceContinuesBitForBit) {
   expect_exact_resume(lambda, lambda, 7, 10, "LambdaLR");
   const OneCycleLR onecycle(0.1, 30, one_cycle(0.3, OneCycleAnneal::cos, 25, 1e4, true));
   expect_exact_resume(onecycle, onecycle, 12, 18, "OneCycleLR");
+  // After its last step a linear OneCycleLR's lr is below 0, as PyTorch's;
+  // its state (the step alone) restores it all the same.
+  const OneCycleLR onecycle_linear(0.05, 20, one_cycle(0.25, OneCycleAnneal::linear, 10, 100, false));
+  expect_exact_resume(onecycle_linear, onecycle_linear, 20, 0, "OneCycleLR at its last step");
+  OneCycleLR at_end = onecycle_linear;
+  for (int i = 0; i < 20; ++i) at_end.step();
+  EXPECT_LT(at_end.lr(), 0.0);
   const CyclicLR cyclic_lr(0.01, 0.1, cyclic(3, 5, CyclicMode::triangular2));
   expect_exact_resume(cyclic_lr, cyclic_lr, 11, 20, "CyclicLR");
   const SequentialLR<LinearLR, PolynomialLR, LambdaLR> sequential({4, 10}, LinearLR(0.1, 0.25, 1.0, 4),

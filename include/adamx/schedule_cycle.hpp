@@ -48,9 +48,12 @@ struct OneCycleOptions {
 
 /// torch.optim.lr_scheduler.OneCycleLR for one parameter group. PyTorch's
 /// `epochs, steps_per_epoch` is total_steps = epochs × steps_per_epoch.
-/// step() may be called total_steps times (the last lr lies past the final
-/// phase's end, as in PyTorch); one more throws std::out_of_range and
-/// changes nothing (PyTorch raises ValueError).
+/// step() may be called total_steps times; one more throws
+/// std::out_of_range and changes nothing (PyTorch raises ValueError). The
+/// lr after the last step lies past the final phase's end, as in PyTorch:
+/// with linear annealing below min_lr, even below 0 (apply() then throws).
+/// No update uses it when total_steps counts the optimizer steps and the
+/// loop applies the lr before each.
 class OneCycleLR : public detail::FromScratchSchedule<OneCycleLR> {
  public:
   static constexpr const char* kKind = "OneCycleLR";
@@ -113,7 +116,7 @@ class OneCycleLR : public detail::FromScratchSchedule<OneCycleLR> {
   std::int64_t total_steps() const { return total_steps_; }
 
  private:
-  friend class detail::StatefulEpochSchedule<OneCycleLR>;
+  friend class detail::FromScratchSchedule<OneCycleLR>;
   struct Phase {
     double end_step;  // PyTorch's: a double, which may be fractional
     double start_lr;
@@ -200,7 +203,7 @@ class CyclicLR : public detail::FromScratchSchedule<CyclicLR> {
   double max_lr() const { return max_lr_; }
 
  private:
-  friend class detail::StatefulEpochSchedule<CyclicLR>;
+  friend class detail::FromScratchSchedule<CyclicLR>;
   CyclicLR(double base_lr, double max_lr, const CyclicOptions& o, ScaleFn scale_fn, CyclicScaleMode scale_mode,
            bool custom)
       : FromScratchSchedule(kKind, "base_lr", base_lr),

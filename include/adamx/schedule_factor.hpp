@@ -67,9 +67,12 @@ class StatefulEpochSchedule : public EpochSchedule<Derived> {
 // A schedule that computes every epoch's lr from scratch, by its
 // closed_form(epoch), as PyTorch's LambdaLR, OneCycleLR and CyclicLR do. In a
 // ChainedScheduler it ignores the lr the schedules before it set, as theirs.
-// A closed_form that throws leaves the schedule where it was.
+// A closed_form that throws leaves the schedule where it was. Its state is
+// its epoch alone: restore() recomputes the lr, which therefore always is
+// the one stepping would reach (even where PyTorch's is not a valid lr, as
+// OneCycleLR's linear anneal at its last step).
 template <class Derived>
-class FromScratchSchedule : public StatefulEpochSchedule<Derived> {
+class FromScratchSchedule : public EpochSchedule<Derived> {
  public:
   double start_on(double) {
     this->lr_ = self().closed_form(0);
@@ -81,9 +84,21 @@ class FromScratchSchedule : public StatefulEpochSchedule<Derived> {
     ++this->epoch_;
     return this->lr_;
   }
+  ScheduleState state() const { return {Derived::kKind, self().settings(), {}, {{"epoch", this->epoch_}}, {}}; }
+  /// Takes over a state() of a schedule constructed with the same arguments
+  /// (and callable); anything else throws std::invalid_argument and changes nothing.
+  void restore(const ScheduleState& s) {
+    require_schedule_state(s, state());
+    const std::int64_t epoch = s.counters[0].second;
+    require_state_count(s, "epoch", epoch);
+    self().check_restored_epoch(s, epoch);
+    this->lr_ = self().closed_form(epoch);
+    this->epoch_ = epoch;
+  }
 
  protected:
-  using StatefulEpochSchedule<Derived>::StatefulEpochSchedule;
+  using EpochSchedule<Derived>::EpochSchedule;
+  void check_restored_epoch(const ScheduleState&, std::int64_t) const {}
 
  private:
   const Derived& self() const { return static_cast<const Derived&>(*this); }
@@ -297,7 +312,7 @@ class LambdaLR : public detail::FromScratchSchedule<LambdaLR> {
   }
 
  private:
-  friend class detail::StatefulEpochSchedule<LambdaLR>;
+  friend class detail::FromScratchSchedule<LambdaLR>;
   std::vector<std::pair<std::string, double>> settings() const { return {{"initial_lr", initial_lr_}}; }
   Lambda lambda_;
 };
