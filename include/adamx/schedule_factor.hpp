@@ -59,6 +59,12 @@ class StatefulEpochSchedule : public EpochSchedule<Derived> {
  protected:
   using EpochSchedule<Derived>::EpochSchedule;
   void check_restored_epoch(const ScheduleState&, std::int64_t) const {}
+  // Epoch 0 at `lr`: what construction and start_on() end with.
+  double start_at(double lr) {
+    this->epoch_ = 0;
+    this->lr_ = lr;
+    return lr;
+  }
 
  private:
   const Derived& self() const { return static_cast<const Derived&>(*this); }
@@ -139,14 +145,10 @@ class MultiStepLR : public detail::StatefulEpochSchedule<MultiStepLR> {
     std::sort(milestones_.begin(), milestones_.end());
     lr_ = start_on(initial_lr_);
   }
-  double start_on(double shared_lr) {
-    epoch_ = 0;
-    lr_ = scaled_at_milestone(shared_lr);
-    return lr_;
-  }
+  double start_on(double shared_lr) { return start_at(scaled_at_milestone(shared_lr, 0)); }
   double step() {
     ++epoch_;
-    lr_ = scaled_at_milestone(lr_);
+    lr_ = scaled_at_milestone(lr_, epoch_);
     return lr_;
   }
   double closed_form(std::int64_t epoch) const {
@@ -158,8 +160,8 @@ class MultiStepLR : public detail::StatefulEpochSchedule<MultiStepLR> {
 
  private:
   friend class detail::StatefulEpochSchedule<MultiStepLR>;
-  double scaled_at_milestone(double lr) const {
-    const auto count = std::count(milestones_.begin(), milestones_.end(), epoch_);
+  double scaled_at_milestone(double lr, std::int64_t epoch) const {
+    const auto count = std::count(milestones_.begin(), milestones_.end(), epoch);
     return count == 0 ? lr : lr * std::pow(gamma_, static_cast<double>(count));
   }
   std::vector<std::pair<std::string, double>> settings() const {
@@ -184,11 +186,7 @@ class ConstantLR : public detail::StatefulEpochSchedule<ConstantLR> {
     detail::require_positive_count(kKind, "total_iters", total_iters);
     lr_ = start_on(initial_lr_);
   }
-  double start_on(double shared_lr) {
-    epoch_ = 0;
-    lr_ = shared_lr * factor_;
-    return lr_;
-  }
+  double start_on(double shared_lr) { return start_at(shared_lr * factor_); }
   double step() {
     ++epoch_;
     if (epoch_ == total_iters_) lr_ = lr_ * (1.0 / factor_);
@@ -224,11 +222,7 @@ class LinearLR : public detail::StatefulEpochSchedule<LinearLR> {
     detail::require_positive_count(kKind, "total_iters", total_iters);
     lr_ = start_on(initial_lr_);
   }
-  double start_on(double shared_lr) {
-    epoch_ = 0;
-    lr_ = shared_lr * start_factor_;
-    return lr_;
-  }
+  double start_on(double shared_lr) { return start_at(shared_lr * start_factor_); }
   double step() {
     ++epoch_;
     if (epoch_ > total_iters_) return lr_;
