@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,9 +38,11 @@ template <class Tuple, class F, std::size_t... I>
 void visit_part(Tuple& parts, std::size_t index, F&& f, std::index_sequence<I...>) {
   ((index == I ? void(f(std::get<I>(parts))) : void()), ...);
 }
+template <class Tuple>
+using part_indices = std::make_index_sequence<std::tuple_size<std::remove_const_t<Tuple>>::value>;
 template <class Tuple, class F>
 void visit_part(Tuple& parts, std::size_t index, F&& f) {
-  visit_part(parts, index, std::forward<F>(f), std::make_index_sequence<std::tuple_size<std::remove_const_t<Tuple>>::value>());
+  visit_part(parts, index, std::forward<F>(f), part_indices<Tuple>());
 }
 
 // Calls f(index, part) on every element of a tuple, in order.
@@ -49,7 +52,7 @@ void for_each_part(Tuple& parts, F&& f, std::index_sequence<I...>) {
 }
 template <class Tuple, class F>
 void for_each_part(Tuple& parts, F&& f) {
-  for_each_part(parts, std::forward<F>(f), std::make_index_sequence<std::tuple_size<std::remove_const_t<Tuple>>::value>());
+  for_each_part(parts, std::forward<F>(f), part_indices<Tuple>());
 }
 
 template <class Tuple>
