@@ -5,10 +5,12 @@
 
 Run by hand, never by CI: it needs Debian's python3-torch (PyTorch 1.13;
 `apt-get install python3-torch`, then use /usr/bin/python3, which sees it).
-It writes three files, whose layouts tests/data/README.md documents:
+It writes these files, whose layouts tests/data/README.md documents:
 
   adam_parity.bin   torch.optim.Adam / AdamW parameter trajectories
   schedules.txt     learning rates from torch.optim.lr_scheduler
+  schedules_more.txt  the same for the schedulers of schedule_factor.hpp,
+                    schedule_cycle.hpp and schedule_compose.hpp
   clip.txt          torch.nn.utils.clip_grad_norm_ / clip_grad_value_ results
   radam_parity.bin  torch.optim.RAdam trajectories (the layout of adam_parity.bin)
 
@@ -230,10 +232,11 @@ def lr_sequence(make, epochs, base_lr):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
     scheduler = make(opt)
     lrs = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
+        if epoch + 1 < epochs:  # no step past the last record (OneCycleLR would raise)
+            opt.step()
+            scheduler.step()
     return lrs
 
 
@@ -274,6 +277,144 @@ SCHEDULES = [
 ]
 
 
+def chained(*parts):
+    return lambda o: sched("ChainedScheduler")([make(o) for make in parts])
+
+
+def sequential(milestones, *parts):
+    return lambda o: sched("SequentialLR")(o, [make(o) for make in parts], milestones=milestones)
+
+
+def constant(factor, total_iters):
+    return lambda o: sched("ConstantLR")(o, factor=factor, total_iters=total_iters)
+
+
+def linear(start_factor, end_factor, total_iters):
+    return lambda o: sched("LinearLR")(o, start_factor=start_factor, end_factor=end_factor,
+                                       total_iters=total_iters)
+
+
+def exponential(gamma):
+    return lambda o: sched("ExponentialLR")(o, gamma=gamma)
+
+
+def multistep(milestones, gamma):
+    return lambda o: sched("MultiStepLR")(o, milestones=milestones, gamma=gamma)
+
+
+def one_cycle(**kwargs):
+    return lambda o: sched("OneCycleLR")(o, cycle_momentum=False, **kwargs)
+
+
+def cyclic(**kwargs):
+    return lambda o: sched("CyclicLR")(o, cycle_momentum=False, **kwargs)
+
+
+# The schedules of schedule_factor.hpp, schedule_cycle.hpp and
+# schedule_compose.hpp, written to schedules_more.txt in the same layout.
+# LambdaLR's and CyclicLR's callables are spelled out again in
+# tests/test_schedule_more.cpp. A OneCycleLR record holds total_steps + 1
+# lrs: every step PyTorch allows.
+MORE_SCHEDULES = [
+    ("multistep", "MultiStepLR(0.1, milestones={5, 12, 12, 30}, gamma=0.5)", 0.1, 60,
+     multistep([5, 12, 12, 30], 0.5)),
+    ("multistep_unsorted_zero", "MultiStepLR(0.2, milestones={20, 7, 0, 7, 7})", 0.2, 40,
+     lambda o: sched("MultiStepLR")(o, milestones=[20, 7, 0, 7, 7])),
+    ("constant", "ConstantLR(0.1, factor=0.5, total_iters=4)", 0.1, 20, constant(0.5, 4)),
+    ("constant_default", "ConstantLR(0.05)", 0.05, 20, lambda o: sched("ConstantLR")(o)),
+    ("linear", "LinearLR(0.1, start_factor=0.25, end_factor=1.0, total_iters=10)", 0.1, 30,
+     linear(0.25, 1.0, 10)),
+    ("linear_down", "LinearLR(0.1, start_factor=1.0, end_factor=0.05, total_iters=25)", 0.1, 40,
+     linear(1.0, 0.05, 25)),
+    ("linear_partial", "LinearLR(0.3, start_factor=0.5, end_factor=0.2, total_iters=12)", 0.3, 20,
+     linear(0.5, 0.2, 12)),
+    ("linear_default", "LinearLR(0.3)", 0.3, 15, lambda o: sched("LinearLR")(o)),
+    ("polynomial", "PolynomialLR(0.1, total_iters=20, power=1.0)", 0.1, 30,
+     lambda o: sched("PolynomialLR")(o, total_iters=20, power=1.0)),
+    ("polynomial_2.5", "PolynomialLR(0.1, total_iters=33, power=2.5)", 0.1, 45,
+     lambda o: sched("PolynomialLR")(o, total_iters=33, power=2.5)),
+    ("polynomial_sqrt", "PolynomialLR(0.02, total_iters=7, power=0.5)", 0.02, 12,
+     lambda o: sched("PolynomialLR")(o, total_iters=7, power=0.5)),
+    ("lambda_power", "LambdaLR(0.1, e -> 0.95^e)", 0.1, 60,
+     lambda o: sched("LambdaLR")(o, lambda e: 0.95 ** e)),
+    ("lambda_inverse", "LambdaLR(0.05, e -> 1 / (1 + 0.1 e))", 0.05, 60,
+     lambda o: sched("LambdaLR")(o, lambda e: 1.0 / (1.0 + 0.1 * e))),
+    ("lambda_warmup", "LambdaLR(0.3, e -> min(1, (e + 1) / 10))", 0.3, 30,
+     lambda o: sched("LambdaLR")(o, lambda e: min(1.0, (e + 1) / 10))),
+    ("onecycle_cos", "OneCycleLR(0.1, total_steps=100)", 0.1, 101, one_cycle(max_lr=0.1, total_steps=100)),
+    ("onecycle_linear", "OneCycleLR(0.05, total_steps=80, pct_start=0.25, linear, div_factor=10, "
+     "final_div_factor=100)", 0.05, 81,
+     one_cycle(max_lr=0.05, total_steps=80, pct_start=0.25, anneal_strategy="linear", div_factor=10.0,
+               final_div_factor=100.0)),
+    ("onecycle_three_phase_cos", "OneCycleLR(0.1, total_steps=90, three_phase)", 0.1, 91,
+     one_cycle(max_lr=0.1, total_steps=90, three_phase=True)),
+    ("onecycle_three_phase_linear", "OneCycleLR(0.2, total_steps=75, pct_start=0.4, linear, div_factor=5, "
+     "final_div_factor=50, three_phase)", 0.2, 76,
+     one_cycle(max_lr=0.2, total_steps=75, pct_start=0.4, anneal_strategy="linear", div_factor=5.0,
+               final_div_factor=50.0, three_phase=True)),
+    ("onecycle_epochs", "OneCycleLR(0.01, total_steps=6*11, pct_start=0.35)", 0.01, 67,
+     one_cycle(max_lr=0.01, epochs=6, steps_per_epoch=11, pct_start=0.35)),
+    ("onecycle_short", "OneCycleLR(0.1, total_steps=7, pct_start=0.5)", 0.1, 8,
+     one_cycle(max_lr=0.1, total_steps=7, pct_start=0.5)),
+    ("cyclic_triangular", "CyclicLR(0.001, 0.01, step_size_up=5, step_size_down=8)", 0.1, 60,
+     cyclic(base_lr=0.001, max_lr=0.01, step_size_up=5, step_size_down=8)),
+    ("cyclic_triangular_symmetric", "CyclicLR(0.01, 0.05, step_size_up=6)", 0.1, 40,
+     cyclic(base_lr=0.01, max_lr=0.05, step_size_up=6)),
+    ("cyclic_triangular2", "CyclicLR(0.01, 0.1, step_size_up=4, step_size_down=7, triangular2)", 0.1, 80,
+     cyclic(base_lr=0.01, max_lr=0.1, step_size_up=4, step_size_down=7, mode="triangular2")),
+    ("cyclic_exp_range", "CyclicLR(0.001, 0.1, step_size_up=6, step_size_down=3, exp_range, gamma=0.97)",
+     0.1, 70, cyclic(base_lr=0.001, max_lr=0.1, step_size_up=6, step_size_down=3, mode="exp_range",
+                     gamma=0.97)),
+    ("cyclic_scale_cycle", "CyclicLR(0.002, 0.02, step_size_up=3, step_size_down=5, "
+     "scale_fn c -> 1 / (1 + 0.5 (c - 1)), cycle)", 0.1, 50,
+     cyclic(base_lr=0.002, max_lr=0.02, step_size_up=3, step_size_down=5,
+            scale_fn=lambda c: 1.0 / (1.0 + 0.5 * (c - 1)), scale_mode="cycle")),
+    ("cyclic_scale_iterations", "CyclicLR(0.002, 0.02, step_size_up=4, step_size_down=2, "
+     "scale_fn n -> 1 / (1 + 0.01 n), iterations)", 0.1, 50,
+     cyclic(base_lr=0.002, max_lr=0.02, step_size_up=4, step_size_down=2,
+            scale_fn=lambda n: 1.0 / (1.0 + 0.01 * n), scale_mode="iterations")),
+    ("chained_constant_exponential", "ChainedScheduler(ConstantLR(0.1, 0.5, 4), ExponentialLR(0.1, 0.9))",
+     0.1, 40, chained(constant(0.5, 4), exponential(0.9))),
+    ("chained_linear_multistep_exponential",
+     "ChainedScheduler(LinearLR(0.2, 0.2, 1.0, 6), MultiStepLR(0.2, {0, 10, 20}, 0.5), ExponentialLR(0.2, 0.98))",
+     0.2, 50, chained(linear(0.2, 1.0, 6), multistep([0, 10, 20], 0.5), exponential(0.98))),
+    ("chained_step_polynomial", "ChainedScheduler(StepLR(0.1, 5, 0.5), PolynomialLR(0.1, 30, 2.0))", 0.1, 40,
+     chained(lambda o: sched("StepLR")(o, step_size=5, gamma=0.5),
+             lambda o: sched("PolynomialLR")(o, total_iters=30, power=2.0))),
+    ("chained_cosine_constant",
+     "ChainedScheduler(CosineAnnealingLR(0.1, 20, 0.001), ConstantLR(0.1, 0.5, 6))", 0.1, 50,
+     chained(lambda o: sched("CosineAnnealingLR")(o, T_max=20, eta_min=0.001), constant(0.5, 6))),
+    ("sequential_linear_cosine",
+     "SequentialLR({10}, LinearLR(0.1, 0.1, 1.0, 10), CosineAnnealingLR(0.1, 50))", 0.1, 80,
+     sequential([10], linear(0.1, 1.0, 10), lambda o: sched("CosineAnnealingLR")(o, T_max=50))),
+    ("sequential_constant_exponential_multistep",
+     "SequentialLR({8, 20}, ConstantLR(0.1, 0.5, 5), ExponentialLR(0.1, 0.9), MultiStepLR(0.1, {5, 10}, 0.3))",
+     0.1, 40, sequential([8, 20], constant(0.5, 5), exponential(0.9), multistep([5, 10], 0.3))),
+    ("sequential_linear_polynomial_lambda",
+     "SequentialLR({5, 25}, LinearLR(0.05, 0.2, 1.0, 5), PolynomialLR(0.05, 30, 2.0), LambdaLR(0.05, e -> 0.95^e))",
+     0.05, 45, sequential([5, 25], linear(0.2, 1.0, 5),
+                          lambda o: sched("PolynomialLR")(o, total_iters=30, power=2.0),
+                          lambda o: sched("LambdaLR")(o, lambda e: 0.95 ** e))),
+]
+
+
+def schedule_lines(title, schedules):
+    """The header of a schedules file (title: what follows the module's name) and a record per schedule."""
+    lines = ["# Learning rates from torch.optim.lr_scheduler%s, written by tools/torch_golden.py." % title,
+             "# torch " + torch.__version__ + "; layout in tests/data/README.md.",
+             "# Numbers are Python's repr of a double: the shortest text that reads back exactly."]
+    for name, construction, base_lr, epochs, make in schedules:
+        lrs = lr_sequence(make, epochs, base_lr)
+        lines.append("schedule %s %d %s" % (name, epochs, construction))
+        lines.append("lr " + " ".join(repr(x) for x in lrs))
+    return lines
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def plateau_metrics(seed, epochs, stair):
     """A loss that falls in stairs, flat for `stair` epochs each, plus noise."""
     rng = SplitMix64(seed)
@@ -302,13 +443,7 @@ PLATEAUS = [
 
 
 def write_schedules(path):
-    lines = ["# Learning rates from torch.optim.lr_scheduler, written by tools/torch_golden.py.",
-             "# torch " + torch.__version__ + "; layout in tests/data/README.md.",
-             "# Numbers are Python's repr of a double: the shortest text that reads back exactly."]
-    for name, construction, base_lr, epochs, make in SCHEDULES:
-        lrs = lr_sequence(make, epochs, base_lr)
-        lines.append("schedule %s %d %s" % (name, epochs, construction))
-        lines.append("lr " + " ".join(repr(x) for x in lrs))
+    lines = schedule_lines("", SCHEDULES)
     for name, base_lr, epochs, seed, stair, kwargs in PLATEAUS:
         metrics = plateau_metrics(seed, epochs, stair)
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
@@ -327,8 +462,7 @@ def write_schedules(path):
             args["eps"]))
         lines.append("metric " + " ".join(repr(x) for x in metrics))
         lines.append("lr " + " ".join(repr(x) for x in lrs))
-    with open(path, "w", encoding="ascii", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
+    write_lines(path, lines)
 
 
 # ---- clipping -----------------------------------------------------------------
@@ -377,8 +511,7 @@ def write_clip(path):
             lines.append("sizes " + " ".join(str(n) for n in CLIP_SIZES))
             lines.append("in " + " ".join(repr(x) for x in before))
             lines.append("out " + " ".join(repr(x) for x in after))
-    with open(path, "w", encoding="ascii", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
+    write_lines(path, lines)
 
 
 def main():
@@ -391,6 +524,8 @@ def main():
     write_adam_parity(os.path.join(out_dir, "adam_parity.bin"), RUNS)
     write_adam_parity(os.path.join(out_dir, "radam_parity.bin"), RADAM_RUNS)
     write_schedules(os.path.join(out_dir, "schedules.txt"))
+    write_lines(os.path.join(out_dir, "schedules_more.txt"),
+                schedule_lines(" (MultiStepLR to ChainedScheduler)", MORE_SCHEDULES))
     write_clip(os.path.join(out_dir, "clip.txt"))
 
 

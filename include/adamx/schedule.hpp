@@ -23,7 +23,8 @@
 // Schedules are small values: copy one to checkpoint it.
 //
 // ReduceLROnPlateau, which reacts to a metric instead of counting epochs,
-// lives in reduce_on_plateau.hpp.
+// lives in reduce_on_plateau.hpp; more of PyTorch's schedulers in
+// schedule_factor.hpp, schedule_cycle.hpp and schedule_compose.hpp.
 #pragma once
 
 #include <cmath>
@@ -96,6 +97,20 @@ class EpochSchedule : public ScheduleBase<Derived> {
   void restart() {
     epoch_ = 0;
     lr_ = static_cast<const Derived&>(*this).closed_form(0);
+  }
+  /// For ChainedScheduler (schedule_compose.hpp), where every schedule
+  /// updates one shared lr as PyTorch's chained schedulers update the
+  /// optimizer's: back to epoch 0 with the lr this schedule's construction
+  /// makes of `shared_lr` (these schedules leave it as it is), and one step()
+  /// applied to `shared_lr` instead of this schedule's own lr.
+  double start_on(double shared_lr) {
+    epoch_ = 0;
+    lr_ = shared_lr;
+    return lr_;
+  }
+  double step_on(double shared_lr) {
+    lr_ = shared_lr;
+    return static_cast<Derived&>(*this).step();
   }
 
  protected:

@@ -184,4 +184,27 @@ inline std::vector<double> numbers(const std::vector<std::string>& record, const
   return out;
 }
 
+/// A `schedule` record and its `lr` line: the lr of every epoch from 0.
+struct ScheduleRecord {
+  std::string name;
+  std::vector<double> lr;
+};
+
+/// Every schedule record of a schedules file, each checked to hold as many lrs as it says.
+inline std::vector<ScheduleRecord> schedule_records(const std::string& path) {
+  const auto records = read_records(path);
+  std::vector<ScheduleRecord> out;
+  for (std::size_t r = 0; r < records.size(); ++r) {
+    if (records[r][0] != "schedule") continue;
+    if (records[r].size() < 3 || r + 1 == records.size())
+      throw std::runtime_error(path + ": a schedule record without name, epochs or lr line");
+    ScheduleRecord record{records[r][1], numbers(records[r + 1], "lr")};
+    if (record.lr.size() != std::stoul(records[r][2]))
+      throw std::runtime_error(path + ": schedule " + record.name + " has " + std::to_string(record.lr.size()) +
+                               " lrs, its record says " + records[r][2]);
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
 }  // namespace golden
