@@ -102,9 +102,11 @@ inline std::string describe_scalar(std::uint8_t code) {
   return name ? std::string(name) : "unknown type code " + std::to_string(code);
 }
 
-// The unsigned integer with a scalar's bits.
+// The unsigned integer with a scalar's bits (bfloat16 and half parameters
+// are stored by run checkpoints in their own two bytes).
 template <class T>
-using bits_of = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+using bits_of = std::conditional_t<sizeof(T) == 8, std::uint64_t,
+                                   std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>>;
 
 // Little-endian encoding, independent of the host's byte order.
 template <class Unsigned>
@@ -128,7 +130,8 @@ bits_of<Float> float_bits(Float value) {
 template <class Float>
 Float float_from_bits(bits_of<Float> bits) {
   Float value;
-  std::memcpy(&value, &bits, sizeof(Float));
+  // Through void*: Eigen's bfloat16 and half are classes, trivially copyable in fact.
+  std::memcpy(static_cast<void*>(&value), &bits, sizeof(Float));
   return value;
 }
 
