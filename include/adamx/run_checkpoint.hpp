@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -241,24 +242,11 @@ std::string encode_run_record(const Optimizer<Scalar, Flavour>& optimizer,
 template <class Scalar, class Flavour>
 void write_run(const Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                const std::string& record, std::ostream& out) {
-  std::string preamble(kRunMagic, sizeof kRunMagic);
-  put_u32(preamble, kRunCheckpointVersion);
-  put_u32(preamble, static_cast<std::uint32_t>(record.size()));
   Crc32 crc;
-  const auto emit = [&](const std::string& bytes) {
-    crc.update(bytes.data(), bytes.size());
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  };
-  emit(preamble);
-  emit(record);
-  std::string checksum;
-  put_u32(checksum, crc.value());
-  emit(checksum);  // the record's CRC counts towards the next one
+  write_checked_block(out, crc, kRunMagic, kRunCheckpointVersion, record);
   for (const auto& group : params)
     for (const TensorRef<Scalar>& p : group) write_array(out, crc, p.data(), p.size());
-  checksum.clear();
-  put_u32(checksum, crc.value());
-  out.write(checksum.data(), static_cast<std::streamsize>(checksum.size()));
+  write_crc(out, crc);
   if (!out) throw CheckpointError("adamx::save_run: writing to the stream failed");
   save_checkpoint(optimizer, out);
 }
@@ -306,20 +294,7 @@ RunContents<Scalar, Flavour> read_run(const Optimizer<Scalar, Flavour>& optimize
                        "(save_run); load it with load_checkpoint");
   if (std::memcmp(magic, kRunMagic, sizeof magic) != 0)
     checkpoint_failure("bad magic bytes: this is not an adamx run checkpoint");
-  const std::uint32_t version = input.u32("the run record's version");
-  if (version != kRunCheckpointVersion)
-    checkpoint_failure("unsupported run record version " + std::to_string(version) +
-                       " (this adamx reads version " + std::to_string(kRunCheckpointVersion) + ")");
-  const std::uint32_t length = input.u32("the run record's length");
-  if (length > kMaxHeaderBytes)
-    checkpoint_failure("implausible run record length " + std::to_string(length) + " (at most " +
-                       std::to_string(kMaxHeaderBytes) + ")");
-  const std::string record = input.block(length, "the run record");
-  const std::uint32_t record_crc = input.crc();
-  const std::uint32_t stored_record_crc = input.u32("the run record's checksum");
-  if (kVerifyChecksums && stored_record_crc != record_crc)
-    checkpoint_failure("run record checksum mismatch (stored " + hex32(stored_record_crc) + ", computed " +
-                       hex32(record_crc) + "): the file is corrupt");
+  const std::string record = read_checked_block(input, kRunCheckpointVersion, "run record version", "run record");
 
   // The record, decoded. Counts are never used to allocate ahead: entries
   // are appended as they are read, so a corrupt count runs out of record.
@@ -420,7 +395,7 @@ void commit_run(RunContents<Scalar, Flavour>&& contents, Optimizer<Scalar, Flavo
   for (std::size_t i = 0; i < schedules.size(); ++i) {
     try {
       schedules[i].restore(contents.schedules[i]);
-    } catch (const std::invalid_argument& error) {
+    } catch (const std::exception& error) {  // adamx's throw invalid_argument; a user's may throw anything
       for (std::size_t k = i; k-- > 0;) schedules[k].restore(previous[k]);
       checkpoint_failure("schedule '" + schedules[i].name() + "' refuses its saved state: " + error.what());
     }
@@ -442,28 +417,31 @@ void commit_run(RunContents<Scalar, Flavour>&& contents, Optimizer<Scalar, Flavo
   throw CheckpointError("adamx::load_run: " + what + suffix);
 }
 
+// Checks the arguments of a save and encodes its record: everything that
+// can be refused is refused here, before a byte (or a file) is written.
+template <class Scalar, class Flavour>
+std::string run_record_to_save(const Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
+                               const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters) {
+  check_run_arguments(optimizer, params, schedules, counters, "adamx::save_run");
+  std::string record = encode_run_record(optimizer, schedules, counters);
+  if (record.size() > kMaxHeaderBytes)
+    throw CheckpointError("adamx::save_run: the run record would be " + std::to_string(record.size()) +
+                          " bytes, more than the format's " + std::to_string(kMaxHeaderBytes));
+  return record;
+}
+
 template <class Scalar, class Flavour>
 void save_run_to(const Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                  const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters,
                  std::ostream& out) {
-  check_run_arguments(optimizer, params, schedules, counters, "adamx::save_run");
-  const std::string record = encode_run_record(optimizer, schedules, counters);
-  if (record.size() > kMaxHeaderBytes)
-    throw CheckpointError("adamx::save_run: the run record would be " + std::to_string(record.size()) +
-                          " bytes, more than the format's " + std::to_string(kMaxHeaderBytes));
-  write_run(optimizer, params, record, out);
+  write_run(optimizer, params, run_record_to_save(optimizer, params, schedules, counters), out);
 }
 
 template <class Scalar, class Flavour>
 void save_run_to(const Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                  const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters,
                  const std::filesystem::path& path) {
-  // Everything that can be refused is refused before a file is created.
-  check_run_arguments(optimizer, params, schedules, counters, "adamx::save_run");
-  const std::string record = encode_run_record(optimizer, schedules, counters);
-  if (record.size() > kMaxHeaderBytes)
-    throw CheckpointError("adamx::save_run: the run record would be " + std::to_string(record.size()) +
-                          " bytes, more than the format's " + std::to_string(kMaxHeaderBytes));
+  const std::string record = run_record_to_save(optimizer, params, schedules, counters);
   save_file_atomically(path, "adamx::save_run",
                        [&](std::ostream& out) { write_run(optimizer, params, record, out); });
 }
