@@ -19,6 +19,7 @@
 #include "adamx/options.hpp"
 #include "adamx/reduce_on_plateau.hpp"
 #include "adamx/report.hpp"
+#include "adamx/run_checkpoint.hpp"
 #include "adamx/schedule.hpp"
 #include "adamx/schedule_compose.hpp"
 #include "adamx/schedule_cycle.hpp"

@@ -102,9 +102,11 @@ inline std::string describe_scalar(std::uint8_t code) {
   return name ? std::string(name) : "unknown type code " + std::to_string(code);
 }
 
-// The unsigned integer with a scalar's bits.
+// The unsigned integer with a scalar's bits (bfloat16 and half parameters
+// are stored by run checkpoints in their own two bytes).
 template <class T>
-using bits_of = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+using bits_of = std::conditional_t<sizeof(T) == 8, std::uint64_t,
+                                   std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>>;
 
 // Little-endian encoding, independent of the host's byte order.
 template <class Unsigned>
@@ -128,7 +130,8 @@ bits_of<Float> float_bits(Float value) {
 template <class Float>
 Float float_from_bits(bits_of<Float> bits) {
   Float value;
-  std::memcpy(&value, &bits, sizeof(Float));
+  // Through void*: Eigen's bfloat16 and half are classes, trivially copyable in fact.
+  std::memcpy(static_cast<void*>(&value), &bits, sizeof(Float));
   return value;
 }
 
@@ -432,6 +435,32 @@ inline bool sync_path(const std::filesystem::path& path, bool directory) {
 }
 #endif
 
+// Writes the CRC-32 so far and returns its bytes (which a later CRC may cover).
+inline std::string write_crc(std::ostream& out, const Crc32& crc) {
+  std::string bytes;
+  put_u32(bytes, crc.value());
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return bytes;
+}
+
+// The start of every adamx file: 8 magic bytes, a u32 version, the u32
+// length of `block`, `block` and the CRC-32 of all of those. Every byte,
+// the CRC's included, goes into `crc`, which the file's final CRC continues.
+inline void write_checked_block(std::ostream& out, Crc32& crc, const char (&magic)[8], std::uint32_t version,
+                                const std::string& block) {
+  std::string preamble(magic, sizeof magic);
+  put_u32(preamble, version);
+  put_u32(preamble, static_cast<std::uint32_t>(block.size()));
+  const auto emit = [&](const std::string& bytes) {
+    crc.update(bytes.data(), bytes.size());
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  emit(preamble);
+  emit(block);
+  const std::string block_crc = write_crc(out, crc);
+  crc.update(block_crc.data(), block_crc.size());
+}
+
 }  // namespace detail
 
 /// Writes the optimizer's whole state (every group's options, t, γ, h, m, v,
@@ -445,26 +474,9 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
     throw CheckpointError("adamx::save_checkpoint: the header would be " +
                           std::to_string(header.size()) + " bytes, more than the format's " +
                           std::to_string(detail::kMaxHeaderBytes));
-  std::string preamble(detail::kCheckpointMagic, sizeof detail::kCheckpointMagic);
-  detail::put_u32(preamble, kCheckpointVersion);
-  detail::put_u32(preamble, static_cast<std::uint32_t>(header.size()));
-
   Crc32 crc;
-  const auto emit = [&](const std::string& bytes) {
-    crc.update(bytes.data(), bytes.size());
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  };
-  const auto emit_crc = [&]() {
-    std::string bytes;
-    detail::put_u32(bytes, crc.value());
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return bytes;
-  };
-  emit(preamble);
-  emit(header);
   // The header's CRC is itself covered by the final CRC.
-  const std::string header_crc = emit_crc();
-  crc.update(header_crc.data(), header_crc.size());
+  detail::write_checked_block(out, crc, detail::kCheckpointMagic, kCheckpointVersion, header);
   for (const auto& g : optimizer.state())
     for (const auto& ts : g.tensors) {
       detail::write_array(out, crc, ts.m.data(), ts.m.size());
@@ -472,12 +484,37 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
       detail::write_array(out, crc, ts.v_max.data(), ts.v_max.size());
       detail::write_array(out, crc, ts.step_avg.data(), ts.step_avg.size());
     }
-  emit_crc();
+  detail::write_crc(out, crc);
   out.flush();
   if (!out) throw CheckpointError("adamx::save_checkpoint: writing to the stream failed");
 }
 
 namespace detail {
+
+// Reads what write_checked_block wrote, after the magic bytes (which the
+// caller has read and checked): the version, which must be `version`, the
+// block's length and bytes, and its checksum. `version_name` and
+// `block_name` ("format version", "header") name them in messages. Returns
+// the block, not yet interpreted.
+inline std::string read_checked_block(CheckpointInput& input, std::uint32_t version, const std::string& version_name,
+                                      const std::string& block_name) {
+  const std::uint32_t found = input.u32("the " + version_name);
+  if (found != version)
+    checkpoint_failure("unsupported " + version_name + " " + std::to_string(found) + " (this adamx reads version " +
+                       std::to_string(version) + ")");
+  const std::uint32_t size = input.u32("the " + block_name + " length");
+  if (size > kMaxHeaderBytes)
+    checkpoint_failure("implausible " + block_name + " length " + std::to_string(size) + " (at most " +
+                       std::to_string(kMaxHeaderBytes) + ")");
+  const std::string block = input.block(size, "the " + block_name);
+  const std::uint32_t computed = input.crc();
+  // The block's CRC counts towards the final CRC like the bytes before it.
+  const std::uint32_t stored = input.u32("the " + block_name + " checksum");
+  if (kVerifyChecksums && stored != computed)
+    checkpoint_failure(block_name + " checksum mismatch (stored " + hex32(stored) + ", computed " + hex32(computed) +
+                       "): the file is corrupt");
+  return block;
+}
 
 // Reads a checkpoint's preamble and header through `input` (positioned at
 // the magic bytes) and checks magic, version and the header checksum: the
@@ -487,23 +524,7 @@ inline std::string read_header_bytes(CheckpointInput& input) {
   input.read(magic, sizeof magic, "the magic bytes");
   if (std::memcmp(magic, detail::kCheckpointMagic, sizeof magic) != 0)
     detail::checkpoint_failure("bad magic bytes: this is not an adamx checkpoint");
-  const std::uint32_t version = input.u32("the format version");
-  if (version != kCheckpointVersion)
-    detail::checkpoint_failure("unsupported format version " + std::to_string(version) +
-                               " (this adamx reads version " + std::to_string(kCheckpointVersion) +
-                               ")");
-  const std::uint32_t header_size = input.u32("the header length");
-  if (header_size > detail::kMaxHeaderBytes)
-    detail::checkpoint_failure("implausible header length " + std::to_string(header_size) +
-                               " (at most " + std::to_string(detail::kMaxHeaderBytes) + ")");
-  const std::string header = input.block(header_size, "the header");
-  const std::uint32_t header_crc = input.crc();
-  // The header's CRC counts towards the final CRC like the bytes before it.
-  const std::uint32_t stored_header_crc = input.u32("the header checksum");
-  if (kVerifyChecksums && stored_header_crc != header_crc)
-    detail::checkpoint_failure("header checksum mismatch (stored " + detail::hex32(stored_header_crc) +
-                               ", computed " + detail::hex32(header_crc) + "): the file is corrupt");
-  return header;
+  return read_checked_block(input, kCheckpointVersion, "format version", "header");
 }
 
 // read_header_bytes, decoded and checked against the optimizer and scalar

@@ -15,10 +15,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <string>
 
 #include "adamx/options.hpp"
 #include "adamx/schedule.hpp"
+#include "adamx/schedule_state.hpp"
 
 namespace adamx {
 
@@ -48,7 +50,7 @@ struct PlateauOptions {
 class ReduceLROnPlateau : public detail::ScheduleBase<ReduceLROnPlateau> {
  public:
   explicit ReduceLROnPlateau(double initial_lr, const PlateauOptions& options = PlateauOptions{})
-      : options_(options), lr_(initial_lr) {
+      : options_(options), initial_lr_(initial_lr), lr_(initial_lr) {
     const char* name = "ReduceLROnPlateau";
     detail::require_lr(name, "initial_lr", initial_lr);
     if (options.mode != PlateauMode::min && options.mode != PlateauMode::max)
@@ -78,6 +80,7 @@ class ReduceLROnPlateau : public detail::ScheduleBase<ReduceLROnPlateau> {
   }
 
   double lr() const { return lr_; }
+  double initial_lr() const { return initial_lr_; }
   std::int64_t epoch() const { return epoch_; }
   /// The best metric so far (+inf for min, −inf for max before the first step).
   double best() const { return best_; }
@@ -107,6 +110,60 @@ class ReduceLROnPlateau : public detail::ScheduleBase<ReduceLROnPlateau> {
     return true;
   }
 
+  /// The resumable state: settings {initial_lr and every option, the modes
+  /// as 0 = min/rel, 1 = max/abs}, values {lr, best}, counters {epoch,
+  /// num_bad_epochs, cooldown_counter}.
+  ScheduleState state() const {
+    ScheduleState s;
+    s.kind = "ReduceLROnPlateau";
+    s.settings = {{"initial_lr", initial_lr_},
+                  {"mode", options_.mode == PlateauMode::min ? 0.0 : 1.0},
+                  {"factor", options_.factor},
+                  {"patience", static_cast<double>(options_.patience)},
+                  {"threshold", options_.threshold},
+                  {"threshold_mode", options_.threshold_mode == ThresholdMode::rel ? 0.0 : 1.0},
+                  {"cooldown", static_cast<double>(options_.cooldown)},
+                  {"min_lr", options_.min_lr},
+                  {"eps", options_.eps}};
+    s.values = {{"lr", lr_}, {"best", best_}};
+    s.counters = {{"epoch", epoch_},
+                  {"num_bad_epochs", num_bad_epochs_},
+                  {"cooldown_counter", cooldown_counter_}};
+    return s;
+  }
+  /// Takes `s` (from a ReduceLROnPlateau constructed with the same initial
+  /// lr and options); all-or-nothing, std::invalid_argument naming any
+  /// difference or any value stepping cannot produce: lr not finite or < 0,
+  /// best NaN, a negative counter, num_bad_epochs > patience or
+  /// cooldown_counter > cooldown (step() resets both before that).
+  void restore(const ScheduleState& s) {
+    detail::require_schedule_state(s, state());
+    const double lr = s.values[0].second;
+    const double best = s.values[1].second;
+    const std::int64_t epoch = s.counters[0].second;
+    const std::int64_t bad = s.counters[1].second;
+    const std::int64_t cooldown = s.counters[2].second;
+    detail::require_state_lr(s, "lr", lr);
+    if (std::isnan(best))
+      throw std::invalid_argument("adamx::ReduceLROnPlateau::restore: invalid best = nan");
+    detail::require_state_count(s, "epoch", epoch);
+    detail::require_state_count(s, "num_bad_epochs", bad);
+    detail::require_state_count(s, "cooldown_counter", cooldown);
+    if (bad > options_.patience)
+      throw std::invalid_argument("adamx::ReduceLROnPlateau::restore: invalid num_bad_epochs = " +
+                                  std::to_string(bad) + " (at most patience = " +
+                                  std::to_string(options_.patience) + ")");
+    if (cooldown > options_.cooldown)
+      throw std::invalid_argument("adamx::ReduceLROnPlateau::restore: invalid cooldown_counter = " +
+                                  std::to_string(cooldown) + " (at most cooldown = " +
+                                  std::to_string(options_.cooldown) + ")");
+    lr_ = lr;
+    best_ = best;
+    epoch_ = epoch;
+    num_bad_epochs_ = bad;
+    cooldown_counter_ = cooldown;
+  }
+
  private:
   double worst() const {
     const double inf = std::numeric_limits<double>::infinity();
@@ -123,6 +180,7 @@ class ReduceLROnPlateau : public detail::ScheduleBase<ReduceLROnPlateau> {
   }
 
   PlateauOptions options_;
+  double initial_lr_;
   double lr_;
   double best_;
   std::int64_t epoch_ = 0;

@@ -20,7 +20,9 @@
 // setters: `schedule.apply(opt)` sets every group's lr, `apply(opt, group)`
 // one group's. Give each group with its own initial lr its own schedule
 // (PyTorch's one scheduler per optimizer keeps one such sequence per group).
-// Schedules are small values: copy one to checkpoint it.
+// Schedules are small values: copy one to checkpoint it. state() and
+// restore() give and take its resumable state as plain data (a ScheduleState,
+// schedule_state.hpp), which adamx::save_run stores with the rest of a run.
 //
 // ReduceLROnPlateau, which reacts to a metric instead of counting epochs,
 // lives in reduce_on_plateau.hpp; more of PyTorch's schedulers in
@@ -33,8 +35,10 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "adamx/options.hpp"
+#include "adamx/schedule_state.hpp"
 
 namespace adamx {
 namespace detail {
@@ -118,6 +122,28 @@ class EpochSchedule : public ScheduleBase<Derived> {
       : initial_lr_(initial_lr), lr_(initial_lr) {
     require_lr(schedule, field, initial_lr);
   }
+  // The state of every epoch schedule: its kind and settings (the initial lr
+  // first, under the constructor's name for it), lr and epoch.
+  ScheduleState epoch_state(const char* kind, const char* initial_lr_name,
+                            std::vector<std::pair<std::string, double>> more_settings) const {
+    ScheduleState s;
+    s.kind = kind;
+    s.settings.emplace_back(initial_lr_name, initial_lr_);
+    for (auto& setting : more_settings) s.settings.push_back(std::move(setting));
+    s.values.emplace_back("lr", lr_);
+    s.counters.emplace_back("epoch", epoch_);
+    return s;
+  }
+  // Takes lr and epoch from `s` once its layout and settings are this
+  // schedule's and its values could have come from stepping.
+  void restore_epoch_state(const ScheduleState& s) {
+    const ScheduleState own = static_cast<const Derived&>(*this).state();
+    require_schedule_state(s, own);
+    require_state_lr(s, "lr", s.values[0].second);
+    require_state_count(s, "epoch", s.counters[0].second);
+    lr_ = s.values[0].second;
+    epoch_ = s.counters[0].second;
+  }
   double initial_lr_;
   double lr_;
   std::int64_t epoch_ = 0;
@@ -135,6 +161,11 @@ class FixedLR : public detail::EpochSchedule<FixedLR> {
     return lr_;
   }
   double closed_form(std::int64_t) const { return initial_lr_; }
+  /// The resumable state: settings {lr}, values {lr}, counters {epoch}.
+  ScheduleState state() const { return epoch_state("FixedLR", "lr", {}); }
+  /// Takes `s` (from a FixedLR constructed with the same lr); all-or-nothing,
+  /// std::invalid_argument naming any difference or invalid value.
+  void restore(const ScheduleState& s) { restore_epoch_state(s); }
 };
 
 /// torch.optim.lr_scheduler.StepLR: lr × gamma at every epoch that is a
@@ -154,6 +185,13 @@ class StepLR : public detail::EpochSchedule<StepLR> {
   double closed_form(std::int64_t epoch) const {
     return initial_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
   }
+  /// Settings {initial_lr, step_size, gamma}, values {lr}, counters {epoch}.
+  ScheduleState state() const {
+    return epoch_state("StepLR", "initial_lr",
+                       {{"step_size", static_cast<double>(step_size_)}, {"gamma", gamma_}});
+  }
+  /// Takes `s` (from a StepLR constructed with the same arguments); all-or-nothing.
+  void restore(const ScheduleState& s) { restore_epoch_state(s); }
 
  private:
   std::int64_t step_size_;
@@ -175,6 +213,10 @@ class ExponentialLR : public detail::EpochSchedule<ExponentialLR> {
   double closed_form(std::int64_t epoch) const {
     return initial_lr_ * std::pow(gamma_, static_cast<double>(epoch));
   }
+  /// Settings {initial_lr, gamma}, values {lr}, counters {epoch}.
+  ScheduleState state() const { return epoch_state("ExponentialLR", "initial_lr", {{"gamma", gamma_}}); }
+  /// Takes `s` (from an ExponentialLR constructed with the same arguments); all-or-nothing.
+  void restore(const ScheduleState& s) { restore_epoch_state(s); }
 
  private:
   double gamma_;
@@ -212,6 +254,13 @@ class CosineAnnealingLR : public detail::EpochSchedule<CosineAnnealingLR> {
                                           static_cast<double>(t_max_))) /
                           2.0;
   }
+  /// Settings {initial_lr, T_max, eta_min}, values {lr}, counters {epoch}.
+  ScheduleState state() const {
+    return epoch_state("CosineAnnealingLR", "initial_lr",
+                       {{"T_max", static_cast<double>(t_max_)}, {"eta_min", eta_min_}});
+  }
+  /// Takes `s` (from a CosineAnnealingLR constructed with the same arguments); all-or-nothing.
+  void restore(const ScheduleState& s) { restore_epoch_state(s); }
 
  private:
   std::int64_t t_max_;
@@ -253,6 +302,28 @@ class LinearWarmup : public detail::ScheduleBase<LinearWarmup<Schedule>> {
       after_.step();
     }
     return lr();
+  }
+  /// Settings {epochs, start_factor}, values {lr} (the warm-up's own),
+  /// counters {epoch}, and the following schedule's state as the one child.
+  ScheduleState state() const {
+    ScheduleState s;
+    s.kind = "LinearWarmup";
+    s.settings = {{"epochs", static_cast<double>(epochs_)}, {"start_factor", start_factor_}};
+    s.values = {{"lr", lr_}};
+    s.counters = {{"epoch", epoch_}};
+    s.children.push_back(after_.state());
+    return s;
+  }
+  /// Takes `s` (from a LinearWarmup constructed with the same arguments, the
+  /// following schedule's included); all-or-nothing: the following schedule
+  /// is restored (itself all-or-nothing) only after this one's values passed.
+  void restore(const ScheduleState& s) {
+    detail::require_schedule_state(s, state());
+    detail::require_state_lr(s, "lr", s.values[0].second);
+    detail::require_state_count(s, "epoch", s.counters[0].second);
+    after_.restore(s.children[0]);
+    lr_ = s.values[0].second;
+    epoch_ = s.counters[0].second;
   }
 
  private:

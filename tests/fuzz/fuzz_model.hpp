@@ -7,6 +7,9 @@
 #include <adamx/shard.hpp>
 #include <adamx/sharded_checkpoint.hpp>
 
+#include <cstdint>
+#include <istream>
+#include <ostream>
 #include <utility>
 #include <vector>
 
@@ -95,6 +98,37 @@ struct ShardModel {
       states.push_back(std::move(shard));
     }
     opt.restore(std::move(states));
+  }
+};
+
+// A training run for the run-checkpoint loader (run_checkpoint.hpp):
+// AdamXModel's parameters and optimizer, a warm-up schedule (a composed
+// state), a plateau schedule (±inf best before its first step) and two
+// counters.
+struct RunModel {
+  AdamXModel model;
+  adamx::LinearWarmup<adamx::CosineAnnealingLR> lr{adamx::CosineAnnealingLR(1e-2, 4), 3, 0.5};
+  adamx::ReduceLROnPlateau plateau{1e-2};
+  std::int64_t step = 0;
+  std::int64_t epoch = 0;
+
+  void train(int steps) {
+    for (int k = 0; k < steps; ++k) {
+      lr.apply(model.opt);
+      model.train(1);
+      lr.step();
+      plateau.step(1.0 / static_cast<double>(1 + k % 3));
+      ++step;
+    }
+    epoch = step / 2;
+  }
+  std::vector<adamx::RunSchedule> schedules() { return {{"lr", lr}, {"plateau", plateau}}; }
+  std::vector<adamx::RunCounter> counters() { return {{"step", step}, {"epoch", epoch}}; }
+  void save(std::ostream& out) {
+    adamx::save_run(model.opt, {{model.w1, model.b1}, {model.w2}}, schedules(), counters(), out);
+  }
+  void load(std::istream& in) {
+    adamx::load_run(model.opt, {{model.w1, model.b1}, {model.w2}}, schedules(), counters(), in);
   }
 };
 

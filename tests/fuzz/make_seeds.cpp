@@ -1,6 +1,6 @@
 // Writes the checkpoint fuzzer's seed corpus into the directory given as the
 // first argument: valid checkpoints of the three fuzzed optimizers at a few step
-// counts, two shard files, and two short invalid inputs (empty, magic only). Creates that
+// counts, two shard files, two run checkpoints, and two short invalid inputs (empty, magic only). Creates that
 // directory and the fuzzers' working corpus directories (the other arguments).
 #include "fuzz_model.hpp"
 
@@ -40,6 +40,13 @@ int main(int argc, char** argv) {
     adamx_fuzz::ShardModel shard(steps);
     std::ofstream out(directory + "/shard_adamx_float_" + std::to_string(steps), std::ios::binary | std::ios::trunc);
     adamx::save_shard_checkpoint(shard.opt, shard.layout, 0, out);
+    ok = static_cast<bool>(out) && ok;
+  }
+  for (int steps : {0, 4}) {
+    adamx_fuzz::RunModel run;
+    run.train(steps);
+    std::ofstream out(directory + "/run_adamx_float_" + std::to_string(steps), std::ios::binary | std::ios::trunc);
+    run.save(out);
     ok = static_cast<bool>(out) && ok;
   }
   std::ofstream(directory + "/empty", std::ios::binary | std::ios::trunc);
