@@ -5,7 +5,12 @@
 //     optimizer  libtorch_Adam, adamx_Adam, libtorch_AdamW, adamx_AdamW, adamx_AdamX
 //     shape      single: one float tensor of 2^24 elements
 //                model:  200 float tensors totalling 2^22 (a model-shaped list)
-//     threads    1 or 2 (libtorch: at::set_num_threads; adamx: set_threads)
+//                unfrozen: the model-shaped list after its first tensor skipped
+//                  the first step (no gradient), so that tensor's step count
+//                  stays one behind its group's: every adamx step takes the
+//                  per-count path (a copy of the state), libtorch's is as usual
+//     threads    1 or 2 (libtorch: at::set_num_threads; adamx: set_threads);
+//                unfrozen: 1 only
 //
 // scripts/bench turns these into torch_adam_over_adamx_single and
 // torch_adam_over_adamx_model (tools/bench_ratios.py). Wall-clock time.
@@ -45,15 +50,20 @@ std::vector<torch::Tensor> make_params(bool model_shaped) {
 
 using Factory = std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>, int)>;
 
-void bm_step(benchmark::State& state, const Factory& make, bool model_shaped, int threads) {
+enum class Shape { single, model, unfrozen };
+
+void bm_step(benchmark::State& state, const Factory& make, Shape shape, int threads) {
   if (threads > 1 && !adamx::detail::kOpenMP) {
     state.SkipWithError("built without OpenMP");
     return;
   }
   at::set_num_threads(threads);
-  auto params = make_params(model_shaped);
+  auto params = make_params(shape != Shape::single);
   auto optimizer = make(params, threads);
+  const torch::Tensor first_grad = params[0].grad();
+  if (shape == Shape::unfrozen) params[0].mutable_grad() = torch::Tensor();
   optimizer->step();  // the first step allocates the state in both
+  params[0].mutable_grad() = first_grad;
   std::int64_t elements = 0;
   for (const auto& p : params) elements += p.numel();
   for (auto _ : state) {
@@ -88,12 +98,14 @@ void register_benchmarks() {
       {"adamx_AdamW", adapter<adamx::torch_optim::AdamW>()},
       {"adamx_AdamX", adapter<adamx::torch_optim::AdamX>()},
   };
+  const std::vector<std::pair<const char*, Shape>> shapes = {
+      {"single", Shape::single}, {"model", Shape::model}, {"unfrozen", Shape::unfrozen}};
   for (const auto& [name, make] : optimizers)
-    for (const bool model_shaped : {false, true})
+    for (const auto& [shape_name, shape] : shapes)
       for (const int threads : {1, 2}) {
-        const std::string full = "torch/" + name + (model_shaped ? "/model" : "/single") +
-                                 "/threads:" + std::to_string(threads);
-        benchmark::RegisterBenchmark(full.c_str(), bm_step, make, model_shaped, threads)
+        if (shape == Shape::unfrozen && threads > 1) continue;
+        const std::string full = "torch/" + name + "/" + shape_name + "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(full.c_str(), bm_step, make, shape, threads)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }

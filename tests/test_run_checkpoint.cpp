@@ -59,7 +59,49 @@ struct WarmupCosine {
   static adamx::LinearWarmup<adamx::CosineAnnealingLR> make() { return {adamx::CosineAnnealingLR(3e-3, 6), 9, 0.25}; }
 };
 struct Plateau { static adamx::ReduceLROnPlateau make() { return adamx::ReduceLROnPlateau(3e-3, plateau_options()); } };
-using ScheduleCases = std::tuple<Fixed, Step, Exponential, Cosine, WarmupCosine, Plateau>;
+struct MultiStep { static adamx::MultiStepLR make() { return adamx::MultiStepLR(3e-3, {2, 5, 5, 13}, 0.5); } };
+struct Constant { static adamx::ConstantLR make() { return adamx::ConstantLR(3e-3, 0.25, 11); } };
+struct Linear { static adamx::LinearLR make() { return adamx::LinearLR(3e-3, 0.2, 0.9, 14); } };
+struct Polynomial { static adamx::PolynomialLR make() { return adamx::PolynomialLR(3e-3, 15, 2.5); } };
+// The callable is not saved: the resumed run passes the same one again.
+struct Lambda {
+  static adamx::LambdaLR make() {
+    return adamx::LambdaLR(3e-3, [](std::int64_t e) { return 1.0 / (1.0 + 0.3 * static_cast<double>(e)); });
+  }
+};
+// 2k <= 20 steps, so OneCycleLR's 24 steps are never exceeded.
+struct OneCycle {
+  static adamx::OneCycleLR make() {
+    adamx::OneCycleOptions o;
+    o.three_phase = true;
+    o.anneal_strategy = adamx::OneCycleAnneal::linear;
+    return adamx::OneCycleLR(3e-3, 24, o);
+  }
+};
+struct Cyclic {
+  static adamx::CyclicLR make() {
+    adamx::CyclicOptions o;
+    o.step_size_up = 3;
+    o.step_size_down = 4;
+    o.mode = adamx::CyclicMode::exp_range;
+    o.gamma = 0.97;
+    return adamx::CyclicLR(1e-4, 3e-3, o);
+  }
+};
+struct Sequential {
+  static adamx::SequentialLR<adamx::LinearLR, adamx::CosineAnnealingLR, adamx::StepLR> make() {
+    return {{4, 12}, adamx::LinearLR(3e-3, 0.25, 1.0, 4), adamx::CosineAnnealingLR(3e-3, 8, 1e-4),
+            adamx::StepLR(3e-3, 2, 0.7)};
+  }
+};
+struct Chained {
+  static adamx::ChainedScheduler<adamx::ConstantLR, adamx::ExponentialLR> make() {
+    return adamx::ChainedScheduler<adamx::ConstantLR, adamx::ExponentialLR>(adamx::ConstantLR(3e-3, 0.5, 6),
+                                                                           adamx::ExponentialLR(3e-3, 0.93));
+  }
+};
+using ScheduleCases = std::tuple<Fixed, Step, Exponential, Cosine, WarmupCosine, Plateau, MultiStep, Constant,
+                                 Linear, Polynomial, Lambda, OneCycle, Cyclic, Sequential, Chained>;
 
 template <class Schedule, class = void>
 struct metric_driven : std::false_type {};

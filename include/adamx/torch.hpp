@@ -13,18 +13,27 @@
 //    double, bfloat16 or half) with gradients of the same dtype; anything else
 //    is refused before anything changes, naming the parameter and the reason;
 //  - parameters whose grad is undefined are skipped as libtorch skips them
-//    (their m, v stay as they were). The group's step count t and its γ, h
-//    advance when at least one of its parameters has a gradient, and s (the
-//    squared gradient norm driving γ) sums only over those parameters. When
-//    every parameter of a group has a gradient the step is zero-copy; when only
-//    some do, the group is stepped through a temporary adamx group holding a
-//    copy of those parameters' moments (documented cost, see docs/from-pytorch.md).
+//    (their m, v stay as they were). Like libtorch, each parameter counts its
+//    own steps, and m and v are bias-corrected with that count: a parameter
+//    frozen for a while and then trained is corrected as libtorch's Adam
+//    corrects it. The group's own count t (steps in which at least one of its
+//    parameters had a gradient), γ and h stay per group: s (the squared
+//    gradient norm driving γ) sums over the parameters with gradients this
+//    step, and h is bias-corrected with the group's t. When every parameter of
+//    every group has a gradient and has taken its group's t steps (ordinary
+//    training) the step is zero-copy; otherwise the affected groups are
+//    stepped through a temporary adamx optimizer, one group per distinct step
+//    count, holding a copy of those moments (documented cost, see
+//    docs/from-pytorch.md).
 //  - torch::save / torch::load store adamx's own checkpoint (checkpoint.hpp)
-//    as one byte tensor, so its CRCs and structure checks apply unchanged.
+//    as one byte tensor, so its CRCs and structure checks apply unchanged,
+//    plus the per-parameter step counts; load restores the archive's options.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -117,6 +126,65 @@ inline std::string parameter_name(std::size_t group, std::size_t index) {
   return "group " + std::to_string(group) + " parameter " + std::to_string(index);
 }
 
+// The number of s-blocks (kernel.hpp) a tensor of `size` elements is summed in.
+inline std::size_t norm_blocks(std::int64_t size) {
+  return static_cast<std::size_t>((size + adamx::detail::kNormBlock - 1) / adamx::detail::kNormBlock);
+}
+
+// A norm reducer (norm_reducer.hpp) for a group stepped as several adamx
+// groups, one per step count of its parameters: every part receives the s of
+// the whole group, its parts' block partials added in the group's own
+// parameter order, so s (and γ, h) are bitwise those of one adamx group
+// holding the same parameters.
+class RegroupedNorms {
+ public:
+  // One parameter's blocks: in part `part`, `count` partials from `first` on.
+  struct Segment {
+    std::size_t parameter;
+    std::size_t part;
+    std::size_t first;
+    std::size_t count;
+  };
+  /// Starts a group; its parameters follow in the group's order.
+  void add_group() {
+    segments_.emplace_back();
+    parts_.emplace_back();
+    first_nonfinite_.push_back(kNone);
+  }
+  /// Adds adamx group `part` to the last group started.
+  void add_part(std::size_t part) { parts_.back().push_back(part); }
+  void add_parameter(const Segment& segment) { segments_.back().push_back(segment); }
+
+  void operator()(const std::vector<BlockPartials>& partials, std::vector<double>& s) {
+    for (std::size_t k = 0; k < segments_.size(); ++k) {
+      double running = 0.0;
+      first_nonfinite_[k] = kNone;
+      for (const Segment& seg : segments_[k]) {
+        running = ordered_block_sum(partials[seg.part].data + seg.first, seg.count, running);
+        if (first_nonfinite_[k] == kNone && !std::isfinite(running)) first_nonfinite_[k] = seg.parameter;
+      }
+      for (const std::size_t part : parts_[k]) s[part] = running;
+    }
+  }
+
+  /// The group (in add_group order) that adamx group `part` belongs to.
+  std::size_t group_of(std::size_t part) const {
+    for (std::size_t k = 0; k < parts_.size(); ++k)
+      if (std::find(parts_[k].begin(), parts_[k].end(), part) != parts_[k].end()) return k;
+    return kNone;
+  }
+  /// The parameter at which group k's running sum of s first stopped being
+  /// finite in the last reduction (kNone if it did not).
+  std::size_t first_nonfinite(std::size_t k) const { return first_nonfinite_[k]; }
+
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
+ private:
+  std::vector<std::vector<Segment>> segments_;
+  std::vector<std::vector<std::size_t>> parts_;
+  std::vector<std::size_t> first_nonfinite_;
+};
+
 }  // namespace detail
 
 /// A libtorch optimizer stepping with adamx. Use the aliases Adam, AdamW, AdamX.
@@ -164,8 +232,20 @@ class BasicOptimizer : public torch::optim::Optimizer {
     return std::visit([&](const auto& opt) { return opt ? opt->state(group).gamma : 1.0; }, engine_);
   }
 
+  /// The steps parameter `index` of group `group` has taken (libtorch's
+  /// per-parameter state "step"; 0 before the first step). Its m and v are
+  /// bias-corrected with this count; the group's own t (engine()) counts the
+  /// steps in which any of its parameters had a gradient.
+  std::int64_t parameter_steps(std::size_t group, std::size_t index) const {
+    if (group >= param_groups_.size() || index >= param_groups_[group].params().size())
+      throw std::out_of_range(where("parameter_steps") + detail::parameter_name(group, index) +
+                              " does not exist");
+    return group < tensor_steps_.size() ? tensor_steps_[group][index] : 0;
+  }
+
   /// Writes adamx's checkpoint of the whole state as the byte tensor
-  /// "adamx_checkpoint" (with its dtype in "adamx_dtype").
+  /// "adamx_checkpoint" (with its dtype in "adamx_dtype") and every
+  /// parameter's step count, group after group, in "adamx_parameter_steps".
   void save(torch::serialize::OutputArchive& archive) const override {
     std::ostringstream bytes;
     std::int64_t dtype_code = -1;
@@ -180,22 +260,48 @@ class BasicOptimizer : public torch::optim::Optimizer {
     const std::string blob = bytes.str();
     torch::Tensor data = torch::empty({static_cast<std::int64_t>(blob.size())}, torch::kUInt8);
     if (!blob.empty()) std::memcpy(data.data_ptr(), blob.data(), blob.size());
+    std::vector<std::int64_t> steps;
+    if (dtype_code >= 0)
+      for (const auto& group : tensor_steps_) steps.insert(steps.end(), group.begin(), group.end());
     archive.write("adamx_checkpoint", data);
     archive.write("adamx_dtype", torch::tensor({dtype_code}, torch::kInt64));
+    torch::Tensor counts = torch::empty({static_cast<std::int64_t>(steps.size())}, torch::kInt64);
+    if (!steps.empty()) std::memcpy(counts.data_ptr(), steps.data(), steps.size() * sizeof(std::int64_t));
+    archive.write("adamx_parameter_steps", counts);
   }
 
   /// Reads what save() wrote. The archive must come from an optimizer of the
   /// same kind, dtype and groups (shapes as numel per parameter); every check
   /// (adamx's CRCs and structure matching included) runs before anything
-  /// changes, and a refused archive throws with the optimizer as it was.
+  /// changes, and a refused archive throws adamx::CheckpointError with the
+  /// optimizer as it was. The archive's options replace every group's (as
+  /// adamx's checkpoints do; libtorch's own optimizers keep theirs). An
+  /// archive without per-parameter step counts (adamx before they were kept)
+  /// gives every parameter its group's t, the count it was stepped with then.
   void load(torch::serialize::InputArchive& archive) override {
     torch::Tensor data;
     torch::Tensor dtype_tensor;
-    archive.read("adamx_checkpoint", data);
-    archive.read("adamx_dtype", dtype_tensor);
-    if (data.scalar_type() != torch::kUInt8 || data.dim() != 1 || !data.is_contiguous() ||
-        dtype_tensor.scalar_type() != torch::kInt64 || dtype_tensor.numel() != 1)
-      throw CheckpointError("adamx::torch_optim: load: the archive's adamx entries are malformed");
+    torch::Tensor steps_tensor;
+    if (!archive.try_read("adamx_checkpoint", data)) {
+      c10::IValue version;
+      if (archive.try_read("pytorch_version", version))
+        throw CheckpointError(
+            where("load") +
+            "the archive was written by another optimizer (it holds libtorch's optimizer entries "
+            "'pytorch_version', 'state' and 'param_groups', as torch::save of a torch::optim "
+            "optimizer writes them), not by adamx::torch_optim; libtorch's state cannot be "
+            "taken over, nothing was changed");
+      throw CheckpointError(where("load") +
+                            "the archive was not written by adamx::torch_optim (it has no "
+                            "'adamx_checkpoint' entry); nothing was changed");
+    }
+    const bool has_steps = archive.try_read("adamx_parameter_steps", steps_tensor);
+    if (!archive.try_read("adamx_dtype", dtype_tensor) || data.scalar_type() != torch::kUInt8 ||
+        data.dim() != 1 || !data.is_contiguous() || dtype_tensor.scalar_type() != torch::kInt64 ||
+        dtype_tensor.numel() != 1 ||
+        (has_steps && (steps_tensor.scalar_type() != torch::kInt64 || steps_tensor.dim() != 1 ||
+                       !steps_tensor.is_contiguous())))
+      throw CheckpointError(where("load") + "the archive's adamx entries are malformed");
     const std::int64_t code = dtype_tensor.item<std::int64_t>();
     if (code < 0) {
       // Saved before the first step: nothing to restore but nothing may exist here either.
@@ -204,16 +310,22 @@ class BasicOptimizer : public torch::optim::Optimizer {
                  engine_);
       if (!fresh)
         throw CheckpointError(
-            "adamx::torch_optim: load: the archive holds no state (saved before the first step) "
-            "but this optimizer has stepped; refusing to discard its state");
+            where("load") +
+            "the archive holds no state (saved before the first step) but this optimizer has "
+            "stepped; refusing to discard its state");
       return;
     }
     const torch::Dtype dtype = static_cast<torch::Dtype>(code);
     const torch::Dtype own = check_tensors();
     if (dtype != own)
-      throw CheckpointError(std::string("adamx::torch_optim: load: the archive was saved for ") +
-                            c10::toString(dtype) + " parameters, this optimizer's are " +
-                            c10::toString(own));
+      throw CheckpointError(where("load") + "the archive was saved for " + c10::toString(dtype) +
+                            " parameters, this optimizer's are " + c10::toString(own));
+    std::size_t parameters = 0;
+    for (const auto& group : param_groups_) parameters += group.params().size();
+    if (has_steps && static_cast<std::size_t>(steps_tensor.numel()) != parameters)
+      throw CheckpointError(where("load") + "the archive has step counts of " +
+                            std::to_string(steps_tensor.numel()) + " parameters, this optimizer has " +
+                            std::to_string(parameters) + "; nothing was changed");
     const std::string blob(static_cast<const char*>(data.data_ptr()),
                            static_cast<std::size_t>(data.numel()));
     const bool was_built = built();
@@ -221,17 +333,32 @@ class BasicOptimizer : public torch::optim::Optimizer {
     try {
       std::visit(
           [&](auto& opt) {
-            std::istringstream in(blob);
-            load_checkpoint(*opt, in);
-            for (std::size_t g = 0; g < param_groups_.size(); ++g)
-              param_groups_[g].set_options(
-                  std::make_unique<Options>(Options::from_adamx(opt->options(g))));
+            using State = typename std::decay_t<decltype(*opt)>::State;
+            std::vector<State> before;  // to undo a load whose step counts are refused
+            if (was_built) before = opt->state();
+            try {
+              std::istringstream in(blob);
+              load_checkpoint(*opt, in);
+              tensor_steps_ = loaded_steps(*opt, has_steps ? steps_tensor.data_ptr<std::int64_t>() : nullptr);
+            } catch (...) {
+              if (was_built) opt->restore(std::move(before));
+              throw;
+            }
           },
           engine_);
     } catch (...) {
-      if (!was_built) engine_ = Engine{};  // as before: no state
+      if (!was_built) {  // as before: no state
+        engine_ = Engine{};
+        tensor_steps_.clear();
+      }
       throw;
     }
+    std::visit(
+        [&](auto& opt) {
+          for (std::size_t g = 0; g < param_groups_.size(); ++g)
+            param_groups_[g].set_options(std::make_unique<Options>(Options::from_adamx(opt->options(g))));
+        },
+        engine_);
   }
 
   /// The adamx optimizer behind this one, for inspection (null before the first step).
@@ -248,8 +375,33 @@ class BasicOptimizer : public torch::optim::Optimizer {
                               std::unique_ptr<adamx::Optimizer<Eigen::bfloat16, Flavour>>,
                               std::unique_ptr<adamx::Optimizer<Eigen::half, Flavour>>>;
 
+  static std::string where(const char* function) {
+    return std::string("adamx::torch_optim::") + Flavour::name + ": " + function + ": ";
+  }
+
   bool built() const {
     return std::visit([](const auto& opt) { return opt != nullptr; }, engine_);
+  }
+
+  // Every parameter's step count after a load into `opt`: the archive's
+  // (`saved`, group after group; each between 0 and its group's t) or, for
+  // an archive without them, the group's t.
+  template <class Engine1>
+  std::vector<std::vector<std::int64_t>> loaded_steps(const Engine1& opt, const std::int64_t* saved) const {
+    std::vector<std::vector<std::int64_t>> steps(param_groups_.size());
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+      const std::int64_t t = opt.state(g).t;
+      for (std::size_t j = 0; j < param_groups_[g].params().size(); ++j) {
+        const std::int64_t count = saved != nullptr ? *saved++ : t;
+        if (count < 0 || count > t)
+          throw CheckpointError(where("load") + detail::parameter_name(g, j) + " has taken " +
+                                std::to_string(count) + " steps in the archive and its group " +
+                                std::to_string(t) +
+                                " (a parameter steps only with its group); nothing was changed");
+        steps[g].push_back(count);
+      }
+    }
+    return steps;
   }
 
   // Every group's options as adamx's, all validated (the group named) before
@@ -385,7 +537,14 @@ class BasicOptimizer : public torch::optim::Optimizer {
       }
       opt->add_group(shapes, options[g], "group" + std::to_string(g), names);
     }
-    if (fresh) engine_ = std::move(fresh);
+    if (fresh) {
+      engine_ = std::move(fresh);
+      tensor_steps_.clear();
+    }
+    // New groups' parameters have taken no steps.
+    tensor_steps_.resize(param_groups_.size());
+    for (std::size_t g = 0; g < param_groups_.size(); ++g)
+      tensor_steps_[g].resize(param_groups_[g].params().size(), 0);
   }
 
   template <class Scalar>
@@ -403,35 +562,49 @@ class BasicOptimizer : public torch::optim::Optimizer {
     params.resize(groups);
     grads.resize(groups);
     std::vector<std::size_t> stepped;  // groups with at least one gradient
-    bool complete = true;              // every parameter of every group has one
+    // Every parameter of every group has a gradient and has taken its group's
+    // t steps, so one adamx step (bias-corrected with t + 1) is libtorch's.
+    bool uniform = true;
     for (std::size_t g = 0; g < groups; ++g) {
       params[g].clear();
       grads[g].clear();
-      for (const auto& p : param_groups_[g].params()) {
+      const auto& ps = param_groups_[g].params();
+      for (std::size_t j = 0; j < ps.size(); ++j) {
+        const torch::Tensor& p = ps[j];
         if (!p.grad().defined()) {
-          complete = false;
+          uniform = false;
           continue;
         }
+        if (tensor_steps_[g][j] != opt.state(g).t) uniform = false;
         params[g].emplace_back(data_of<Scalar>(p), p.numel(), 1);
         grads[g].emplace_back(data_of<Scalar>(p.grad()), p.numel(), 1);
       }
       if (!params[g].empty()) stepped.push_back(g);
     }
-    if (complete) {
-      opt.step(params, grads);  // the usual case: zero-copy, one fused pass per group
+    if (uniform) {
+      // The usual case: zero-copy, one fused pass per group.
+      const std::vector<StepReport>& reports = opt.step(params, grads);
+      for (std::size_t g = 0; g < groups; ++g)
+        if (reports[g].applied)
+          for (std::int64_t& steps : tensor_steps_[g]) ++steps;
     } else if (!stepped.empty()) {
-      step_groups(opt, stepped, params, grads);
+      step_by_counts(opt, stepped);
     }
     for (const std::size_t g : stepped) bump_versions(g);
   }
 
-  // Steps the listed groups only (each with the parameters in params[g],
-  // which must be those with gradients, in order) through a temporary adamx
-  // optimizer holding a copy of their state, then writes that state back.
+  // Steps the listed groups' parameters that have gradients, each with its
+  // own step count, through a temporary adamx optimizer holding a copy of
+  // their state, then writes that state back. Each listed group becomes one
+  // adamx group per distinct step count of those parameters (its t is that
+  // count, so m and v are bias-corrected as libtorch does), plus, when no
+  // parameter's count is the group's t, one group of no elements with the
+  // group's t: after the step, the part whose t was the group's holds the
+  // group's new t, γ and h. Every part sees the whole group's s
+  // (RegroupedNorms), so γ and h are those of one adamx group of the
+  // parameters with gradients, and every part applies or skips together.
   template <class Scalar>
-  void step_groups(adamx::Optimizer<Scalar, Flavour>& opt, const std::vector<std::size_t>& which,
-                   const std::vector<std::vector<TensorRef<Scalar>>>& params,
-                   const std::vector<std::vector<ConstTensorRef<Scalar>>>& grads) {
+  void step_by_counts(adamx::Optimizer<Scalar, Flavour>& opt, const std::vector<std::size_t>& which) {
     using Engine1 = adamx::Optimizer<Scalar, Flavour>;
     using State = typename Engine1::State;
     Engine1 temp;
@@ -439,41 +612,98 @@ class BasicOptimizer : public torch::optim::Optimizer {
     std::vector<State> sub;
     std::vector<std::vector<TensorRef<Scalar>>> sub_params;
     std::vector<std::vector<ConstTensorRef<Scalar>>> sub_grads;
-    std::vector<std::vector<std::size_t>> kept;  // per listed group, the tensor indices stepped
+    std::vector<std::vector<std::size_t>> kept;  // per part, the parameter indices it steps
+    std::vector<std::size_t> carrier;            // per listed group, the part with the group's t
+    detail::RegroupedNorms norms;
     for (const std::size_t g : which) {
       const State& own = opt.state(g);
-      State s = own.without_tensors();
-      std::vector<std::size_t> indices;
-      std::vector<ConstTensorRef<Scalar>> shapes;
-      std::vector<std::string> names;
       const auto& ps = param_groups_[g].params();
-      for (std::size_t j = 0; j < ps.size(); ++j) {
-        if (!ps[j].grad().defined()) continue;
-        indices.push_back(j);
-        s.tensors.push_back(own.tensors[j]);
-        shapes.emplace_back(data_of<Scalar>(ps[j]), ps[j].numel(), 1);
-        names.push_back(own.tensors[j].name);
+      std::vector<std::int64_t> counts;
+      for (std::size_t j = 0; j < ps.size(); ++j)
+        if (ps[j].grad().defined()) counts.push_back(tensor_steps_[g][j]);
+      std::sort(counts.begin(), counts.end());
+      counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+      if (!std::binary_search(counts.begin(), counts.end(), own.t)) counts.push_back(own.t);
+      norms.add_group();
+      std::vector<detail::RegroupedNorms::Segment> segment_of(ps.size());
+      for (const std::int64_t count : counts) {
+        const std::size_t part = sub.size();
+        State s = own.without_tensors();
+        s.name = own.name + "/steps" + std::to_string(count);
+        s.t = count;
+        std::vector<std::size_t> indices;
+        std::vector<ConstTensorRef<Scalar>> shapes;
+        std::vector<std::string> names;
+        std::vector<TensorRef<Scalar>> part_params;
+        std::vector<ConstTensorRef<Scalar>> part_grads;
+        std::size_t blocks = 0;
+        for (std::size_t j = 0; j < ps.size(); ++j) {
+          if (!ps[j].grad().defined() || tensor_steps_[g][j] != count) continue;
+          indices.push_back(j);
+          s.tensors.push_back(own.tensors[j]);
+          shapes.emplace_back(data_of<Scalar>(ps[j]), ps[j].numel(), 1);
+          names.push_back(own.tensors[j].name);
+          part_params.emplace_back(data_of<Scalar>(ps[j]), ps[j].numel(), 1);
+          part_grads.emplace_back(data_of<Scalar>(ps[j].grad()), ps[j].numel(), 1);
+          const std::size_t n = detail::norm_blocks(ps[j].numel());
+          segment_of[j] = {j, part, blocks, n};
+          blocks += n;
+        }
+        if (indices.empty()) {  // the group's t, γ and h only: one tensor of no elements
+          shapes.emplace_back(nullptr, 0, 1);
+          names.emplace_back("none");
+          part_params.emplace_back(nullptr, 0, 1);
+          part_grads.emplace_back(nullptr, 0, 1);
+        }
+        temp.add_group(shapes, own.options, s.name, names);
+        if (indices.empty()) s.tensors = temp.state(part).tensors;
+        if (count == own.t) carrier.push_back(part);
+        norms.add_part(part);
+        sub.push_back(std::move(s));
+        sub_params.push_back(std::move(part_params));
+        sub_grads.push_back(std::move(part_grads));
+        kept.push_back(std::move(indices));
       }
-      temp.add_group(shapes, own.options, own.name, names);
-      sub.push_back(std::move(s));
-      sub_params.push_back(params[g]);
-      sub_grads.push_back(grads[g]);
-      kept.push_back(std::move(indices));
+      for (std::size_t j = 0; j < ps.size(); ++j)
+        if (ps[j].grad().defined()) norms.add_parameter(segment_of[j]);
     }
     temp.restore(std::move(sub));
-    temp.step(sub_params, sub_grads);
-    // Write back: the whole state with the stepped groups replaced.
+    try {
+      temp.step(sub_params, sub_grads, norms);
+    } catch (const NonFiniteGradientError& e) {
+      // Name the group and parameter as the user knows them, not the parts.
+      const std::size_t k = norms.group_of(e.group());
+      const std::size_t bad = norms.first_nonfinite(k);
+      std::ostringstream message;
+      message << where("step") << "group " << which[k] << ": the gradient is not finite (first "
+              << "non-finite at "
+              << (bad == detail::RegroupedNorms::kNone ? std::string("an unknown parameter")
+                                                        : detail::parameter_name(which[k], bad))
+              << "); nothing was changed";
+      throw NonFiniteGradientError(message.str(), which[k]);
+    }
+    // Write back: the whole state with the stepped parts replaced.
     std::vector<State> all = opt.state();
+    std::size_t part = 0;
+    std::vector<bool> applied(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) {
-      const State& stepped = temp.state(k);
       State& target = all[which[k]];
-      target.t = stepped.t;
-      target.gamma = stepped.gamma;
-      target.h = stepped.h;
-      for (std::size_t i = 0; i < kept[k].size(); ++i)
-        target.tensors[kept[k][i]] = stepped.tensors[i];
+      const State& carried = temp.state(carrier[k]);
+      applied[k] = temp.last_reports()[carrier[k]].applied;
+      target.t = carried.t;
+      target.gamma = carried.gamma;
+      target.h = carried.h;
+      for (; part < kept.size() && norms.group_of(part) == k; ++part)
+        for (std::size_t i = 0; i < kept[part].size(); ++i)
+          target.tensors[kept[part][i]] = temp.state(part).tensors[i];
     }
     opt.restore(std::move(all));
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      if (!applied[k]) continue;
+      const auto& ps = param_groups_[which[k]].params();
+      for (std::size_t j = 0; j < ps.size(); ++j)
+        if (ps[j].grad().defined()) ++tensor_steps_[which[k]][j];
+    }
   }
 
   // In-place changes count as writes for autograd's saved-tensor checks, as
@@ -490,6 +720,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
 
   Engine engine_{};
   int threads_ = 1;
+  // Per group, per parameter: the steps it has taken (libtorch's per-parameter
+  // "step"); m and v are bias-corrected with it. Sized with the engine.
+  std::vector<std::vector<std::int64_t>> tensor_steps_;
   std::tuple<ParamLists<float>, ParamLists<double>, ParamLists<Eigen::bfloat16>,
              ParamLists<Eigen::half>>
       param_lists_;
