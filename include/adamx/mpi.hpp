@@ -31,6 +31,7 @@
 #include "adamx/checkpoint.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
+#include "adamx/overlap.hpp"
 #include "adamx/shard.hpp"
 #include "adamx/sharded_checkpoint.hpp"
 
@@ -312,6 +313,9 @@ class ShardedOptimizer {
       group.counts.push_back(static_cast<int>(shard.size()));
       group.displacements.push_back(static_cast<int>(shard.begin));
     }
+    std::size_t all_tensors = group.sizes.size();
+    for (const Group& other : groups_) all_tensors += other.sizes.size();
+    overlap_.reserve(all_tensors);
     groups_.push_back(std::move(group));
     reducer_.reset();  // the layout changed: checked (and the buckets rebuilt) at the next step
     return index;
@@ -724,6 +728,21 @@ class ShardedOptimizer {
     return {};
   }
 
+  // "" if the full tensors follow the memory rule (overlap.hpp), else the
+  // problem. Checked on the full tensors, not the shards, so that every rank
+  // (given the same memory layout) comes to the same verdict, and before the
+  // all-gather writes whole parameters.
+  template <class ParamGroups, class GradGroups>
+  std::string memory_problem(const ParamGroups& params, const GradGroups& grads) {
+    overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].sizes.size(); });
+    const detail::MemoryConflict conflict = overlap_.find();
+    if (!conflict) return {};
+    return "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": " +
+           detail::conflict_message(conflict, [&](const detail::TensorSpan& span) {
+             return groups_[span.group].name + "." + groups_[span.group].tensor_names[span.tensor];
+           });
+  }
+
   template <class ParamGroups, class GradGroups>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
                                            bool reduce_scatter) {
@@ -745,6 +764,7 @@ class ShardedOptimizer {
         problem = size_problem(g, *p, "parameter");
         if (problem.empty()) problem = size_problem(g, *q, "gradient");
       }
+      if (problem.empty()) problem = memory_problem(params, grads);
     }
     detail::agree(comm_, problem);
 
@@ -833,6 +853,7 @@ class ShardedOptimizer {
   std::vector<std::vector<ConstTensor>> grad_views_;
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
+  detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
 };
 
 /// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.
