@@ -491,7 +491,9 @@ class ShardedOptimizer {
     try {
       std::error_code error;
       if (!std::filesystem::exists(path, error)) {
-        problem = "rank " + std::to_string(rank_) + ": no file '" + path.string() + "'";
+        problem = "rank " + std::to_string(rank_) + ": " +
+                  (error ? "cannot look for '" + path.string() + "': " + error.message()
+                         : "no file '" + path.string() + "'");
         std::string found;
         for (int n : find_sharded_checkpoints(prefix)) found += (found.empty() ? "" : ", ") + std::to_string(n);
         if (!found.empty())
