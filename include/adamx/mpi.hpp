@@ -731,16 +731,15 @@ class ShardedOptimizer {
   }
 
   // "" if the full tensors follow the memory rule (overlap.hpp), else the
-  // problem. Checked on the full tensors, not the shards, so that every rank
-  // (given the same memory layout) comes to the same verdict, and before the
-  // all-gather writes whole parameters.
+  // problem. Checked on the full tensors, not only this rank's shards: the
+  // all-gather writes whole parameters, and the step packs whole gradients.
   template <class ParamGroups, class GradGroups>
   std::string memory_problem(const ParamGroups& params, const GradGroups& grads) {
     overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].sizes.size(); });
-    const detail::MemoryConflict conflict = overlap_.find();
+    const adamx::detail::MemoryConflict conflict = overlap_.find();
     if (!conflict) return {};
     return "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": " +
-           detail::conflict_message(conflict, [&](const detail::TensorSpan& span) {
+           adamx::detail::conflict_message(conflict, [&](const adamx::detail::TensorSpan& span) {
              return groups_[span.group].name + "." + groups_[span.group].tensor_names[span.tensor];
            });
   }
@@ -855,7 +854,7 @@ class ShardedOptimizer {
   std::vector<std::vector<ConstTensor>> grad_views_;
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
-  detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
+  adamx::detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
 };
 
 /// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.
