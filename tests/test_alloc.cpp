@@ -78,6 +78,16 @@ TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {
       opt(params, grads);
       opt.set_lr(1e-3 / (i + 1));
     }
+    // Nor does a step on other memory, which runs the whole memory check
+    // (overlap.hpp) instead of recognising the memory of the last step.
+    {
+      Matrix w1b = w1, g1b = g1;
+      Vector b1b = b1, w2b = w2;
+      const long before_other = allocations.load();
+      opt.step({{w1b, b1b}, {w2b}}, {{g1b, gb1}, {g2}});
+      opt.step({{w1, b1}, {w2}}, {{g1, gb1}, {g2}});
+      EXPECT_EQ(allocations.load() - before_other, 0) << "policy " << adamx::to_string(policy);
+    }
     // A skipped non-finite step allocates nothing either.
     if (policy == adamx::NonFinitePolicy::skip) {
       g2[4] = std::numeric_limits<Scalar>::infinity();

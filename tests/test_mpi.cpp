@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -566,6 +567,56 @@ TEST(MpiErrors, BadInputOnOneRankRefusedOnEveryRank) {
     }
   }
   model.expect_unchanged();
+}
+
+// Parameters sharing memory on one rank are refused on every rank before any
+// data moves (docs/design.md, "Aliasing"), naming both tensors.
+TEST(MpiErrors, AliasedParametersOnOneRankRefusedOnEveryRank) {
+  const int bad_rank = world_size() - 1;
+  Eigen::VectorXf w = Eigen::VectorXf::Constant(9000, 0.5f), b = w;
+  const Eigen::VectorXf g = Eigen::VectorXf::Constant(9000, 1.0f);
+  adamx::mpi::AdamX<float> sharded{MPI_COMM_WORLD};
+  sharded.add_group(std::vector<adamx::TensorRef<float>>{w, b}, {}, "fc", {"weight", "bias"});
+  Eigen::VectorXf& second = world_rank() == bad_rank ? w : b;
+  try {
+    sharded.step(std::vector<std::vector<adamx::TensorRef<float>>>{{w, second}},
+                 std::vector<std::vector<adamx::ConstTensorRef<float>>>{{g, g}});
+    ADD_FAILURE() << "aliased parameters were accepted";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    if (world_rank() == bad_rank) {
+      EXPECT_NE(message.find("'fc.weight' and 'fc.bias' share memory"), std::string::npos) << message;
+    } else {
+      EXPECT_NE(message.find("rank(s) " + std::to_string(bad_rank) + " refused"), std::string::npos) << message;
+    }
+  }
+  EXPECT_EQ(sharded.local().state(0).t, 0);
+  EXPECT_TRUE((w.array() == 0.5f).all() && (b.array() == 0.5f).all());
+}
+
+// A gradient that is its own parameter's memory steps bit for bit like a
+// copy of it, in both kinds of step.
+TEST(MpiAliasing, GradientThatIsItsOwnParameterStepsLikeACopy) {
+  for (const bool global : {false, true}) {
+    Eigen::VectorXf w = Eigen::VectorXf::LinSpaced(9000, -1.0f, 1.0f), w_copy = w;
+    adamx::mpi::AdamX<float> aliased{MPI_COMM_WORLD}, separate{MPI_COMM_WORLD};
+    aliased.add_group(std::vector<adamx::TensorRef<float>>{w}, {}, "fc", {"weight"});
+    separate.add_group(std::vector<adamx::TensorRef<float>>{w_copy}, {}, "fc", {"weight"});
+    for (int k = 0; k < 3; ++k) {
+      const Eigen::VectorXf gradient = w_copy;
+      std::vector<std::vector<adamx::TensorRef<float>>> p{{w}}, p_copy{{w_copy}};
+      std::vector<std::vector<adamx::ConstTensorRef<float>>> q{{w}}, q_copy{{gradient}};
+      if (global) {
+        aliased.step_global(p, q);
+        separate.step_global(p_copy, q_copy);
+      } else {
+        aliased.step(p, q);
+        separate.step(p_copy, q_copy);
+      }
+      ASSERT_TRUE(std::memcmp(w.data(), w_copy.data(), sizeof(float) * 9000) == 0)
+          << (global ? "step_global" : "step") << ", step " << k;
+    }
+  }
 }
 
 // NonFinitePolicy::error: a NaN on one rank's shard throws on every rank,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "shard_model.hpp"
+#include "temp_dir.hpp"
 
 #if defined(ADAMX_RESHARD_TOOL)
 #include <sys/wait.h>
@@ -31,32 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using shard_model::Index;
 
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  explicit TempDir(const std::string& what) {
-    const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("adamx_test_sharded_" + std::string(test->test_suite_name()) + "_" + test->name() + "_" + what);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return dir_ / name; }
-  // Every file in the directory, by name.
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    for (const auto& entry : fs::directory_iterator(dir_)) out.push_back(entry.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
- private:
-  fs::path dir_;
-};
+using adamx_test::TempDir;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

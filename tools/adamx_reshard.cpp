@@ -1,10 +1,11 @@
 // adamx_reshard: moves an adamx sharded checkpoint between rank counts, or
 // between a sharded and an ordinary (one-process) checkpoint, streaming
 // (adamx/sharded_checkpoint.hpp). Exit status 0 on success, 1 when the
-// conversion is refused (the message says why; no output is written), 2 for
-// a usage error.
+// conversion is refused (the message says why, with the OS reason for file
+// errors; no output is written), 2 for a usage error.
 #include <adamx/sharded_checkpoint.hpp>
 
+#include <csignal>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -42,6 +43,12 @@ bool parse_ranks(const std::string& text, int& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(SIGXFSZ)
+  // Past a file-size limit (ulimit -f) a write fails with "File too large",
+  // which the tool reports (exit status 1, output removed), instead of the
+  // signal ending the process with a half-written ".partial" file.
+  std::signal(SIGXFSZ, SIG_IGN);
+#endif
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << kUsage;
@@ -84,6 +91,7 @@ int main(int argc, char** argv) {
                 << " ...\n";
     } else if (command == "list") {
       if (args.size() != 2 || from_ranks != 0) return usage("list takes <prefix>");
+      adamx::detail::check_listable(args[1], "adamx::find_sharded_checkpoints");
       for (const int n : adamx::find_sharded_checkpoints(args[1])) std::cout << n << "\n";
     } else {
       return usage("unknown command '" + command + "'");

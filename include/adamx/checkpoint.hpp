@@ -14,6 +14,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -23,7 +24,9 @@
 #include <istream>
 #include <ostream>
 #include <sstream>
+#include <streambuf>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -150,6 +153,14 @@ inline void put_string(std::string& out, const std::string& text) {
   throw CheckpointError("adamx::load_checkpoint: " + what);
 }
 
+// The operating system's words for an errno value, e.g. "No space left on
+// device"; every file error message ends with them. 0 means the failing call
+// set no errno, which is said as such rather than guessed.
+inline std::string os_reason(int error) {
+  if (error <= 0) return "the system reported no reason";
+  return std::error_code(error, std::generic_category()).message();
+}
+
 // Reads the header block, which has already passed its checksum; anything
 // malformed here comes from a crafted file, so it is named with its offset.
 class HeaderReader {
@@ -208,12 +219,19 @@ class CheckpointInput {
     std::size_t done = 0;
     while (done < count) {
       const std::size_t piece = std::min(count - done, kStreamChunk);
+      errno = 0;  // so that a failed read's errno is not confused with an older one
       in_.read(out + done, static_cast<std::streamsize>(piece));
+      const int error = errno;
       const auto got = static_cast<std::size_t>(in_.gcount());
       crc_.update(out + done, got);
       done += got;
       if (got < piece) {
         offset_ += done;
+        // bad(): the read itself failed (an I/O error, a directory), which
+        // is not a short file.
+        if (in_.bad())
+          checkpoint_failure("reading failed at byte " + std::to_string(offset_) + " (" + what + "): " +
+                             os_reason(error));
         checkpoint_failure("truncated at byte " + std::to_string(offset_) + " (" + what + " needs " +
                            std::to_string(count) + " bytes from byte " +
                            std::to_string(offset_ - done) + ")");
@@ -600,37 +618,132 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
 
 namespace detail {
 
-// Writes a file through `write(std::ostream&)` the crash-safe way: into
-// `path` + ".partial", flushed to disk, then renamed over `path` (and the
-// directory flushed), so `path` is the previous file or the complete new
-// one, never a half-written one. `who` prefixes the messages.
+// A stream buffer over a std::FILE that keeps the errno of its first failure,
+// which std::ofstream loses: file errors name the OS reason. The FILE is
+// unbuffered, so each failed write is seen, with its errno, when it happens.
+class FileOutput : public std::streambuf {
+ public:
+  FileOutput() = default;
+  FileOutput(const FileOutput&) = delete;
+  FileOutput& operator=(const FileOutput&) = delete;
+  ~FileOutput() override {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+
+  /// Creates (or truncates) `path`; returns 0 or the errno.
+  int open(const std::filesystem::path& path) {
+    errno = 0;
+    file_ = std::fopen(path.string().c_str(), "wb");
+    if (file_ == nullptr) return error_ = failure();
+    std::setvbuf(file_, nullptr, _IONBF, 0);
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+    return 0;
+  }
+  /// The errno of the first failure (0 if none; -1 if it set none).
+  int error() const { return error_; }
+  /// Writes what is buffered and flushes it to stable storage; 0 or the errno.
+  int sync_to_disk() {
+    if (!drain()) return error_;
+#if defined(ADAMX_CHECKPOINT_FSYNC)
+    if (::fsync(::fileno(file_)) != 0) return error_ = failure();
+#endif
+    return 0;
+  }
+  /// Closes the file; 0 or the errno of the first failure.
+  int close() {
+    if (file_ == nullptr) return error_;
+    drain();
+    errno = 0;
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
+    if (!closed && error_ == 0) error_ = failure();
+    return error_;
+  }
+
+ protected:
+  int_type overflow(int_type ch) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(ch);
+      pbump(1);
+    }
+    return traits_type::not_eof(ch);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    if (error_ != 0 || file_ == nullptr) return false;
+    const auto count = static_cast<std::size_t>(pptr() - pbase());
+    errno = 0;
+    if (count > 0 && std::fwrite(pbase(), 1, count, file_) != count) {
+      error_ = failure();
+      return false;
+    }
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+    return true;
+  }
+
+  // errno after a failed call; -1 if the call set none, so that a failure
+  // is never mistaken for success (os_reason says "no reason" for it).
+  static int failure() { return errno != 0 ? errno : -1; }
+
+  std::FILE* file_ = nullptr;
+  std::vector<char> buffer_ = std::vector<char>(kStreamChunk);
+  int error_ = 0;
+};
+
+// "<what> '<path>' failed: <OS reason>".
+inline std::string file_error(const std::string& what, const std::filesystem::path& path, int error) {
+  return what + " '" + path.string() + "' failed: " + os_reason(error);
+}
+
+// Opens `path` for reading into `in`; throws CheckpointError "who: cannot
+// open 'path': <OS reason>" if it cannot.
+inline void open_for_reading(std::ifstream& in, const std::filesystem::path& path, const std::string& who) {
+  errno = 0;
+  in.open(path, std::ios::binary);
+  if (!in) throw CheckpointError(who + ": cannot open '" + path.string() + "': " + os_reason(errno));
+}
+
 // Writes `path` + ".partial" through `write(std::ostream&)` and flushes it to
-// disk; returns its path. On failure it is removed and CheckpointError
-// thrown, prefixed by `who`.
+// disk; returns its path. On failure (of the writer too) it is removed, and
+// file errors throw CheckpointError prefixed by `who`, ending with the OS
+// reason.
 template <class Writer>
 std::filesystem::path write_partial_file(const std::filesystem::path& path, const std::string& who, Writer&& write) {
   std::filesystem::path partial = path;
   partial += ".partial";
-  const auto fail = [&](const std::string& what) {
+  const auto remove_partial = [&] {
     std::error_code ignored;
     std::filesystem::remove(partial, ignored);
+  };
+  const auto fail = [&](const std::string& what) {
+    remove_partial();
     throw CheckpointError(who + ": " + what);
   };
   {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot create '" + partial.string() + "'");
+    FileOutput file;
+    if (const int error = file.open(partial))
+      fail("cannot create '" + partial.string() + "': " + os_reason(error));
+    std::ostream out(&file);
     try {
       write(out);
     } catch (const CheckpointError& error) {
-      out.close();
+      // A failed write surfaces as the writer's "stream failed"; the file
+      // knows why.
+      if (file.error() != 0) fail(file_error("writing", partial, file.error()));
       fail("writing '" + partial.string() + "' failed: " + error.what());
+    } catch (...) {
+      remove_partial();
+      throw;
     }
-    out.close();
-    if (!out) fail("closing '" + partial.string() + "' failed");
+    out.flush();
+    if (file.error() != 0) fail(file_error("writing", partial, file.error()));
+    if (const int error = file.sync_to_disk())
+      fail("flushing '" + partial.string() + "' to disk failed: " + os_reason(error));
+    if (const int error = file.close()) fail(file_error("closing", partial, error));
   }
-#if defined(ADAMX_CHECKPOINT_FSYNC)
-  if (!detail::sync_path(partial, false)) fail("flushing '" + partial.string() + "' to disk failed");
-#endif
   return partial;
 }
 
@@ -676,8 +789,8 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::fil
 /// are refused as corruption). Same guarantees as the stream version.
 template <class Scalar, class Flavour>
 void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError("adamx::load_checkpoint: cannot open '" + path.string() + "'");
+  std::ifstream in;
+  detail::open_for_reading(in, path, "adamx::load_checkpoint");
   try {
     auto states = detail::read_checkpoint(optimizer, in);
     if (in.peek() != std::char_traits<char>::eof())

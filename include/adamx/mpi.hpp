@@ -31,6 +31,7 @@
 #include "adamx/checkpoint.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
+#include "adamx/overlap.hpp"
 #include "adamx/shard.hpp"
 #include "adamx/sharded_checkpoint.hpp"
 
@@ -312,6 +313,9 @@ class ShardedOptimizer {
       group.counts.push_back(static_cast<int>(shard.size()));
       group.displacements.push_back(static_cast<int>(shard.begin));
     }
+    std::size_t all_tensors = group.sizes.size();
+    for (const Group& other : groups_) all_tensors += other.sizes.size();
+    overlap_.reserve(all_tensors);
     groups_.push_back(std::move(group));
     reducer_.reset();  // the layout changed: checked (and the buckets rebuilt) at the next step
     return index;
@@ -487,7 +491,9 @@ class ShardedOptimizer {
     try {
       std::error_code error;
       if (!std::filesystem::exists(path, error)) {
-        problem = "rank " + std::to_string(rank_) + ": no file '" + path.string() + "'";
+        problem = "rank " + std::to_string(rank_) + ": " +
+                  (error ? "cannot look for '" + path.string() + "': " + error.message()
+                         : "no file '" + path.string() + "'");
         std::string found;
         for (int n : find_sharded_checkpoints(prefix)) found += (found.empty() ? "" : ", ") + std::to_string(n);
         if (!found.empty())
@@ -724,6 +730,20 @@ class ShardedOptimizer {
     return {};
   }
 
+  // "" if the full tensors follow the memory rule (overlap.hpp), else the
+  // problem. Checked on the full tensors, not only this rank's shards: the
+  // all-gather writes whole parameters, and the step packs whole gradients.
+  template <class ParamGroups, class GradGroups>
+  std::string memory_problem(const ParamGroups& params, const GradGroups& grads) {
+    overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].sizes.size(); });
+    const adamx::detail::MemoryConflict conflict = overlap_.find();
+    if (!conflict) return {};
+    return "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": " +
+           adamx::detail::conflict_message(conflict, [&](const adamx::detail::TensorSpan& span) {
+             return groups_[span.group].name + "." + groups_[span.group].tensor_names[span.tensor];
+           });
+  }
+
   template <class ParamGroups, class GradGroups>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
                                            bool reduce_scatter) {
@@ -745,6 +765,7 @@ class ShardedOptimizer {
         problem = size_problem(g, *p, "parameter");
         if (problem.empty()) problem = size_problem(g, *q, "gradient");
       }
+      if (problem.empty()) problem = memory_problem(params, grads);
     }
     detail::agree(comm_, problem);
 
@@ -833,6 +854,7 @@ class ShardedOptimizer {
   std::vector<std::vector<ConstTensor>> grad_views_;
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
+  adamx::detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
 };
 
 /// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.

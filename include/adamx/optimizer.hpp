@@ -24,6 +24,7 @@
 #include "adamx/kernel.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/options.hpp"
+#include "adamx/overlap.hpp"
 #include "adamx/parallel.hpp"
 #include "adamx/report.hpp"
 #include "adamx/rule.hpp"
@@ -462,6 +463,9 @@ class Optimizer {
     work.partials.assign(work.blocks.size(), 0.0);
     work.params.assign(g.tensors.size(), nullptr);
     work.grads.assign(g.tensors.size(), nullptr);
+    std::size_t all_tensors = g.tensors.size();
+    for (const State& other : groups_) all_tensors += other.tensors.size();
+    overlap_.reserve(all_tensors);
     reports_.reserve(index + 1);
     work_.reserve(index + 1);
     shard_partials_.reserve(index + 1);
@@ -509,6 +513,20 @@ class Optimizer {
     }
   }
 
+  // Throws unless the tensors follow the memory rule (overlap.hpp): no two
+  // parameters share memory, a gradient shares only its own parameter's,
+  // exactly. Runs after check_structure, before anything changes.
+  template <class ParamGroups, class GradGroups>
+  void check_memory(const ParamGroups& params, const GradGroups& grads) {
+    overlap_.collect<Scalar>(params, grads, groups_.size(),
+                             [&](std::size_t g) { return groups_[g].tensors.size(); });
+    const detail::MemoryConflict conflict = overlap_.find();
+    if (!conflict) return;
+    throw std::invalid_argument(prefix("step") + detail::conflict_message(conflict, [&](const detail::TensorSpan& span) {
+                                  return qualified(groups_[span.group], span.tensor);
+                                }));
+  }
+
   void check_tensor(const State& g, std::size_t j, const char* role,
                     const detail::TensorLayout& layout, bool has_data) const {
     const TensorState<state_scalar_type>& ts = g.tensors[j];
@@ -544,6 +562,7 @@ class Optimizer {
                                            Reducer& reducer) {
     constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
     check_structure(params, grads);
+    check_memory(params, grads);
 
     // The skip and error policies read the gradients once before changing
     // anything; every error group is checked before any group is updated.
@@ -743,6 +762,7 @@ class Optimizer {
   std::vector<StepReport> reports_;
   std::vector<BlockPartials> shard_partials_;  // step(…, reducer): per group, for the reducer
   std::vector<double> reduced_norms_;          // and its answer, s per group
+  detail::OverlapCheck overlap_;               // sized in add_group: step() does not allocate
   int threads_ = 1;
 };
 

@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -360,8 +361,8 @@ template <class Scalar, class Flavour>
 std::vector<typename Optimizer<Scalar, Flavour>::State> read_shard_checkpoint(
     const Optimizer<Scalar, Flavour>& optimizer, const ShardLayout& layout, int rank,
     const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError("adamx::load_shard_checkpoint: cannot open '" + path.string() + "'");
+  std::ifstream in;
+  open_for_reading(in, path, "adamx::load_shard_checkpoint");
   try {
     auto states = read_shard_checkpoint(optimizer, layout, rank, in);
     if (in.peek() != std::char_traits<char>::eof()) checkpoint_failure("unexpected bytes after the checkpoint's checksum");
@@ -489,8 +490,8 @@ class Converter {
     for (std::size_t i = 0; i < from.size(); ++i) {
       Input input;
       input.path = from[i];
-      std::ifstream in(input.path, std::ios::binary);
-      if (!in) fail("cannot open '" + input.path.string() + "'");
+      std::ifstream in;
+      open_for_reading(in, input.path, who_);
       try {
         scan_one(in, input, static_cast<int>(i), static_cast<int>(from.size()), sharded);
       } catch (const CheckpointError& error) {
@@ -668,7 +669,10 @@ class Converter {
         std::uint64_t left = static_cast<std::uint64_t>(to - from) * kElement;
         while (left > 0) {
           const std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+          errno = 0;
           in.read(buffer.data(), static_cast<std::streamsize>(count));
+          const int error = errno;
+          if (in.bad()) fail(file_error("reading", inputs_[i].path, error));
           if (static_cast<std::size_t>(in.gcount()) != count)
             fail("'" + inputs_[i].path.string() + "' changed while it was being read");
           crc.update(buffer.data(), count);
@@ -683,8 +687,9 @@ class Converter {
     if (open_index_ != i) {
       open_.close();
       open_.clear();
+      errno = 0;
       open_.open(inputs_[i].path, std::ios::binary);
-      if (!open_) fail("cannot reopen '" + inputs_[i].path.string() + "'");
+      if (!open_) fail("cannot reopen '" + inputs_[i].path.string() + "': " + os_reason(errno));
       open_index_ = i;
     }
     open_.clear();
@@ -768,8 +773,8 @@ inline void convert_checkpoints(const std::vector<std::filesystem::path>& from, 
                                 const std::string& who) {
   CheckpointKind kind;
   {
-    std::ifstream in(from.at(0), std::ios::binary);
-    if (!in) throw CheckpointError(who + ": cannot open '" + from[0].string() + "'");
+    std::ifstream in;
+    open_for_reading(in, from.at(0), who);
     try {
       const std::uint64_t start = from_sharded ? read_shard_record(in).bytes : 0;
       kind = read_checkpoint_kind(in, start);
@@ -788,11 +793,25 @@ inline void check_ranks(int ranks, const char* what, const std::string& who) {
   if (ranks < 1) throw std::invalid_argument(who + ": invalid " + what + " = " + std::to_string(ranks) + " (must be >= 1)");
 }
 
+// Throws CheckpointError with the OS reason if the directory of `prefix`
+// cannot be listed: an unreadable directory is not an empty one.
+inline void check_listable(const std::filesystem::path& prefix, const std::string& who) {
+  const std::filesystem::path directory = prefix.has_parent_path() ? prefix.parent_path() : ".";
+  std::error_code error;
+  const std::filesystem::directory_iterator listing(directory, error);
+  if (error)
+    throw CheckpointError(who + ": cannot list '" + directory.string() + "' to find '" + prefix.string() +
+                          ".<r>-of-N': " + error.message());
+}
+
 // The one rank count of the sharded checkpoint under `prefix`.
 inline int only_rank_count(const std::filesystem::path& prefix, const std::string& who) {
   const std::vector<int> counts = find_sharded_checkpoints(prefix);
   if (counts.size() == 1) return counts[0];
-  if (counts.empty()) throw CheckpointError(who + ": no sharded checkpoint (no file '" + prefix.string() + ".0-of-N')");
+  if (counts.empty()) {
+    check_listable(prefix, who);
+    throw CheckpointError(who + ": no sharded checkpoint (no file '" + prefix.string() + ".0-of-N')");
+  }
   std::string list;
   for (int n : counts) list += (list.empty() ? "" : ", ") + std::to_string(n);
   throw CheckpointError(who + ": '" + prefix.string() + "' has sharded checkpoints of " + list +
