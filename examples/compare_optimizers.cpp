@@ -20,7 +20,7 @@
 // (one row per logged step; test columns only where evaluated; γ is 1 for
 // every optimizer but AdamX). A progress line goes to stderr.
 //
-// Exit codes: 0 success, 1 bad arguments or unreadable data, 2 Fashion-MNIST
+// Exit codes: 0 success, 1 unreadable data, 2 bad arguments, 77 Fashion-MNIST
 // not installed (Debian package dataset-fashion-mnist).
 #include <adamx/adamx.hpp>
 
@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "command_line.hpp"
 #include "mlp.hpp"
 
 namespace {
@@ -58,34 +59,19 @@ struct Config {
   std::string digits_file = "data/digits.csv.gz";
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr,
-               "compare_optimizers: %s\n"
-               "usage: compare_optimizers --problem fashion|digits|quadratic|nonstationary --out DIR\n"
-               "                          [--seeds N] [--epochs N] [--data DIR] [--digits FILE]\n",
-               message.c_str());
-  std::exit(1);
-}
-
 Config parse(int argc, char** argv) {
   Config c;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) usage_error(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--problem") c.problem = value;
-    else if (flag == "--out") c.out_dir = value;
-    else if (flag == "--seeds") c.seeds = std::atoi(value.c_str());
-    else if (flag == "--epochs") c.epochs = std::atoi(value.c_str());
-    else if (flag == "--data") c.fashion_dir = value;
-    else if (flag == "--digits") c.digits_file = value;
-    else usage_error("unknown flag " + flag);
-  }
-  if (c.problem != "fashion" && c.problem != "digits" && c.problem != "quadratic" &&
-      c.problem != "nonstationary")
-    usage_error("unknown or missing --problem '" + c.problem + "'");
-  if (c.out_dir.empty()) usage_error("--out is required");
-  if (c.seeds < 1 || c.epochs < 1) usage_error("--seeds and --epochs must be >= 1");
+  adamx_cli::Parser parser("compare_optimizers", "--problem NAME --out DIR [options]",
+                           "Every optimizer over seeds on one problem, one CSV (DIR/NAME.csv).");
+  parser.add("--problem", "NAME", "the problem", c.problem, {"fashion", "digits", "quadratic", "nonstationary"})
+      .required()
+      .add("--out", "DIR", "directory for the CSV", c.out_dir)
+      .required()
+      .add("--seeds", "N", "seeds per optimizer", c.seeds, 1, 1000)
+      .add("--epochs", "N", "epochs (Fashion-MNIST only)", c.epochs, 1, 1000)
+      .add("--data", "DIR", "Fashion-MNIST directory", c.fashion_dir)
+      .add("--digits", "FILE", "the digits CSV", c.digits_file);
+  parser.parse(argc, argv);
   return c;
 }
 
@@ -393,7 +379,7 @@ int run(const Config& c) {
                      "compare_optimizers: Fashion-MNIST not found in %s (apt-get install "
                      "dataset-fashion-mnist, or --data DIR)\n",
                      c.fashion_dir.c_str());
-        return 2;
+        return kMissingDatasetExit;
       }
     s.train = load_split(c.fashion_dir, kFiles[0], kFiles[1]);
     s.test = load_split(c.fashion_dir, kFiles[2], kFiles[3]);

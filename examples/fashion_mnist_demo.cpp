@@ -7,8 +7,8 @@
 //   fashion_mnist_demo [--data DIR] [--epochs N] [--batch N] [--lr X]
 //                      [--seed N] [--hidden N]
 //
-// Exit codes: 0 success, 1 bad arguments or unreadable/corrupt data,
-// 2 dataset not installed (Debian package dataset-fashion-mnist).
+// Exit codes: 0 success, 1 unreadable/corrupt data, 2 bad arguments,
+// 77 dataset not installed (Debian package dataset-fashion-mnist).
 #include <adamx/adamx.hpp>
 
 #include <Eigen/Core>
@@ -30,6 +30,7 @@
 #include <system_error>
 #include <vector>
 
+#include "command_line.hpp"
 #include "epoch_table.hpp"
 #include "mlp.hpp"
 
@@ -49,81 +50,17 @@ struct Config {
   int hidden = 128;
 };
 
-void print_usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: fashion_mnist_demo [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N] [--hidden N]\n"
-               "  --data DIR    directory with the four Fashion-MNIST *-ubyte.gz files\n"
-               "                (default /usr/share/datasets/fashion-mnist)\n"
-               "  --epochs N    passes over the 60000 training images (default 10)\n"
-               "  --batch N     minibatch size (default 128)\n"
-               "  --lr X        learning rate, the same for Adam and AdamX (default 1e-3)\n"
-               "  --seed N      seed for initial weights and batch order (default 1)\n"
-               "  --hidden N    hidden units (default 128)\n");
-}
-
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "fashion_mnist_demo: %s\n", msg.c_str());
-  print_usage(stderr);
-  std::exit(1);
-}
-
-long long parse_int(const std::string& flag, const std::string& text, long long lo, long long hi) {
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || v < lo || v > hi) {
-    usage_error(flag + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                text + "'");
-  }
-  return v;
-}
-
-double parse_positive(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !(v > 0) || !std::isfinite(v)) {
-    usage_error(flag + " expects a positive number, got '" + text + "'");
-  }
-  return v;
-}
-
 Config parse_args(int argc, char** argv) {
-  static const char* const kFlags[] = {"--data", "--epochs", "--batch", "--lr", "--seed", "--hidden"};
   Config c;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") {
-      print_usage(stdout);
-      std::exit(0);
-    }
-    if (std::find(std::begin(kFlags), std::end(kFlags), flag) == std::end(kFlags)) {
-      usage_error("unknown option '" + flag + "'");
-    }
-    if (i + 1 >= argc) usage_error(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--data") {
-      c.data_dir = value;
-    } else if (flag == "--epochs") {
-      c.epochs = static_cast<int>(parse_int(flag, value, 1, 1000));
-    } else if (flag == "--batch") {
-      c.batch = static_cast<int>(parse_int(flag, value, 1, 60000));
-    } else if (flag == "--lr") {
-      c.lr = parse_positive(flag, value);
-    } else if (flag == "--seed") {
-      c.seed = static_cast<std::uint32_t>(parse_int(flag, value, 0, std::numeric_limits<std::uint32_t>::max()));
-    } else {  // --hidden
-      c.hidden = static_cast<int>(parse_int(flag, value, 1, 100000));
-    }
-  }
+  adamx_cli::Parser parser("fashion_mnist_demo", "[options]",
+                           "Adam against AdamX on the same MLP, weights and minibatches.");
+  parser.add("--data", "DIR", "directory with the four Fashion-MNIST *-ubyte.gz files", c.data_dir)
+      .add("--epochs", "N", "passes over the 60000 training images", c.epochs, 1, 1000)
+      .add("--batch", "N", "minibatch size", c.batch, 1, 60000)
+      .add("--lr", "X", "learning rate, the same for Adam and AdamX", c.lr)
+      .add("--seed", "N", "seed for initial weights and batch order", c.seed)
+      .add("--hidden", "N", "hidden units", c.hidden, 1, 100000);
+  parser.parse(argc, argv);
   return c;
 }
 

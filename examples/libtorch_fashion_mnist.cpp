@@ -6,7 +6,7 @@
 //
 //   libtorch_fashion_mnist [--data DIR] [--epochs N] [--batch N] [--lr X] [--train-limit N]
 //
-// Exit codes: 0 done, 1 bad arguments or unreadable data, 2 dataset not
+// Exit codes: 0 done, 1 unreadable data, 2 bad arguments, 77 dataset not
 // installed (Debian package dataset-fashion-mnist).
 #include <adamx/torch.hpp>
 
@@ -21,11 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "command_line.hpp"
 #include "idx_reader.hpp"
 
 namespace {
 
-constexpr int kMissingDatasetExit = 2;
+constexpr int kMissingDatasetExit = 77;  // as examples/mlp.hpp
 
 struct Config {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
@@ -35,34 +36,16 @@ struct Config {
   std::int64_t train_limit = 60000;  // use only the first N training images (quick runs)
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr,
-               "libtorch_fashion_mnist: %s\n"
-               "usage: libtorch_fashion_mnist [--data DIR] [--epochs N] [--batch N] [--lr X] "
-               "[--train-limit N]\n",
-               message.c_str());
-  std::exit(1);
-}
-
 Config parse_args(int argc, char** argv) {
   Config c;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) usage_error("missing value after " + flag);
-    const std::string value = argv[++i];
-    try {
-      if (flag == "--data") c.data_dir = value;
-      else if (flag == "--epochs") c.epochs = std::stoi(value);
-      else if (flag == "--batch") c.batch = std::stoll(value);
-      else if (flag == "--lr") c.lr = std::stod(value);
-      else if (flag == "--train-limit") c.train_limit = std::stoll(value);
-      else usage_error("unknown flag " + flag);
-    } catch (const std::logic_error&) {
-      usage_error("bad value '" + value + "' for " + flag);
-    }
-  }
-  if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0) || c.train_limit < 1)
-    usage_error("--epochs, --batch, --lr and --train-limit must be positive");
+  adamx_cli::Parser parser("libtorch_fashion_mnist", "[options]",
+                           "torch::optim::Adam against adamx's AdamX (adamx::torch_optim) on one libtorch MLP.");
+  parser.add("--data", "DIR", "directory with the four Fashion-MNIST *-ubyte.gz files", c.data_dir)
+      .add("--epochs", "N", "passes over the training images", c.epochs, 1, 1000)
+      .add("--batch", "N", "minibatch size", c.batch, 1, 60000)
+      .add("--lr", "X", "learning rate", c.lr)
+      .add("--train-limit", "N", "use only the first N training images", c.train_limit, 1);
+  parser.parse(argc, argv);
   return c;
 }
 

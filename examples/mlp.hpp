@@ -40,8 +40,9 @@ inline const char* const kFiles[] = {"train-images-idx3-ubyte.gz", "train-labels
                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
 
 /// The exit code of an example whose dataset is not installed (ctest reports
-/// it as skipped).
-constexpr int kMissingDatasetExit = 2;
+/// it as skipped); 77 is the usual "skipped" status, distinct from the usage
+/// error's 2 (command_line.hpp).
+constexpr int kMissingDatasetExit = 77;
 
 /// A missing dataset is an installation problem, not a bug: say exactly what
 /// to install and exit with kMissingDatasetExit so scripts can skip `program`.

@@ -11,7 +11,8 @@
 // the same global batch the numbers match the one-process demo up to the
 // rounding of summing the batch in parts (docs/distributed.md).
 //
-// Exit codes: 0 success, 1 bad arguments or data, 2 dataset not installed.
+// Exit codes: 0 success, 1 bad data, 2 bad arguments (checked before MPI
+// starts, so --help needs no mpirun), 77 dataset not installed.
 #include <adamx/adamx.hpp>
 #include <adamx/mpi.hpp>
 
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "command_line.hpp"
 #include "epoch_table.hpp"
 #include "mlp.hpp"
 
@@ -38,19 +40,12 @@ struct Config {
 
 Config parse_args(int argc, char** argv) {
   Config c;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--data")
-      c.data_dir = value;
-    else if (flag == "--epochs")
-      c.epochs = std::stoi(value);
-    else if (flag == "--batch")
-      c.batch = std::stoi(value);
-    else
-      throw std::invalid_argument("unknown option '" + flag + "' (--data DIR, --epochs N, --batch N)");
-  }
-  if (argc % 2 == 0) throw std::invalid_argument(std::string(argv[argc - 1]) + " needs a value");
-  if (c.epochs < 1 || c.batch < 1) throw std::invalid_argument("--epochs and --batch must be >= 1");
+  adamx_cli::Parser parser("mpi_data_parallel", "[options]   (under mpirun -np N)",
+                           "The demo's MLP trained data-parallel over MPI with sharded Adam and AdamX.");
+  parser.add("--data", "DIR", "directory with the four Fashion-MNIST *-ubyte.gz files", c.data_dir)
+      .add("--epochs", "N", "passes over the 60000 training images", c.epochs, 1, 1000)
+      .add("--batch", "N", "global minibatch size (over all ranks)", c.batch, 1, 60000);
+  parser.parse(argc, argv);
   return c;
 }
 
@@ -157,13 +152,14 @@ int run(const Config& c, int rank, int ranks) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const Config config = parse_args(argc, argv);
   MPI_Init(&argc, &argv);
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
   int status = 0;
   try {
-    status = run(parse_args(argc, argv), rank, ranks);
+    status = run(config, rank, ranks);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpi_data_parallel (rank %d): %s\n", rank, e.what());
     status = 1;

@@ -29,6 +29,8 @@
 #include <random>
 #include <vector>
 
+#include "command_line.hpp"
+
 namespace {
 
 using Matrix = Eigen::MatrixXf;
@@ -115,7 +117,13 @@ float loss_and_gradient(const Model& m, const Matrix& x, const std::vector<int>&
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // No options: --help says what the program does, anything else is an error.
+  adamx_cli::Parser("train_loop", "",
+                    "AdamW with two parameter groups, gradient clipping and a warm-up + cosine\n"
+                    "schedule training an MLP on three spirals; exits 1 unless the loss fell below\n"
+                    "a third of its start.")
+      .parse(argc, argv);
   std::mt19937 rng(7);
   const Dataset train = spirals(200, rng);
   const Dataset validation = spirals(100, rng);

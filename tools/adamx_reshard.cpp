@@ -12,24 +12,23 @@
 #include <string>
 #include <vector>
 
+#include "command_line.hpp"
+
 namespace {
 
-const char* const kUsage =
-    "usage:\n"
-    "  adamx_reshard reshard <from-prefix> <to-prefix> <ranks> [--from-ranks N]\n"
+const char* const kCommands =
+    "commands:\n"
+    "  reshard <from-prefix> <to-prefix> <ranks> [--from-ranks N]\n"
     "      <from-prefix>.<r>-of-<N> (N found from the files unless given) into\n"
     "      <to-prefix>.<r>-of-<ranks>\n"
-    "  adamx_reshard merge <from-prefix> <to-file> [--from-ranks N]\n"
+    "  merge <from-prefix> <to-file> [--from-ranks N]\n"
     "      the shards into one ordinary checkpoint of the whole model\n"
-    "  adamx_reshard split <from-file> <to-prefix> <ranks>\n"
+    "  split <from-file> <to-prefix> <ranks>\n"
     "      an ordinary checkpoint into <to-prefix>.<r>-of-<ranks>\n"
-    "  adamx_reshard list <prefix>\n"
-    "      the rank counts N for which <prefix>.0-of-N exists\n";
-
-int usage(const std::string& problem) {
-  std::cerr << "adamx_reshard: " << problem << "\n" << kUsage;
-  return 2;
-}
+    "  list <prefix>\n"
+    "      the rank counts N for which <prefix>.0-of-N exists\n"
+    "\n"
+    "Exit status: 0 done, 1 conversion refused (nothing written), 2 usage error.";
 
 // A rank count: decimal digits only, 1 to 2^31 - 1.
 bool parse_ranks(const std::string& text, int& out) {
@@ -49,20 +48,15 @@ int main(int argc, char** argv) {
   // signal ending the process with a half-written ".partial" file.
   std::signal(SIGXFSZ, SIG_IGN);
 #endif
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << kUsage;
-    return args.empty() ? 2 : 0;
-  }
-  // --from-ranks N, anywhere after the command.
+  std::vector<std::string> args;  // the command and its operands
   int from_ranks = 0;
-  for (std::size_t i = 1; i < args.size(); ++i)
-    if (args[i] == "--from-ranks") {
-      if (i + 1 >= args.size() || !parse_ranks(args[i + 1], from_ranks))
-        return usage("--from-ranks needs a rank count >= 1");
-      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
-      break;
-    }
+  adamx_cli::Parser parser("adamx_reshard", "<command> <operands>... [--from-ranks N]", kCommands);
+  parser.add("--from-ranks", "N", "the source's rank count (reshard, merge)", from_ranks, 1, 2147483647)
+      .shown_default("found from the files")
+      .operands(args);
+  parser.parse(argc, argv);
+  if (args.empty()) parser.fail("missing command (reshard, merge, split or list)");
+  const auto usage = [&parser](const std::string& problem) -> int { parser.fail(problem); };
   const std::string& command = args[0];
   try {
     if (command == "reshard") {

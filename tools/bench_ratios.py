@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Ratios from a Google Benchmark JSON file written by adamx_bench_step.
 
-    tools/bench_ratios.py RESULTS.json [--torch TORCH.json] [--json SUMMARY.json]
+    tools/bench_ratios.py RESULTS.json [--torch TORCH.json] [--debug DEBUG.json]
+                          [--json SUMMARY.json]
 
 TORCH.json is adamx_bench_torch's output (adamx::torch_optim against
 torch::optim, built when libtorch is found); without it those ratios are null.
+DEBUG.json is adamx_bench_step_debug's (the same benchmarks compiled -O0): its
+runs are named "debug:<name>" here and divided by RESULTS.json's.
 Prints a short table of ratios and, with --json, writes them as one flat JSON
 object (numbers, or null where a benchmark is missing or was skipped).
 
@@ -156,6 +159,13 @@ def build(times, errors):
                         "torch/libtorch_%s/%s/threads:%d" % (name, shape, threads),
                         "torch/adamx_%s/%s/threads:%d" % (name, shape, threads))
 
+    # The unoptimised build (-O0) against this one, same benchmark and size.
+    for name in ("Adam", "AdamX"):
+        for n in (P20, P24):
+            r.ratio("debug_over_release_%s_%s" % (name.lower(), size_label(n).replace("^", "p")),
+                    "debug (-O0) / release, time (%s float)" % name, size_label(n),
+                    "debug:step/%s/float/%d" % (name, n), "step/%s/float/%d" % (name, n))
+
     roofline = r.time("roofline/float/%d" % P24)
     r.flat["roofline_gbytes_per_s_2p24"] = 28.0 * P24 / roofline if roofline else None
     return r
@@ -165,6 +175,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="JSON written by adamx_bench_step --benchmark_out=FILE")
     parser.add_argument("--torch", metavar="FILE", help="adamx_bench_torch's JSON, merged in")
+    parser.add_argument("--debug", metavar="FILE",
+                        help="adamx_bench_step_debug's JSON, merged in as debug:<name>")
     parser.add_argument("--json", metavar="FILE", help="also write the ratios as flat JSON")
     args = parser.parse_args()
 
@@ -173,6 +185,10 @@ def main():
         _, torch_times, torch_errors = load(args.torch)
         times.update(torch_times)
         errors.update(torch_errors)
+    if args.debug:
+        debug_context, debug_times, debug_errors = load(args.debug)
+        times.update({"debug:" + k: v for k, v in debug_times.items()})
+        errors.update({"debug:" + k: v for k, v in debug_errors.items()})
     if not times and not errors:
         sys.exit("bench_ratios: no benchmark results in %s" % args.results)
     r = build(times, errors)
@@ -182,6 +198,9 @@ def main():
         context.get("compiler", "?"), context.get("build_type", "?"),
         context.get("cxx_flags", "?"), context.get("num_cpus", "?"),
         ", ".join("%.2f" % x for x in context.get("load_avg", [])) or "?"))
+    if args.debug:
+        print("  debug rows: %s, %s" % (debug_context.get("build_type", "?"),
+                                        debug_context.get("cxx_flags", "?")))
     print("  times: real_time, median over repetitions where there are several")
     width = max(len(label) for label, _, _, _ in r.rows)
     for label, size, value, note in r.rows:

@@ -13,13 +13,17 @@
 // Speed: the pass is memory-bound, so it must vectorise under the flags users
 // really compile with (-O2, no -ffast-math). A scalar loop does not: std::sqrt
 // may set errno, and a double accumulator is a serial dependency. So each
-// block is processed in chunks of kNormLanes elements with Eigen fixed-size
-// arrays (packet math, no reordering of IEEE operations), sqrt, the lanes of s
-// and the bfloat16/half conversions by the intrinsics in simd.hpp (correctly
-// rounded sqrt, one lane of s per element of a chunk, conversions bit for bit
-// as Eigen's). Every operation is elementwise, so the chunked body computes exactly
+// block is processed in chunks of kNormLanes elements held in vector registers
+// (chunk.hpp: no reordering of IEEE operations, correctly rounded sqrt), the
+// lanes of s and the bfloat16/half conversions by the intrinsics in simd.hpp
+// (one lane of s per element of a chunk, conversions bit for bit as Eigen's).
+// Every operation is elementwise, so the chunked body computes exactly
 // what the scalar rule in rule.hpp computes for the same element; the scalar
 // rule handles a block's last partial chunk.
+//
+// The same code must also be fast unoptimised (a Debug build of a user's
+// program): every per-chunk helper is always inlined, and with g++ the
+// passes are compiled optimised whatever the build (unoptimised_builds.hpp).
 #pragma once
 
 #include <Eigen/Core>
@@ -29,9 +33,11 @@
 #include <limits>
 #include <type_traits>
 
+#include "adamx/chunk.hpp"
 #include "adamx/rule.hpp"
 #include "adamx/simd.hpp"
 #include "adamx/tensor_ref.hpp"
+#include "adamx/unoptimised_builds.hpp"
 
 namespace adamx {
 namespace detail {
@@ -40,9 +46,17 @@ constexpr Index kNormBlock = 4096;
 constexpr int kNormLanes = 8;
 static_assert(kNormBlock % kNormLanes == 0, "blocks must hold whole chunks");
 
-using Lanes = Eigen::Array<double, kNormLanes, 1>;
+/// The chunk type of the passes: kNormLanes values of Scalar.
+template <class Scalar>
+using ChunkOf = Chunk<Scalar, kNormLanes>;
 
-inline double combine_lanes(const Lanes& lanes) {
+/// The lanes of a block's partial of s, lane k summing elements k mod kNormLanes.
+struct Lanes {
+  double lane[kNormLanes] = {};
+};
+
+inline double combine_lanes(const Lanes& l) {
+  const double* const lanes = l.lane;
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
          ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
@@ -87,7 +101,7 @@ struct TensorArrays {
 };
 
 template <bool Write, class T>
-inline void prefetch(const T* p) {
+ADAMX_ALWAYS_INLINE void prefetch(const T* p) {
 #if defined(__GNUC__)
   __builtin_prefetch(p, Write ? 1 : 0);
 #else
@@ -97,7 +111,7 @@ inline void prefetch(const T* p) {
 
 /// Prefetches element `at` of the arrays that `a` holds (null ones skipped).
 template <class Param, class Scalar>
-inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
+ADAMX_ALWAYS_INLINE void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
   if (a.param) prefetch<true>(a.param + at);
   prefetch<false>(a.grad + at);
   if (a.m) prefetch<true>(a.m + at);
@@ -110,12 +124,11 @@ inline void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
 /// a plain load when they are of that type, else widened in registers
 /// (simd.hpp), exactly as static_cast<Scalar> widens one.
 template <class Scalar, class Param>
-inline Eigen::Array<Scalar, kNormLanes, 1> load_chunk(const Param* x) {
-  using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
+ADAMX_ALWAYS_INLINE ChunkOf<Scalar> load_chunk(const Param* x) {
   if constexpr (std::is_same<Param, Scalar>::value) {
-    return Eigen::Map<const Chunk>(x);
+    return ChunkOf<Scalar>::load(x);
   } else {
-    Chunk widened;
+    ChunkOf<Scalar> widened;
     widen8(x, widened.data());
     return widened;
   }
@@ -123,11 +136,10 @@ inline Eigen::Array<Scalar, kNormLanes, 1> load_chunk(const Param* x) {
 
 /// Stores a chunk to parameters of type Param, rounded in registers when
 /// Param is narrower (simd.hpp), exactly as static_cast<Param> rounds one.
-template <class Param, class Chunk>
-inline void store_chunk(const Chunk& value, Param* x) {
-  if constexpr (std::is_same<Param, typename Chunk::Scalar>::value) {
-    Eigen::Map<Chunk> stored(x);
-    stored = value;
+template <class Param, class Scalar>
+ADAMX_ALWAYS_INLINE void store_chunk(const ChunkOf<Scalar>& value, Param* x) {
+  if constexpr (std::is_same<Param, Scalar>::value) {
+    value.store(x);
   } else {
     narrow8(value.data(), x);
   }
@@ -135,22 +147,22 @@ inline void store_chunk(const Chunk& value, Param* x) {
 
 /// transformed_gradient (rule.hpp) for a chunk: the same operations in the
 /// same order. θ is read (from `param`) only for L2 decay.
-template <class Chunk, class Param>
-inline void transform_gradient_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, Chunk& g,
-                                     const Param* param) {
+template <class Scalar, class Param>
+ADAMX_ALWAYS_INLINE void transform_gradient_chunk(const AdamCoefficients<Scalar>& c, ChunkOf<Scalar>& g,
+                                                  const Param* param) {
   if (c.maximize) g = -g;
-  if (c.use_l2) g = g + c.l2 * load_chunk<typename Chunk::Scalar>(param);
+  if (c.use_l2) g = g + c.l2 * load_chunk<Scalar>(param);
 }
 
 /// stepped (rule.hpp) for a chunk under a rule fixed at compile time: the
 /// same operations in the same order. `step_avg` points at the chunk's AdaMod
 /// state (used by the modulated rule only).
-template <ElementRule Rule, class Chunk>
-inline Chunk stepped_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, const Chunk& p,
-                           const Chunk& m, const Chunk& second,
-                           typename Chunk::Scalar* step_avg) {
-  Chunk root;
-  sqrt8(second.data(), root.data());
+template <ElementRule Rule, class Scalar>
+ADAMX_ALWAYS_INLINE ChunkOf<Scalar> stepped_chunk(const AdamCoefficients<Scalar>& c, const ChunkOf<Scalar>& p,
+                                                  const ChunkOf<Scalar>& m, const ChunkOf<Scalar>& second,
+                                                  Scalar* step_avg) {
+  using Chunk = ChunkOf<Scalar>;
+  const Chunk root = sqrt(second);
   if constexpr (Rule == ElementRule::adam) {
     const Chunk denominator = root + c.eps;
     return p + (c.neg_step_size * m) / denominator;
@@ -159,15 +171,14 @@ inline Chunk stepped_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, co
   } else if constexpr (Rule == ElementRule::bounded) {
     const Chunk eta = c.step_size / (root + c.eps);
     // nan_clip's selects, in its order: NaN fails both tests and stays.
-    const Chunk clipped =
-        (eta < c.lower).select(Chunk::Constant(c.lower), (eta > c.upper).select(Chunk::Constant(c.upper), eta));
+    const Chunk clipped = select(eta < c.lower, Chunk(c.lower), select(eta > c.upper, Chunk(c.upper), eta));
     return p - clipped * m;
   } else {
     static_assert(Rule == ElementRule::modulated, "every rule is handled");
     const Chunk eta = c.step_size / (root + c.eps);
-    Eigen::Map<Chunk> average(step_avg);
-    average = average * c.beta_step + c.one_minus_beta_step * eta;
-    const Chunk capped = (average < eta || average != average).select(average, eta);  // nan_min
+    const Chunk average = Chunk::load(step_avg) * c.beta_step + c.one_minus_beta_step * eta;
+    average.store(step_avg);
+    const Chunk capped = select((average < eta) | (average != average), average, eta);  // nan_min
     return p - capped * m;
   }
 }
@@ -179,7 +190,7 @@ inline Chunk stepped_chunk(const AdamCoefficients<typename Chunk::Scalar>& c, co
 /// (see adam_update). Rule is the step's ElementRule (a template argument, so
 /// Adam's loop holds nothing of the other rules).
 template <ElementRule Rule = ElementRule::adam, class Param, class Scalar>
-double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
+ADAMX_OPTIMISED_PASS double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
                         const TensorArrays<Param, Scalar> here, Index n,
                         const TensorArrays<Param, Scalar> next) {
   Param* const param = here.param;
@@ -191,10 +202,9 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
   // struct as far as the compiler knows, which would make it reload and
   // re-broadcast every constant in every chunk.
   const AdamCoefficients<Scalar> c = coefficients;
-  using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
-  using ChunkMap = Eigen::Map<Chunk>;
+  using Chunk = ChunkOf<Scalar>;
   const Index distance = prefetch_distance(here.size);
-  Lanes lanes = Lanes::Zero();
+  Lanes lanes;
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     {
@@ -210,31 +220,32 @@ double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
         prefetch_arrays(next, at - here.size);
       }
     }
-    ChunkMap mm(m + i), vv(v + i);
     const Chunk p = load_chunk<Scalar>(param + i);
     Chunk g = load_chunk<Scalar>(grad + i);
     // The same operations, in the same order, as adam_update (rule.hpp).
     transform_gradient_chunk(c, g, param + i);
     Chunk decayed = p;
     if (c.use_decoupled) decayed = decayed * c.decay_factor;
-    mm = mm * c.beta1 + c.one_minus_beta1 * g;
-    vv = vv * c.beta2 + (c.v_coefficient * g) * g;
+    const Chunk mm = Chunk::load(m + i) * c.beta1 + c.one_minus_beta1 * g;
+    mm.store(m + i);
+    const Chunk vv = Chunk::load(v + i) * c.beta2 + (c.v_coefficient * g) * g;
+    vv.store(v + i);
     Chunk second = vv;
     if (c.amsgrad) {
-      ChunkMap vm(v_max + i);
+      const Chunk previous = Chunk::load(v_max + i);
       // NaN-propagating max, as in adam_update.
-      vm = (vm < vv || vv != vv).select(vv, vm);
-      second = vm;
+      second = select((previous < vv) | (vv != vv), vv, previous);
+      second.store(v_max + i);
     }
-    store_chunk<Param>(stepped_chunk<Rule>(c, decayed, Chunk(mm), second,
+    store_chunk<Param>(stepped_chunk<Rule>(c, decayed, mm, second,
                                            Rule == ElementRule::modulated ? here.step_avg + i : nullptr),
                        param + i);
-    add_squares8(g.data(), lanes.data());
+    add_squares8(g.data(), lanes.lane);
   }
   for (int lane = 0; i < n; ++i, ++lane) {
     const Scalar g = adam_update(c, param[i], grad[i], m[i], v[i], v_max ? v_max + i : nullptr,
                                  here.step_avg ? here.step_avg + i : nullptr);
-    lanes[lane] += square(static_cast<double>(g));
+    lanes.lane[lane] += square(static_cast<double>(g));
   }
   return combine_lanes(lanes);
 }
@@ -263,14 +274,14 @@ double fused_update_block(const AdamCoefficients<Scalar>& c, const TensorArrays<
 /// whether it reached the end. Prefetches as fused_adam_block does, for the
 /// arrays the caller passes (g always, θ for L2 decay).
 template <class Param, class Scalar, class OnChunk, class OnElement>
-bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
+ADAMX_OPTIMISED_PASS bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
                                 const TensorArrays<Param, Scalar> here, Index n,
                                 const TensorArrays<Param, Scalar> next, OnChunk on_chunk,
                                 OnElement on_element) {
   const AdamCoefficients<Scalar> c = coefficients;  // see fused_adam_block
   const Param* const param = here.param;
   const Param* const grad = here.grad;
-  using Chunk = Eigen::Array<Scalar, kNormLanes, 1>;
+  using Chunk = ChunkOf<Scalar>;
   const Index distance = prefetch_distance(here.size);
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
@@ -299,18 +310,18 @@ bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
 /// anything: what the skip and error policies report and name the first bad
 /// tensor by when a gradient is not within kSafeGradient (below).
 template <class Param, class Scalar>
-double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
+ADAMX_OPTIMISED_PASS double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
                           const TensorArrays<Param, Scalar> here, Index n,
                           const TensorArrays<Param, Scalar> next) {
-  Lanes lanes = Lanes::Zero();
+  Lanes lanes;
   visit_transformed_gradient(
       coefficients, here, n, next,
-      [&](const Eigen::Array<Scalar, kNormLanes, 1>& g) {
-        add_squares8(g.data(), lanes.data());
+      [&](const ChunkOf<Scalar>& g) {
+        add_squares8(g.data(), lanes.lane);
         return true;
       },
       [&](Scalar g, int lane) {
-        lanes[lane] += square(static_cast<double>(g));
+        lanes.lane[lane] += square(static_cast<double>(g));
         return true;
       });
   return combine_lanes(lanes);
@@ -338,26 +349,26 @@ constexpr double kSafeGradient<double> = 0x1p400;
 /// but only compares, so it runs at the speed memory delivers g instead of
 /// waiting on a chain of additions per lane of s.
 template <class Param, class Scalar>
-bool gradient_within_safe_bound_block(const AdamCoefficients<Scalar>& coefficients,
+ADAMX_OPTIMISED_PASS bool gradient_within_safe_bound_block(const AdamCoefficients<Scalar>& coefficients,
                                       const TensorArrays<Param, Scalar> here, Index n,
                                       const TensorArrays<Param, Scalar> next) {
   const Scalar bound = kSafeGradient<Scalar>;
   return visit_transformed_gradient(
       coefficients, here, n, next,
-      [bound](const Eigen::Array<Scalar, kNormLanes, 1>& g) { return all_within8(g.data(), bound); },
+      [bound](const ChunkOf<Scalar>& g) { return all_within8(g.data(), bound); },
       [bound](Scalar g, int) { return std::abs(g) <= bound; });
 }
 
 /// Squares of a plain array in the same block pattern (gradient clipping).
 template <class Scalar>
-double squared_sum_block(const Scalar* x, Index n, Index available) {
-  Lanes lanes = Lanes::Zero();
+ADAMX_OPTIMISED_PASS double squared_sum_block(const Scalar* x, Index n, Index available) {
+  Lanes lanes;
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     if (i + kPrefetchDistance < available) prefetch<false>(x + i + kPrefetchDistance);
-    add_squares8(x + i, lanes.data());
+    add_squares8(x + i, lanes.lane);
   }
-  for (int lane = 0; i < n; ++i, ++lane) lanes[lane] += square(static_cast<double>(x[i]));
+  for (int lane = 0; i < n; ++i, ++lane) lanes.lane[lane] += square(static_cast<double>(x[i]));
   return combine_lanes(lanes);
 }
 

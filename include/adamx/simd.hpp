@@ -1,11 +1,6 @@
-// The lane operations Eigen's packet math cannot be trusted with here, or
-// does one element at a time, written once with intrinsics for the targets
-// that have them and a plain loop for the rest:
-//   * sqrt: with EIGEN_FAST_MATH (Eigen's default) a float packet sqrt is an
-//     rsqrt estimate plus one Newton step that flushes subnormals to zero, and
-//     on AVX-512 the double one is too. The optimizer promises IEEE results
-//     (what the scalar rule and PyTorch compute), so it uses the hardware's
-//     correctly rounded sqrt instructions.
+// The lane operations that need more than chunk.hpp's elementwise
+// arithmetic, written once with intrinsics for the targets that have them
+// and a plain loop for the rest (all always inlined, see unoptimised_builds.hpp):
 //   * s's lanes: Eigen 3.4 converts float to double one element at a time
 //     through memory; the conversion instructions do it per register.
 //   * the magnitude test of the skip/error policies' checking pass.
@@ -23,6 +18,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/unoptimised_builds.hpp"
+
 #if defined(__AVX__) || defined(__F16C__)
 #include <immintrin.h>
 #elif defined(__SSE2__)
@@ -32,31 +29,8 @@
 namespace adamx {
 namespace detail {
 
-/// out[k] = sqrt(x[k]) for k < 8, correctly rounded.
-inline void sqrt8(const float* x, float* out) {
-#if defined(__AVX__)
-  _mm256_storeu_ps(out, _mm256_sqrt_ps(_mm256_loadu_ps(x)));
-#elif defined(__SSE2__)
-  _mm_storeu_ps(out, _mm_sqrt_ps(_mm_loadu_ps(x)));
-  _mm_storeu_ps(out + 4, _mm_sqrt_ps(_mm_loadu_ps(x + 4)));
-#else
-  for (int k = 0; k < 8; ++k) out[k] = std::sqrt(x[k]);
-#endif
-}
-
-inline void sqrt8(const double* x, double* out) {
-#if defined(__AVX__)
-  _mm256_storeu_pd(out, _mm256_sqrt_pd(_mm256_loadu_pd(x)));
-  _mm256_storeu_pd(out + 4, _mm256_sqrt_pd(_mm256_loadu_pd(x + 4)));
-#elif defined(__SSE2__)
-  for (int k = 0; k < 8; k += 2) _mm_storeu_pd(out + k, _mm_sqrt_pd(_mm_loadu_pd(x + k)));
-#else
-  for (int k = 0; k < 8; ++k) out[k] = std::sqrt(x[k]);
-#endif
-}
-
 /// lanes[k] += double(g[k])² for k < 8 (exact squares for float g).
-inline void add_squares8(const float* g, double* lanes) {
+ADAMX_ALWAYS_INLINE void add_squares8(const float* g, double* lanes) {
 #if defined(__AVX__)
   const __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(g));
   const __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(g + 4));
@@ -75,13 +49,13 @@ inline void add_squares8(const float* g, double* lanes) {
 #endif
 }
 
-inline void add_squares8(const double* g, double* lanes) {
+ADAMX_ALWAYS_INLINE void add_squares8(const double* g, double* lanes) {
   // Plain doubles: a loop the compiler vectorises (no conversion, no sqrt).
   for (int k = 0; k < 8; ++k) lanes[k] += g[k] * g[k];
 }
 
 /// Whether |x[k]| ≤ bound for every k < 8; false if any x[k] is NaN.
-inline bool all_within8(const float* x, float bound) {
+ADAMX_ALWAYS_INLINE bool all_within8(const float* x, float bound) {
 #if defined(__SSE2__)
   const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
   const __m128 b = _mm_set1_ps(bound);
@@ -95,7 +69,7 @@ inline bool all_within8(const float* x, float bound) {
 #endif
 }
 
-inline bool all_within8(const double* x, double bound) {
+ADAMX_ALWAYS_INLINE bool all_within8(const double* x, double bound) {
 #if defined(__SSE2__)
   const __m128d magnitude = _mm_castsi128_pd(_mm_set1_epi64x(0x7fffffffffffffff));
   const __m128d b = _mm_set1_pd(bound);
@@ -115,12 +89,12 @@ inline bool all_within8(const double* x, double bound) {
 #if defined(__SSE2__)
 namespace sse2 {
 
-inline __m128i load8x16(const void* x) { return _mm_loadu_si128(static_cast<const __m128i*>(x)); }
+ADAMX_ALWAYS_INLINE __m128i load8x16(const void* x) { return _mm_loadu_si128(static_cast<const __m128i*>(x)); }
 
 // Eight floats from two registers. With AVX, Eigen reads a chunk of eight
 // floats as one 32-byte load, which two 16-byte stores cannot forward to (a
 // stall of about a dozen cycles per chunk), so the halves are joined first.
-inline void store8(float* out, __m128 lo, __m128 hi) {
+ADAMX_ALWAYS_INLINE void store8(float* out, __m128 lo, __m128 hi) {
 #if defined(__AVX__)
   _mm256_storeu_ps(out, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
 #else
@@ -133,11 +107,11 @@ inline void store8(float* out, __m128 lo, __m128 hi) {
 // stored as eight 16-bit values. SSE2 has only a signed saturating pack, which
 // keeps exactly the values that are sign-extended 16-bit ones; the converters
 // below produce them so (an arithmetic shift or a sign spread with srai).
-inline void store8x16(__m128i lo, __m128i hi, void* out) {
+ADAMX_ALWAYS_INLINE void store8x16(__m128i lo, __m128i hi, void* out) {
   _mm_storeu_si128(static_cast<__m128i*>(out), _mm_packs_epi32(lo, hi));
 }
 
-inline __m128i select(__m128i mask, __m128i if_set, __m128i otherwise) {
+ADAMX_ALWAYS_INLINE __m128i select(__m128i mask, __m128i if_set, __m128i otherwise) {
   return _mm_or_si128(_mm_and_si128(mask, if_set), _mm_andnot_si128(mask, otherwise));
 }
 
@@ -147,7 +121,7 @@ inline __m128i select(__m128i mask, __m128i if_set, __m128i otherwise) {
 // 0x7FFF plus the lowest kept bit and truncating (which carries into the
 // exponent and reaches ±Inf exactly when the rounded value overflows).
 // (No sum wraps: a non-NaN float's bits are at most 0xFF800000.)
-inline __m128i float_to_bfloat16_bits(__m128 f) {
+ADAMX_ALWAYS_INLINE __m128i float_to_bfloat16_bits(__m128 f) {
   const __m128i bits = _mm_castps_si128(f);
   const __m128i top = _mm_srai_epi32(bits, 16);
   const __m128i lsb = _mm_and_si128(top, _mm_set1_epi32(1));
@@ -163,7 +137,7 @@ inline __m128i float_to_bfloat16_bits(__m128 f) {
 // scalar half_to_float without F16C: move exponent and mantissa into place
 // and rebias; Inf/NaN get the float's all-ones exponent (payload kept);
 // zeros and subnormals are renormalised by one exact float subtraction.
-inline __m128 half_bits_to_float(__m128i h) {
+ADAMX_ALWAYS_INLINE __m128 half_bits_to_float(__m128i h) {
   const __m128i shifted_exponent = _mm_set1_epi32(0x7C00 << 13);
   __m128i o = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x7FFF)), 13);
   const __m128i exponent = _mm_and_si128(o, shifted_exponent);
@@ -186,7 +160,7 @@ inline __m128 half_bits_to_float(__m128i h) {
 // exponent is rebiased and the mantissa rounded to nearest even by adding
 // 0xFFF plus the lowest kept bit. The sign is put back last. All compares are
 // between non-negative 32-bit values, so the signed compares SSE2 has are exact.
-inline __m128i float_to_half_bits(__m128 f) {
+ADAMX_ALWAYS_INLINE __m128i float_to_half_bits(__m128 f) {
   const __m128i bits = _mm_castps_si128(f);
   const __m128i sign = _mm_and_si128(bits, _mm_set1_epi32(static_cast<int>(0x80000000u)));
   const __m128i a = _mm_xor_si128(bits, sign);
@@ -215,7 +189,7 @@ inline __m128i float_to_half_bits(__m128 f) {
 #endif  // __SSE2__
 
 /// out[k] = float(x[k]) for k < 8 (exact: a bfloat16 is a float's top half).
-inline void widen8(const Eigen::bfloat16* x, float* out) {
+ADAMX_ALWAYS_INLINE void widen8(const Eigen::bfloat16* x, float* out) {
 #if defined(__SSE2__)
   const __m128i bits = sse2::load8x16(x);
   sse2::store8(out, _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), bits)),
@@ -226,7 +200,7 @@ inline void widen8(const Eigen::bfloat16* x, float* out) {
 }
 
 /// out[k] = bfloat16(x[k]) for k < 8, rounded as Eigen rounds.
-inline void narrow8(const float* x, Eigen::bfloat16* out) {
+ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::bfloat16* out) {
 #if defined(__SSE2__)
   sse2::store8x16(sse2::float_to_bfloat16_bits(_mm_loadu_ps(x)),
                   sse2::float_to_bfloat16_bits(_mm_loadu_ps(x + 4)), out);
@@ -236,7 +210,7 @@ inline void narrow8(const float* x, Eigen::bfloat16* out) {
 }
 
 /// out[k] = float(x[k]) for k < 8 (exact).
-inline void widen8(const Eigen::half* x, float* out) {
+ADAMX_ALWAYS_INLINE void widen8(const Eigen::half* x, float* out) {
 #if defined(EIGEN_HAS_FP16_C)
   // Eigen's scalar conversion is then the F16C instruction too. (Eigen 3.4
   // defines the macro only for clang with F16C: its test reads
@@ -253,7 +227,7 @@ inline void widen8(const Eigen::half* x, float* out) {
 }
 
 /// out[k] = half(x[k]) for k < 8, rounded as Eigen rounds.
-inline void narrow8(const float* x, Eigen::half* out) {
+ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::half* out) {
 #if defined(EIGEN_HAS_FP16_C)
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
                    _mm256_cvtps_ph(_mm256_loadu_ps(x), _MM_FROUND_TO_NEAREST_INT));

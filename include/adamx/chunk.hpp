@@ -1,0 +1,213 @@
+// Chunk: kNormLanes (8) consecutive values of the element passes
+// (kernel.hpp) held in vector registers, with the few operations the passes
+// use. Why not Eigen's fixed-size arrays, which the passes used first: in an
+// unoptimised build (-O0, what a Debug build of a user's program compiles
+// the library with) every Eigen operation is a tree of real function calls,
+// and a step cost hundreds of times what it costs at -O2. A Chunk
+// is built on the compilers' vector extensions (g++ and clang++): an
+// operation on it is the vector instruction itself, no call, at any
+// optimisation level; its member functions are always inlined. At -O2 it
+// is as fast as Eigen's packets were (bench/bench_step.cpp).
+//
+// Every operation is elementwise and IEEE (no reassociation, no fused
+// multiply-add of its own, negation a sign flip, selects by all-ones masks),
+// so a Chunk computes bit for bit what the scalar rule (rule.hpp) computes for
+// each of its elements. Without the extensions (another compiler) a Chunk is
+// eight plain scalars with the same operations.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__GNUC__) && (defined(__AVX__) || defined(__SSE2__))
+#include <immintrin.h>
+#endif
+
+#include "adamx/unoptimised_builds.hpp"
+
+namespace adamx {
+namespace detail {
+
+#if defined(__GNUC__)
+constexpr int kRegisterBytes =
+#if defined(__AVX__)
+    32;
+#else
+    16;
+#endif
+// clang++ lowers a vector wider than the registers to register-wide
+// instructions even unoptimised, so a chunk is one vector and an operation
+// one statement (-O0: 18 ns per element against 38 for register-wide
+// pieces in a loop). g++ -O0 lowers such a vector element by element (50 ns
+// against 30), and compiles the passes optimised anyway
+// (unoptimised_builds.hpp), so with g++ a chunk is register-wide pieces.
+#if defined(__clang__)
+constexpr bool kWholeChunk = true;
+#else
+constexpr bool kWholeChunk = false;
+#endif
+
+/// A vector of the extensions holding Lanes values of Scalar (kWholeChunk)
+/// or one register's worth of them, its unaligned-access form (loads and
+/// stores at any element address) and the mask a comparison gives.
+template <class Scalar, int Lanes>
+struct VectorOf {
+  using Integer = std::conditional_t<sizeof(Scalar) == 8, std::int64_t, std::int32_t>;
+  static constexpr int kBytes = kWholeChunk ? Lanes * static_cast<int>(sizeof(Scalar)) : kRegisterBytes;
+  typedef Integer Mask __attribute__((vector_size(kBytes)));
+  typedef Scalar Vector __attribute__((vector_size(kBytes)));
+  typedef Scalar Unaligned __attribute__((vector_size(kBytes), aligned(alignof(Scalar)), may_alias));
+  static constexpr int kLanes = kBytes / static_cast<int>(sizeof(Scalar));
+
+  // Vectors travel by reference: passed or returned by value, one wider
+  // than the target's registers would change the calling convention (and
+  // g++ warns, -Wpsabi).
+  static ADAMX_ALWAYS_INLINE void splat(Scalar value, Vector& out) {
+    for (int k = 0; k < kLanes; ++k) out[k] = value;
+  }
+  static ADAMX_ALWAYS_INLINE void load(const Scalar* x, Vector& out) { out = *reinterpret_cast<const Unaligned*>(x); }
+  static ADAMX_ALWAYS_INLINE void store(const Vector& value, Scalar* x) { *reinterpret_cast<Unaligned*>(x) = value; }
+  static ADAMX_ALWAYS_INLINE void select(const Mask& mask, const Vector& if_set, const Vector& otherwise,
+                                         Vector& out) {
+    out = reinterpret_cast<Vector>((reinterpret_cast<Mask>(if_set) & mask) |
+                                   (reinterpret_cast<Mask>(otherwise) & ~mask));
+  }
+  /// The correctly rounded square root of each element: the hardware's
+  /// instruction, register by register. (Eigen's packet sqrt, with
+  /// EIGEN_FAST_MATH, its default, is for float an rsqrt estimate plus one
+  /// Newton step that flushes subnormals to zero; the optimizer promises
+  /// IEEE results.)
+  static ADAMX_ALWAYS_INLINE void sqrt(Vector& x) {
+    Scalar* const lane = reinterpret_cast<Scalar*>(&x);
+#if defined(__AVX__)
+    constexpr int kStep = 32 / static_cast<int>(sizeof(Scalar));
+    for (int k = 0; k < kLanes; k += kStep) {
+      if constexpr (sizeof(Scalar) == 4) _mm256_storeu_ps(lane + k, _mm256_sqrt_ps(_mm256_loadu_ps(lane + k)));
+      else _mm256_storeu_pd(lane + k, _mm256_sqrt_pd(_mm256_loadu_pd(lane + k)));
+    }
+#elif defined(__SSE2__)
+    constexpr int kStep = 16 / static_cast<int>(sizeof(Scalar));
+    for (int k = 0; k < kLanes; k += kStep) {
+      if constexpr (sizeof(Scalar) == 4) _mm_storeu_ps(lane + k, _mm_sqrt_ps(_mm_loadu_ps(lane + k)));
+      else _mm_storeu_pd(lane + k, _mm_sqrt_pd(_mm_loadu_pd(lane + k)));
+    }
+#else
+    for (int k = 0; k < kLanes; ++k) lane[k] = std::sqrt(lane[k]);
+#endif
+  }
+};
+#else
+/// Without vector extensions: one Scalar per "vector", Lanes of them.
+template <class Scalar, int>
+struct VectorOf {
+  using Mask = bool;
+  using Vector = Scalar;
+  static constexpr int kLanes = 1;
+
+  static void splat(Scalar value, Vector& out) { out = value; }
+  static void load(const Scalar* x, Vector& out) { out = *x; }
+  static void store(const Vector& value, Scalar* x) { *x = value; }
+  static void select(Mask mask, Vector if_set, Vector otherwise, Vector& out) { out = mask ? if_set : otherwise; }
+  static void sqrt(Vector& x) { x = std::sqrt(x); }  // correctly rounded
+};
+#endif
+
+template <class Scalar, int Lanes>
+class Chunk {
+  using V = VectorOf<Scalar, Lanes>;
+  using Vector = typename V::Vector;
+  static constexpr int kParts = Lanes / V::kLanes;
+  static_assert(kParts * V::kLanes == Lanes, "a chunk is whole vectors");
+
+ public:
+  /// Comparison results, one all-ones or all-zeros mask per element.
+  struct Mask {
+    typename V::Mask part[kParts];
+    ADAMX_ALWAYS_INLINE Mask operator|(const Mask& other) const {
+      Mask out;
+      for (int k = 0; k < kParts; ++k) out.part[k] = part[k] | other.part[k];
+      return out;
+    }
+  };
+
+  Chunk() = default;
+  /// Every element `value`.
+  ADAMX_ALWAYS_INLINE explicit Chunk(Scalar value) {
+    for (int k = 0; k < kParts; ++k) V::splat(value, part_[k]);
+  }
+
+  static ADAMX_ALWAYS_INLINE Chunk load(const Scalar* x) {
+    Chunk out;
+    for (int k = 0; k < kParts; ++k) V::load(x + k * V::kLanes, out.part_[k]);
+    return out;
+  }
+  ADAMX_ALWAYS_INLINE void store(Scalar* x) const {
+    for (int k = 0; k < kParts; ++k) V::store(part_[k], x + k * V::kLanes);
+  }
+
+  /// The elements in memory, in order (for the intrinsics of simd.hpp).
+  ADAMX_ALWAYS_INLINE Scalar* data() { return reinterpret_cast<Scalar*>(part_); }
+  ADAMX_ALWAYS_INLINE const Scalar* data() const { return reinterpret_cast<const Scalar*>(part_); }
+
+  ADAMX_ALWAYS_INLINE Chunk operator-() const {
+    Chunk out;
+    for (int k = 0; k < kParts; ++k) out.part_[k] = -part_[k];
+    return out;
+  }
+
+#define ADAMX_CHUNK_OPERATOR(op)                                                                  \
+  friend ADAMX_ALWAYS_INLINE Chunk operator op(const Chunk& a, const Chunk& b) {                  \
+    Chunk out;                                                                                    \
+    for (int k = 0; k < kParts; ++k) out.part_[k] = a.part_[k] op b.part_[k];                     \
+    return out;                                                                                   \
+  }                                                                                               \
+  /* With a scalar, which the vector extensions broadcast. */                                  \
+  friend ADAMX_ALWAYS_INLINE Chunk operator op(const Chunk& a, Scalar b) {                        \
+    Chunk out;                                                                                    \
+    for (int k = 0; k < kParts; ++k) out.part_[k] = a.part_[k] op b;                              \
+    return out;                                                                                   \
+  }                                                                                               \
+  friend ADAMX_ALWAYS_INLINE Chunk operator op(Scalar a, const Chunk& b) {                        \
+    Chunk out;                                                                                    \
+    for (int k = 0; k < kParts; ++k) out.part_[k] = a op b.part_[k];                              \
+    return out;                                                                                   \
+  }
+  ADAMX_CHUNK_OPERATOR(+)
+  ADAMX_CHUNK_OPERATOR(-)
+  ADAMX_CHUNK_OPERATOR(*)
+  ADAMX_CHUNK_OPERATOR(/)
+#undef ADAMX_CHUNK_OPERATOR
+
+#define ADAMX_CHUNK_COMPARISON(op)                                                    \
+  friend ADAMX_ALWAYS_INLINE Mask operator op(const Chunk& a, const Chunk& b) {       \
+    Mask out;                                                                         \
+    for (int k = 0; k < kParts; ++k) out.part[k] = a.part_[k] op b.part_[k];          \
+    return out;                                                                       \
+  }                                                                                   \
+  friend ADAMX_ALWAYS_INLINE Mask operator op(const Chunk& a, Scalar b) { return a op Chunk(b); }
+  ADAMX_CHUNK_COMPARISON(<)
+  ADAMX_CHUNK_COMPARISON(>)
+  ADAMX_CHUNK_COMPARISON(!=)
+#undef ADAMX_CHUNK_COMPARISON
+
+  /// Element k of if_set where mask k is set, else of otherwise.
+  friend ADAMX_ALWAYS_INLINE Chunk select(const Mask& mask, const Chunk& if_set, const Chunk& otherwise) {
+    Chunk out;
+    for (int k = 0; k < kParts; ++k) V::select(mask.part[k], if_set.part_[k], otherwise.part_[k], out.part_[k]);
+    return out;
+  }
+
+  /// The correctly rounded square root of each element (VectorOf::sqrt).
+  friend ADAMX_ALWAYS_INLINE Chunk sqrt(const Chunk& x) {
+    Chunk out = x;
+    for (int k = 0; k < kParts; ++k) V::sqrt(out.part_[k]);
+    return out;
+  }
+
+ private:
+  Vector part_[kParts];
+};
+
+}  // namespace detail
+}  // namespace adamx

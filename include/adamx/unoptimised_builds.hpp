@@ -1,0 +1,30 @@
+// How the element passes (kernel.hpp) stay fast when a user's program is
+// built without optimisation (-O0, CMake's Debug), where a step otherwise
+// costs hundreds of times what it costs at -O2: every helper is a real call
+// and nothing is kept in registers. README.md ("Benchmarks") has the numbers.
+//
+// ADAMX_ALWAYS_INLINE: on the per-chunk helpers (chunk.hpp, simd.hpp,
+//   kernel.hpp). g++ and clang++ inline these at every optimisation level,
+//   so a pass makes no call per chunk. With clang++ -O0 this is what there
+//   is: the pass is then inlined but unoptimised code.
+// ADAMX_OPTIMISED_PASS: on the functions that loop over elements. With g++
+//   in an unoptimised build it compiles them (and the always-inlined helpers
+//   in them) at -O2, so they run at the speed of a release build; in an
+//   optimised build, or with another compiler, it is empty. -O2 changes no
+//   result here: no -ffast-math, and the kernel's arithmetic is IEEE
+//   elementwise either way (the exact reference and invariant tests pass in
+//   the debug preset too). clang++ has no such attribute (`optnone` only
+//   turns optimisation off).
+#pragma once
+
+#if defined(__GNUC__)
+#define ADAMX_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ADAMX_ALWAYS_INLINE inline
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)
+#define ADAMX_OPTIMISED_PASS __attribute__((optimize("O2")))
+#else
+#define ADAMX_OPTIMISED_PASS
+#endif
