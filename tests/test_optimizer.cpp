@@ -395,11 +395,12 @@ TYPED_TEST(OptimizerTest, ContainerOverloadAndOperatorCallEqualInitializerListSt
 
 TYPED_TEST(OptimizerTest, StepReturnsTheSameReportsAsLastReports) {
   using T = TestFixture;
-  typename T::Vec w = T::Vec::Ones(3), g = T::Vec::Constant(3, 0.5);
+  // Two tensors: one tensor stepped in two groups would be refused (shared memory).
+  typename T::Vec w1 = T::Vec::Ones(3), w2 = T::Vec::Ones(3), g = T::Vec::Constant(3, 0.5);
   TypeParam opt;
-  opt.add_group({w});
-  opt.add_group({w});
-  const auto& reports = opt.step({{w}, {w}}, {{g}, {g}});
+  opt.add_group({w1});
+  opt.add_group({w2});
+  const auto& reports = opt.step({{w1}, {w2}}, {{g}, {g}});
   EXPECT_EQ(&reports, &opt.last_reports());
   EXPECT_EQ(reports.size(), 2u);
 }
