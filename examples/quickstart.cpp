@@ -3,8 +3,18 @@
 
 #include <Eigen/Core>
 #include <cstdio>
+#include <cstring>
 
-int main() {
+int main(int argc, char** argv) {
+  // No options: --help says so, anything else is refused with exit status 2.
+  if (argc > 1) {
+    if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+      std::printf("usage: quickstart\nFits y = X w + b with AdamX and prints the fit. Options: --help only.\n");
+      return 0;
+    }
+    std::fprintf(stderr, "quickstart: unknown option '%s'\ntry 'quickstart --help'\n", argv[1]);
+    return 2;
+  }
   // 200 samples, 3 features; targets from known weights 1.5, -2, 0.5 and bias 0.3.
   const Eigen::MatrixXd X = Eigen::MatrixXd::Random(200, 3);
   const Eigen::VectorXd y = (X * Eigen::Vector3d(1.5, -2.0, 0.5)).array() + 0.3;
