@@ -163,25 +163,44 @@ void check_run_arguments(const Optimizer<Scalar, Flavour>& optimizer, const Para
   unique(counters, "counters");
 }
 
+// A schedule state's settings and values (name, f64) and its counters
+// (name, i64): a u32 count, then each entry's name and value.
+inline void put_named(std::string& out, const std::string& name, double value) {
+  put_string(out, name);
+  put_f64(out, value);
+}
+inline void put_named(std::string& out, const std::string& name, std::int64_t value) {
+  put_string(out, name);
+  put_i64(out, value);
+}
+template <class Entries>
+void put_named_entries(std::string& out, const Entries& entries) {
+  put_u32(out, static_cast<std::uint32_t>(entries.size()));
+  for (const auto& entry : entries) put_named(out, entry.first, entry.second);
+}
+
 inline void put_schedule_state(std::string& out, const ScheduleState& s) {
   put_string(out, s.kind);
-  put_u32(out, static_cast<std::uint32_t>(s.settings.size()));
-  for (const auto& setting : s.settings) {
-    put_string(out, setting.first);
-    put_f64(out, setting.second);
-  }
-  put_u32(out, static_cast<std::uint32_t>(s.values.size()));
-  for (const auto& value : s.values) {
-    put_string(out, value.first);
-    put_f64(out, value.second);
-  }
-  put_u32(out, static_cast<std::uint32_t>(s.counters.size()));
-  for (const auto& counter : s.counters) {
-    put_string(out, counter.first);
-    put_i64(out, counter.second);
-  }
+  put_named_entries(out, s.settings);
+  put_named_entries(out, s.values);
+  put_named_entries(out, s.counters);
   put_u32(out, static_cast<std::uint32_t>(s.children.size()));
   for (const ScheduleState& child : s.children) put_schedule_state(out, child);
+}
+
+// Reads what put_named_entries wrote; `what` names the entries in messages
+// ("setting" reads "setting count", "setting name" and "setting").
+template <class Value>
+std::vector<std::pair<std::string, Value>> get_named_entries(HeaderReader& in, const std::string& what) {
+  std::vector<std::pair<std::string, Value>> entries;
+  for (std::uint32_t i = 0, n = in.u32((what + " count").c_str()); i < n; ++i) {
+    std::string name = in.string((what + " name").c_str());
+    if constexpr (std::is_same<Value, double>::value)
+      entries.emplace_back(std::move(name), in.f64(what.c_str()));
+    else
+      entries.emplace_back(std::move(name), in.i64(what.c_str()));
+  }
+  return entries;
 }
 
 // Counts come from a checksummed record; every entry takes at least four
@@ -191,18 +210,9 @@ inline ScheduleState get_schedule_state(HeaderReader& in, int depth) {
     in.malformed("schedules nested more than " + std::to_string(kMaxScheduleDepth) + " deep");
   ScheduleState s;
   s.kind = in.string("schedule kind");
-  for (std::uint32_t i = 0, n = in.u32("setting count"); i < n; ++i) {
-    std::string name = in.string("setting name");
-    s.settings.emplace_back(std::move(name), in.f64("setting"));
-  }
-  for (std::uint32_t i = 0, n = in.u32("value count"); i < n; ++i) {
-    std::string name = in.string("value name");
-    s.values.emplace_back(std::move(name), in.f64("value"));
-  }
-  for (std::uint32_t i = 0, n = in.u32("counter count"); i < n; ++i) {
-    std::string name = in.string("counter name");
-    s.counters.emplace_back(std::move(name), in.i64("counter"));
-  }
+  s.settings = get_named_entries<double>(in, "setting");
+  s.values = get_named_entries<double>(in, "value");
+  s.counters = get_named_entries<std::int64_t>(in, "counter");
   for (std::uint32_t i = 0, n = in.u32("composed schedule count"); i < n; ++i)
     s.children.push_back(get_schedule_state(in, depth + 1));
   return s;
