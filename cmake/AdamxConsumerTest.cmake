@@ -8,6 +8,9 @@
 #                      separately, via pkg-config and a bare compiler call
 #   MODE=installed_torch  the same install, used through the package's
 #                      "torch" component (adamx::torch over libtorch)
+#   MODE=installed_mpi  the same install, used through the package's "mpi"
+#                      component (adamx::mpi over MPI), run under
+#                      MPIEXEC -np 2; needs MPIEXEC
 #   MODE=subdirectory  the consumer calls add_subdirectory(<adamx source>)
 #   MODE=fetchcontent  the consumer uses FetchContent with SOURCE_DIR
 #   MODE=fetchcontent_tag  the consumer uses FetchContent with GIT_REPOSITORY
@@ -59,7 +62,7 @@ if(DEFINED MAKE_PROGRAM AND NOT MAKE_PROGRAM STREQUAL "")
   list(APPEND _configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
 endif()
 
-if(MODE STREQUAL "installed" OR MODE STREQUAL "installed_torch")
+if(MODE MATCHES "^installed(_torch|_mpi)?$")
   set(_stage "${WORK_DIR}/stage")
   set(_prefix "${WORK_DIR}/prefix")
   _adamx_run("install of ${ADAMX_BINARY_DIR}"
@@ -100,7 +103,16 @@ _adamx_run("configure"
 _adamx_run("build"
   "${CMAKE_COMMAND}" --build "${_build}" --config "${BUILD_TYPE}")
 _adamx_find_exe(_exe "${_build}" adamx_consumer)
-_adamx_run("run" "${_exe}")
+if(MODE STREQUAL "installed_mpi")
+  if(NOT DEFINED MPIEXEC OR MPIEXEC STREQUAL "" OR MPIEXEC MATCHES "NOTFOUND$")
+    message(FATAL_ERROR "consumer ${MODE}: -DMPIEXEC=<mpirun> is required")
+  endif()
+  # As the mpi tests run: CI runs as root, and two ranks may share one core.
+  _adamx_run("run under ${MPIEXEC} -np 2"
+    "${MPIEXEC}" --oversubscribe --allow-run-as-root -np 2 "${_exe}")
+else()
+  _adamx_run("run" "${_exe}")
+endif()
 
 if(NOT MODE STREQUAL "installed")
   return()

@@ -554,6 +554,22 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_header(CheckpointIn
   return detail::decode_header<Scalar, Flavour>(header, static_cast<std::size_t>(start) + detail::kCheckpointPreamble);
 }
 
+// The value checks of a decoded header, one group after another: options,
+// t, gamma and h as restore() checks them, with CheckpointError's message.
+// Every reader of checkpoint files runs these same checks, load_checkpoint
+// and the conversions of sharded_checkpoint.hpp (which never load what they
+// read), so a file one refuses the other refuses too, in the same words.
+template <class Scalar, class Flavour>
+void check_header_values(const std::vector<typename Optimizer<Scalar, Flavour>::State>& states) {
+  for (const auto& g : states) {
+    try {
+      Optimizer<Scalar, Flavour>::check_scalars(g);
+    } catch (const std::invalid_argument& error) {
+      detail::checkpoint_failure(std::string("invalid value in the checkpoint: ") + error.what());
+    }
+  }
+}
+
 // Reads and validates a whole checkpoint into fresh state for `optimizer`
 // without touching it; restore() of the result cannot fail. `start_offset`:
 // where the checkpoint begins in its file (for messages).
@@ -574,19 +590,14 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
     for (const std::string& difference : differences) message += "\n  - " + difference;
     detail::checkpoint_failure(message);
   }
-  for (State& g : states) {
+  check_header_values<Scalar, Flavour>(states);
+  for (State& g : states)
     for (auto& ts : g.tensors) {
       ts.m.setZero(ts.size());
       ts.v.setZero(ts.size());
       if (g.options.amsgrad) ts.v_max.setZero(ts.size());
       if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
     }
-    try {
-      optimizer.check_values(g);
-    } catch (const std::invalid_argument& error) {
-      detail::checkpoint_failure(std::string("invalid value in the checkpoint: ") + error.what());
-    }
-  }
   for (State& g : states)
     for (auto& ts : g.tensors) {
       const std::string where = "tensor '" + g.name + "." + ts.name + "'";

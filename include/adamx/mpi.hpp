@@ -10,6 +10,16 @@
 // or error). docs/distributed.md counts the bytes.
 #pragma once
 
+// adamx uses MPI's C interface only. The C++ bindings that OpenMPI and MPICH
+// still ship (deprecated since MPI 2.2, removed in 3.0) would come in with
+// <mpi.h> and trip a user's -Wextra -Werror build in code that is not theirs,
+// and need libmpi_cxx at link time; a user who wants them defines neither.
+#if !defined(OMPI_SKIP_MPICXX)
+#define OMPI_SKIP_MPICXX 1
+#endif
+#if !defined(MPICH_SKIP_MPICXX)
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <algorithm>

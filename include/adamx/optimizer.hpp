@@ -329,18 +329,10 @@ class Optimizer {
   /// have come from stepping (options valid, t ≥ 0, γ and h finite and ≥ 0,
   /// γ = 1 for all but AdamX) and its arrays have its tensors' sizes.
   void check_values(const State& g) const {
-    validate(g.options, g.name);
+    check_scalars(g);
     const auto fail = [&](const std::string& what) {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
-    if (g.t < 0) fail("invalid t = " + std::to_string(g.t) + " (must be >= 0)");
-    if (!(std::isfinite(g.gamma) && g.gamma >= 0.0))
-      fail("invalid gamma = " + detail::format_value(g.gamma) + " (must be finite and >= 0)");
-    if (Flavour::gamma_fixed && g.gamma != 1.0)
-      fail("invalid gamma = " + detail::format_value(g.gamma) + " (" + Flavour::name +
-           "'s gamma is always 1)");
-    if (!(std::isfinite(g.h) && g.h >= 0.0))
-      fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
     for (const TensorState<state_scalar_type>& ts : g.tensors) {
       const Index step_avg_size = keeps_step_average<Flavour> ? ts.size() : 0;
       if (ts.step_avg.size() != step_avg_size)
@@ -354,6 +346,25 @@ class Optimizer {
              std::to_string(ts.v_max.size()) + " (expected " + std::to_string(ts.size()) + ", " +
              std::to_string(ts.size()) + ", " + std::to_string(v_max_size) + ")");
     }
+  }
+
+  /// The part of check_values() that needs no arrays: throws
+  /// std::invalid_argument unless group `g`'s options are valid, t ≥ 0, γ and
+  /// h finite and ≥ 0 (γ = 1 for all but AdamX). Static, because checkpoint
+  /// conversions (sharded_checkpoint.hpp) check headers they never load.
+  static void check_scalars(const State& g) {
+    validate(g.options, g.name);
+    const auto fail = [&](const std::string& what) {
+      throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
+    };
+    if (g.t < 0) fail("invalid t = " + std::to_string(g.t) + " (must be >= 0)");
+    if (!(std::isfinite(g.gamma) && g.gamma >= 0.0))
+      fail("invalid gamma = " + detail::format_value(g.gamma) + " (must be finite and >= 0)");
+    if (Flavour::gamma_fixed && g.gamma != 1.0)
+      fail("invalid gamma = " + detail::format_value(g.gamma) + " (" + Flavour::name +
+           "'s gamma is always 1)");
+    if (!(std::isfinite(g.h) && g.h >= 0.0))
+      fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
   }
 
  private:

@@ -483,8 +483,8 @@ class Converter {
  public:
   explicit Converter(std::string who) : who_(std::move(who)) {}
 
-  // Reads and verifies the inputs: every file's record and checksums, and
-  // that they are the shards of one model at one step.
+  // Reads and verifies the inputs: every file's record, checksums and values,
+  // and that they are the shards of one model at one step.
   void scan(const std::vector<std::filesystem::path>& from, bool sharded) {
     inputs_.clear();
     for (std::size_t i = 0; i < from.size(); ++i) {
@@ -567,6 +567,7 @@ class Converter {
     }
     CheckpointInput reader(in, start);
     std::vector<State> states = read_header<Scalar, Flavour>(reader);
+    check_header_values<Scalar, Flavour>(states);  // what loading checks, so no bad value is copied on
     if (!sharded) {  // an ordinary checkpoint is its model's only shard
       for (const State& g : states) {
         std::vector<ShardLayout::Tensor> tensors;
@@ -823,7 +824,8 @@ inline int only_rank_count(const std::filesystem::path& prefix, const std::strin
 /// Re-shards the sharded checkpoint "<from>.<r>-of-<from_ranks>" into
 /// "<to>.<r>-of-<to_ranks>": the same state, cut as a run of to_ranks ranks
 /// cuts it, bitwise. Streams (a few KiB of state in memory); every input's
-/// records and checksums are verified first, and the outputs appear only
+/// records, checksums and values (as load_checkpoint checks them, with its
+/// message) are verified first, and the outputs appear only
 /// when all are complete. On any problem CheckpointError (or
 /// std::invalid_argument for to_ranks < 1) says what; no output is written.
 inline void reshard_checkpoint(const std::filesystem::path& from, int from_ranks, const std::filesystem::path& to,
