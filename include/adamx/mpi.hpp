@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <iterator>
 #include <optional>
 #include <sstream>
@@ -176,6 +177,13 @@ inline std::vector<std::string> allgather_strings(MPI_Comm comm, const std::stri
   return out;
 }
 
+// Enables the container forms of step(): a container of parameter groups
+// and one of gradient groups, each group a container of tensors or views.
+template <class Scalar, class ParamGroups, class GradGroups>
+using if_tensor_groups =
+    std::enable_if_t<adamx::detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                     adamx::detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>;
+
 }  // namespace detail
 
 /// The norm reducer (norm_reducer.hpp) over an MPI communicator: one
@@ -251,6 +259,15 @@ class NormReducer {
 /// every rank and skips the reduce-scatter. Every call is collective: all
 /// ranks call add_group() with the same groups and then step together.
 ///
+/// It offers the surface of the one-process Optimizer (optimizer.hpp) with
+/// the same meaning, so a training loop moves to MPI by changing only the
+/// optimizer's type and constructor: every form of step(), add_group(),
+/// num_groups(), group_index(), options(), set_options() and every typed
+/// setter, state(), last_reports(), set_threads()/threads(), and the
+/// schedules' apply() and unqualified save_checkpoint()/load_checkpoint().
+/// Bad input throws what one process throws, with the same message, on
+/// every rank that got it. docs/distributed.md lists what still differs.
+///
 /// Bitwise claim: given the same global gradient, θ, m, v, v_max, γ and h
 /// equal one process's Optimizer bit for bit for any rank count. step()'s
 /// mean is MPI's floating-point sum divided by the rank count; it equals one
@@ -266,9 +283,15 @@ class ShardedOptimizer {
   using Local = Optimizer<Scalar, Flavour>;
   /// m, v (and v_max): the parameter type, or float for bfloat16/half.
   using StateScalar = typename Local::state_scalar_type;
+  using scalar_type = Scalar;
+  using state_scalar_type = StateScalar;
   using Options = typename Local::Options;
+  using State = typename Local::State;
   using Tensor = TensorRef<Scalar>;
   using ConstTensor = ConstTensorRef<Scalar>;
+
+  static constexpr const char* name() { return Local::name(); }
+  static Options default_options() { return Options{}; }
 
   /// Works on a duplicate of `comm` whose MPI errors are returned (and
   /// thrown as MpiError) rather than aborting.
@@ -291,30 +314,176 @@ class ShardedOptimizer {
   /// The driver's duplicate of the communicator it was given.
   MPI_Comm communicator() const { return comm_; }
 
+  // ---- groups -------------------------------------------------------------
+
   /// Adds a group with the shapes of `tensors` (values not read) and its
-  /// shard on this rank. Local; the ranks' layouts are compared at the first
-  /// step, which throws MpiError on every rank if they differ.
-  template <class Tensors>
+  /// shard on this rank, e.g. `opt.add_group({W1, b1}, options, "fc1")`.
+  /// Local; the ranks' layouts are compared at the first step, which throws
+  /// MpiError on every rank if they differ. Bad arguments throw what
+  /// Optimizer::add_group throws, changing nothing.
+  std::size_t add_group(std::initializer_list<ConstTensor> tensors, const Options& options = Options{},
+                        std::string group_name = {}, std::vector<std::string> tensor_names = {}) {
+    return add_group_impl(tensors, options, std::move(group_name), std::move(tensor_names));
+  }
+  /// Same, from any container of tensors or views.
+  template <class Tensors,
+            class = std::enable_if_t<adamx::detail::is_range_of<Tensors, ConstTensorRef<Scalar>>::value>>
   std::size_t add_group(const Tensors& tensors, const Options& options = Options{},
                         std::string group_name = {}, std::vector<std::string> tensor_names = {}) {
+    return add_group_impl(tensors, options, std::move(group_name), std::move(tensor_names));
+  }
+
+  std::size_t num_groups() const { return groups_.size(); }
+  /// Index of the group called `group_name`; throws std::out_of_range if none.
+  std::size_t group_index(const std::string& group_name) const { return local_.group_index(group_name); }
+
+  // ---- stepping -------------------------------------------------------------
+  // Every form Optimizer::step accepts, with the same arguments: the full
+  // parameters (the same on every rank) and this rank's gradients.
+
+  /// A data-parallel step: `params` are the full parameters (the same on
+  /// every rank), `grads` this rank's local gradients, one list per group,
+  /// e.g. `opt.step({{W1, b1}, {W2}}, {{gW1, gb1}, {gW2}})`; the shard is
+  /// stepped on the mean over ranks and `params` are then the new
+  /// parameters on every rank. Returns one report per group (valid until
+  /// the next step), the same on every rank.
+  const std::vector<StepReport>& step(std::initializer_list<std::initializer_list<Tensor>> params,
+                                      std::initializer_list<std::initializer_list<ConstTensor>> grads) {
+    return step_impl(params, grads, true);
+  }
+  /// Same, from containers built once by the training loop.
+  template <class ParamGroups, class GradGroups,
+            class = detail::if_tensor_groups<Scalar, ParamGroups, GradGroups>>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads) {
+    return step_impl(params, grads, true);
+  }
+  const std::vector<StepReport>& operator()(std::initializer_list<std::initializer_list<Tensor>> params,
+                                            std::initializer_list<std::initializer_list<ConstTensor>> grads) {
+    return step_impl(params, grads, true);
+  }
+  template <class ParamGroups, class GradGroups,
+            class = detail::if_tensor_groups<Scalar, ParamGroups, GradGroups>>
+  const std::vector<StepReport>& operator()(const ParamGroups& params, const GradGroups& grads) {
+    return step_impl(params, grads, true);
+  }
+  /// A step on the global gradient, which every rank passes in full (only
+  /// its shard is read): no reduce-scatter; bitwise one process's step.
+  const std::vector<StepReport>& step_global(std::initializer_list<std::initializer_list<Tensor>> params,
+                                             std::initializer_list<std::initializer_list<ConstTensor>> global_grads) {
+    return step_impl(params, global_grads, false);
+  }
+  template <class ParamGroups, class GradGroups,
+            class = detail::if_tensor_groups<Scalar, ParamGroups, GradGroups>>
+  const std::vector<StepReport>& step_global(const ParamGroups& params, const GradGroups& global_grads) {
+    return step_impl(params, global_grads, false);
+  }
+
+  /// The reports of the last step (one per group; s is the whole model's).
+  const std::vector<StepReport>& last_reports() const { return local_.last_reports(); }
+
+  // ---- threads --------------------------------------------------------------
+
+  /// Threads this rank's step may use, as Optimizer::set_threads (results
+  /// are bitwise the same for any value, so ranks may differ).
+  void set_threads(int threads) { local_.set_threads(threads); }
+  int threads() const { return local_.threads(); }
+
+  // ---- options --------------------------------------------------------------
+  // As Optimizer's, with the same checks and messages. Collective by
+  // convention: every rank must make the same calls before the next step,
+  // which compares a digest of every group's options across the ranks
+  // (folded into the agreement each step makes anyway) and throws MpiError
+  // on every rank, changing nothing, if they differ.
+
+  const Options& options(std::size_t group) const { return local_.options(group); }
+  void set_options(std::size_t group, const Options& options) { local_.set_options(group, options); }
+  void set_lr(std::size_t group, double lr) { local_.set_lr(group, lr); }
+  /// Sets lr on every group (what a schedule's apply(opt) calls).
+  void set_lr(double lr) { local_.set_lr(lr); }
+  void set_betas(std::size_t group, double beta1, double beta2) { local_.set_betas(group, beta1, beta2); }
+  void set_beta3(std::size_t group, double beta3) { local_.set_beta3(group, beta3); }
+  void set_beta_norm(std::size_t group, double beta_norm) { local_.set_beta_norm(group, beta_norm); }
+  void set_eps(std::size_t group, double eps) { local_.set_eps(group, eps); }
+  void set_weight_decay(std::size_t group, double weight_decay) { local_.set_weight_decay(group, weight_decay); }
+  void set_decay_mode(std::size_t group, WeightDecayMode mode) { local_.set_decay_mode(group, mode); }
+  void set_amsgrad(std::size_t group, bool amsgrad) { local_.set_amsgrad(group, amsgrad); }
+  void set_maximize(std::size_t group, bool maximize) { local_.set_maximize(group, maximize); }
+  void set_nonfinite(std::size_t group, NonFinitePolicy policy) { local_.set_nonfinite(group, policy); }
+  void set_final_lr(std::size_t group, double final_lr) { local_.set_final_lr(group, final_lr); }
+  void set_bound_speed(std::size_t group, double bound_speed) { local_.set_bound_speed(group, bound_speed); }
+  void set_beta_step(std::size_t group, double beta_step) { local_.set_beta_step(group, beta_step); }
+
+  // ---- state ----------------------------------------------------------------
+
+  /// Group `group`'s whole state, as one process stepping the model would
+  /// hold it: every rank's shard of m, v, v_max all-gathered. Collective
+  /// (every rank must ask for the same group) and it moves the group's
+  /// state: inspect it, do not poll it every step. A bad index throws
+  /// std::out_of_range on every rank before anything moves. The reference
+  /// stays valid until the next state() call. local().state(group) is this
+  /// rank's shard, without communication.
+  const State& state(std::size_t group) {
+    local_.options(group);  // the index check, with Optimizer's message
+    ensure_ready();
+    gathered_.resize(groups_.size());
+    gathered_[group] = gather_group(group);
+    return gathered_[group];
+  }
+  /// Every group's whole state (full_state()); collective, as state(group).
+  const std::vector<State>& state() {
+    gathered_ = full_state();
+    return gathered_;
+  }
+
+ private:
+  template <class Tensors>
+  std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
+                             std::vector<std::string> tensor_names) {
+    // The checks Optimizer::add_group makes, in its order and words: the
+    // shard on this rank sees only pieces of the tensors.
+    const auto fail = [](const std::string& what) {
+      throw std::invalid_argument(std::string("adamx::") + Local::name() + "::add_group: " + what);
+    };
+    if (group_name.empty()) group_name = "group" + std::to_string(groups_.size());
+    for (const Group& other : groups_)
+      if (other.name == group_name) fail("a group named '" + group_name + "' already exists (names must be unique)");
+    validate(options, group_name);
     Group group;
+    State skeleton;
+    skeleton.name = group_name;
     for (const auto& tensor : tensors) {
       const ConstTensor view = tensor;
       group.sizes.push_back(view.size());
       group.shapes.push_back({view.rows(), view.cols(),
                               view.layout().row_major && view.rows() > 1 && view.cols() > 1});
     }
+    const std::size_t count = group.sizes.size();
+    if (count == 0) fail("group '" + group_name + "' has no tensors (a group needs at least one)");
+    if (!tensor_names.empty() && tensor_names.size() != count)
+      fail("group '" + group_name + "' has " + std::to_string(count) + " tensors but " +
+           std::to_string(tensor_names.size()) + " tensor names");
     if (tensor_names.empty())
-      for (std::size_t j = 0; j < group.sizes.size(); ++j) tensor_names.push_back("tensor" + std::to_string(j));
-    if (tensor_names.size() != group.sizes.size())
-      throw std::invalid_argument("adamx::mpi::ShardedOptimizer::add_group: " +
-                                  std::to_string(group.sizes.size()) + " tensors but " +
-                                  std::to_string(tensor_names.size()) + " tensor names");
+      for (std::size_t j = 0; j < count; ++j) tensor_names.push_back("tensor" + std::to_string(j));
+    for (std::size_t j = 0; j < count; ++j) {
+      if (tensor_names[j].empty())
+        fail("group '" + group_name + "' tensor " + std::to_string(j) + " has an empty name");
+      for (std::size_t k = 0; k < j; ++k)
+        if (tensor_names[k] == tensor_names[j])
+          fail("group '" + group_name + "' has two tensors named '" + tensor_names[j] + "'");
+      if (group.shapes[j].rows < 0 || group.shapes[j].cols < 0)
+        fail("tensor '" + group_name + "." + tensor_names[j] + "' has a negative dimension");
+      TensorState<StateScalar> ts;  // names and shapes only: what step()'s checks read
+      ts.name = tensor_names[j];
+      ts.rows = group.shapes[j].rows;
+      ts.cols = group.shapes[j].cols;
+      ts.row_major = group.shapes[j].row_major;
+      skeleton.tensors.push_back(std::move(ts));
+    }
     Index total = 0;
     for (Index n : group.sizes) total += n;
     detail::to_int(static_cast<std::size_t>(total), "a group");
     group.shards = shard_group(group.sizes, ranks_);
-    if (group_name.empty()) group_name = "group" + std::to_string(groups_.size());
+    skeletons_.reserve(groups_.size() + 1);
     const std::size_t index =
         add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group_name, tensor_names);
     group.name = std::move(group_name);
@@ -327,30 +496,17 @@ class ShardedOptimizer {
     for (const Group& other : groups_) all_tensors += other.sizes.size();
     overlap_.reserve(all_tensors);
     groups_.push_back(std::move(group));
+    skeletons_.push_back(std::move(skeleton));  // reserved above: cannot throw
     reducer_.reset();  // the layout changed: checked (and the buckets rebuilt) at the next step
     return index;
   }
 
-  /// A data-parallel step: `params` are the full parameters (the same on
-  /// every rank), `grads` this rank's local gradients; the shard is stepped
-  /// on the mean over ranks and `params` are then the new parameters on
-  /// every rank.
-  template <class ParamGroups, class GradGroups>
-  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads) {
-    return step_impl(params, grads, true);
-  }
-  /// A step on the global gradient, which every rank passes in full (only
-  /// its shard is read): no reduce-scatter; bitwise one process's step.
-  template <class ParamGroups, class GradGroups>
-  const std::vector<StepReport>& step_global(const ParamGroups& params, const GradGroups& global_grads) {
-    return step_impl(params, global_grads, false);
-  }
-
-  /// This rank's optimizer over its shards: state(), options, setters
-  /// (which every rank must call alike), last_reports().
+ public:
+  /// This rank's optimizer over its shards: its state() is the shard's,
+  /// without communication. Its setters change this rank only; every rank
+  /// must call them alike (the next step compares the options).
   const Local& local() const { return local_; }
   Local& local() { return local_; }
-  using State = typename Local::State;
 
   /// A one-process optimizer with this one's groups (names, shapes, options;
   /// state zero): what full_state() fits, e.g. to save it as a checkpoint.
@@ -376,23 +532,7 @@ class ShardedOptimizer {
   std::vector<State> full_state() {
     ensure_ready();
     std::vector<State> out;
-    for (std::size_t g = 0; g < groups_.size(); ++g) {
-      const State& mine = local_.state(g);
-      State full = mine.without_tensors();
-      for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t) {
-        TensorState<StateScalar> ts;
-        ts.name = groups_[g].tensor_names[t];
-        ts.rows = groups_[g].shapes[t].rows;
-        ts.cols = groups_[g].shapes[t].cols;
-        ts.row_major = groups_[g].shapes[t].row_major;
-        full.tensors.push_back(std::move(ts));
-      }
-      gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
-      gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
-      if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
-      if (keeps_step_average<Flavour>) gather_array(g, full, [](auto& ts) -> auto& { return ts.step_avg; });
-      out.push_back(std::move(full));
-    }
+    for (std::size_t g = 0; g < groups_.size(); ++g) out.push_back(gather_group(g));
     return out;
   }
 
@@ -666,6 +806,26 @@ class ShardedOptimizer {
     }
   }
 
+  // Group g's whole state: its scalars and every rank's shard of its arrays
+  // (collective).
+  State gather_group(std::size_t g) {
+    const State& mine = local_.state(g);
+    State full = mine.without_tensors();
+    for (const TensorState<StateScalar>& shape : skeletons_[g].tensors) {
+      TensorState<StateScalar> ts;
+      ts.name = shape.name;
+      ts.rows = shape.rows;
+      ts.cols = shape.cols;
+      ts.row_major = shape.row_major;
+      full.tensors.push_back(std::move(ts));
+    }
+    gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
+    gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
+    if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
+    if (keeps_step_average<Flavour>) gather_array(g, full, [](auto& ts) -> auto& { return ts.step_avg; });
+    return full;
+  }
+
   // All-gathers one array (m, v, v_max or step_avg, chosen by `field`) of
   // group g into the full group state `full`.
   template <class Field>
@@ -719,27 +879,6 @@ class ShardedOptimizer {
     return out;
   }
 
-  // "" if `tensors` (one group's) have the group's sizes, else the problem.
-  template <class List>
-  std::string size_problem(std::size_t g, const List& tensors, const char* role) const {
-    const Group& group = groups_[g];
-    std::size_t j = 0;
-    for (const auto& tensor : tensors) {
-      const ConstTensor view = tensor;
-      if (j < group.sizes.size() && view.size() != group.sizes[j])
-        return std::string("adamx::mpi::ShardedOptimizer::step: rank ") + std::to_string(rank_) + ": the " +
-               role + " '" + group.name + "." + group.tensor_names[j] + "' has " +
-               std::to_string(view.size()) + " elements, the group was created with " +
-               std::to_string(group.sizes[j]) + "; nothing was changed";
-      ++j;
-    }
-    if (j != group.sizes.size())
-      return std::string("adamx::mpi::ShardedOptimizer::step: rank ") + std::to_string(rank_) + ": group '" +
-             group.name + "' got " + std::to_string(j) + " " + role + " tensors, it has " +
-             std::to_string(group.sizes.size()) + "; nothing was changed";
-    return {};
-  }
-
   // "" if the full tensors follow the memory rule (overlap.hpp), else the
   // problem. Checked on the full tensors, not only this rank's shards: the
   // all-gather writes whole parameters, and the step packs whole gradients.
@@ -748,10 +887,56 @@ class ShardedOptimizer {
     overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].sizes.size(); });
     const adamx::detail::MemoryConflict conflict = overlap_.find();
     if (!conflict) return {};
-    return "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": " +
+    return std::string("adamx::") + Local::name() + "::step: " +
            adamx::detail::conflict_message(conflict, [&](const adamx::detail::TensorSpan& span) {
              return groups_[span.group].name + "." + groups_[span.group].tensor_names[span.tensor];
            });
+  }
+
+  // Every step's agreement, before any data moves, in one MPI_Allgather of
+  // three words per rank: whether the rank refused its arguments, a CRC-32
+  // of its message, and a CRC-32 of every group's options. Input that every
+  // rank refuses alike (the usual mistake: one training loop on every rank)
+  // throws std::invalid_argument with one process's message on every rank.
+  // Otherwise the refusing ranks throw MpiError with their message and the
+  // others say whom they stopped for. Options that differ between ranks (a
+  // setter not called alike) throw MpiError on every rank naming them.
+  void agree_step(const std::string& problem) {
+    options_bytes_.clear();
+    for (std::size_t g = 0; g < local_.num_groups(); ++g)
+      adamx::detail::put_options(options_bytes_, local_.options(g));
+    const unsigned mine[3] = {problem.empty() ? 0u : 1u,
+                              problem.empty() ? 0u : static_cast<unsigned>(crc32(problem.data(), problem.size())),
+                              static_cast<unsigned>(crc32(options_bytes_.data(), options_bytes_.size()))};
+    verdicts_.resize(3 * static_cast<std::size_t>(ranks_));
+    detail::check(MPI_Allgather(mine, 3, MPI_UNSIGNED, verdicts_.data(), 3, MPI_UNSIGNED, comm_),
+                  "MPI_Allgather (step agreement)");
+    std::string refused;
+    bool alike = true;  // every rank refused with the same message as rank 0
+    bool same_options = true;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
+      if (verdicts_[3 * r] != 0) refused += (refused.empty() ? "" : ", ") + std::to_string(r);
+      alike = alike && verdicts_[3 * r] != 0 && verdicts_[3 * r + 1] == verdicts_[1];
+      same_options = same_options && verdicts_[3 * r + 2] == verdicts_[2];
+    }
+    if (!refused.empty()) {
+      if (alike) throw std::invalid_argument(problem);
+      if (!problem.empty())
+        throw MpiError("adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": " + problem +
+                       "; nothing was changed");
+      throw MpiError("adamx::mpi: rank " + std::to_string(rank_) + " stops because rank(s) " + refused +
+                     " refused the call (see their message); nothing was changed");
+    }
+    if (same_options) return;
+    std::string described;
+    for (std::size_t g = 0; g < local_.num_groups(); ++g)
+      described += (g == 0 ? "'" : "; '") + groups_[g].name + "' lr=" +
+                   adamx::detail::format_value(local_.options(g).lr) + " options=" + options_digest(local_.options(g));
+    const std::vector<std::string> all = detail::allgather_strings(comm_, described);
+    std::string listed;
+    for (std::size_t r = 0; r < all.size(); ++r) listed += "\n  rank " + std::to_string(r) + ": " + all[r];
+    throw MpiError("adamx::mpi::ShardedOptimizer::step: the ranks' options differ (every rank must call the "
+                   "setters alike); nothing was changed:" + listed);
   }
 
   template <class ParamGroups, class GradGroups>
@@ -760,24 +945,15 @@ class ShardedOptimizer {
     ensure_ready();
     // Input is checked on every rank and the verdict shared before any
     // collective that moves data, so a refusal cannot leave a rank waiting.
+    // The full tensors get one process's checks and messages.
     std::string problem;
-    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
-    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
-    if (n_params != groups_.size() || n_grads != groups_.size()) {
-      problem = "adamx::mpi::ShardedOptimizer::step: rank " + std::to_string(rank_) + ": got " +
-                std::to_string(n_params) + " parameter groups and " + std::to_string(n_grads) +
-                " gradient groups, the optimizer has " + std::to_string(groups_.size()) +
-                "; nothing was changed";
-    } else {
-      auto p = std::begin(params);
-      auto q = std::begin(grads);
-      for (std::size_t g = 0; g < groups_.size() && problem.empty(); ++g, ++p, ++q) {
-        problem = size_problem(g, *p, "parameter");
-        if (problem.empty()) problem = size_problem(g, *q, "gradient");
-      }
-      if (problem.empty()) problem = memory_problem(params, grads);
+    try {
+      Local::check_step_arguments(skeletons_, params, grads);
+      problem = memory_problem(params, grads);
+    } catch (const std::invalid_argument& e) {
+      problem = e.what();
     }
-    detail::agree(comm_, problem);
+    agree_step(problem);
 
     const auto me = static_cast<std::size_t>(rank_);
     param_views_.resize(groups_.size());
@@ -865,6 +1041,10 @@ class ShardedOptimizer {
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
   adamx::detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
+  std::vector<State> skeletons_;         // per group: names and shapes only, for step()'s checks
+  std::vector<State> gathered_;          // what state() last gathered
+  std::string options_bytes_;            // every group's options, encoded for the step's digest
+  std::vector<unsigned> verdicts_;       // the step agreement's words, per rank
 };
 
 /// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.

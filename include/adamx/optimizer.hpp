@@ -367,6 +367,45 @@ class Optimizer {
       fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
   }
 
+  /// The checks step() makes of its arguments' counts, shapes and
+  /// contiguity, against the names and shapes of `groups` (their arrays are
+  /// not read), throwing std::invalid_argument with step()'s messages. The
+  /// sharded driver (adamx/mpi.hpp) checks its full tensors with it, so that
+  /// a mistake reads the same with one process or many.
+  template <class ParamGroups, class GradGroups>
+  static void check_step_arguments(const std::vector<State>& groups, const ParamGroups& params,
+                                   const GradGroups& grads) {
+    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
+    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
+    if (n_params != groups.size() || n_grads != groups.size()) {
+      std::ostringstream message;
+      message << prefix("step") << "got " << n_params << " parameter groups and " << n_grads
+              << " gradient groups, but the optimizer has " << groups.size() << " groups";
+      throw std::invalid_argument(message.str());
+    }
+    auto param_group = std::begin(params);
+    auto grad_group = std::begin(grads);
+    for (std::size_t gi = 0; gi < groups.size(); ++gi, ++param_group, ++grad_group) {
+      const State& g = groups[gi];
+      const auto np = static_cast<std::size_t>(std::distance(std::begin(*param_group), std::end(*param_group)));
+      const auto ng = static_cast<std::size_t>(std::distance(std::begin(*grad_group), std::end(*grad_group)));
+      if (np != g.tensors.size() || ng != g.tensors.size()) {
+        std::ostringstream message;
+        message << prefix("step") << "group '" << g.name << "' has " << g.tensors.size()
+                << " tensors but got " << np << " parameters and " << ng << " gradients";
+        throw std::invalid_argument(message.str());
+      }
+      auto param = std::begin(*param_group);
+      auto grad = std::begin(*grad_group);
+      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
+        const Tensor p = *param;
+        const ConstTensor q = *grad;
+        check_tensor(g, j, "parameter", p.layout(), p.data() != nullptr);
+        check_tensor(g, j, "gradient", q.layout(), q.data() != nullptr);
+      }
+    }
+  }
+
  private:
   static std::string prefix(const char* function) {
     return std::string("adamx::") + Flavour::name + "::" + function + ": ";
@@ -493,35 +532,7 @@ class Optimizer {
   // shape and contiguous. Runs before anything changes.
   template <class ParamGroups, class GradGroups>
   void check_structure(const ParamGroups& params, const GradGroups& grads) const {
-    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
-    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
-    if (n_params != groups_.size() || n_grads != groups_.size()) {
-      std::ostringstream message;
-      message << prefix("step") << "got " << n_params << " parameter groups and " << n_grads
-              << " gradient groups, but the optimizer has " << groups_.size() << " groups";
-      throw std::invalid_argument(message.str());
-    }
-    auto param_group = std::begin(params);
-    auto grad_group = std::begin(grads);
-    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
-      const State& g = groups_[gi];
-      const auto np = static_cast<std::size_t>(std::distance(std::begin(*param_group), std::end(*param_group)));
-      const auto ng = static_cast<std::size_t>(std::distance(std::begin(*grad_group), std::end(*grad_group)));
-      if (np != g.tensors.size() || ng != g.tensors.size()) {
-        std::ostringstream message;
-        message << prefix("step") << "group '" << g.name << "' has " << g.tensors.size()
-                << " tensors but got " << np << " parameters and " << ng << " gradients";
-        throw std::invalid_argument(message.str());
-      }
-      auto param = std::begin(*param_group);
-      auto grad = std::begin(*grad_group);
-      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
-        const Tensor p = *param;
-        const ConstTensor q = *grad;
-        check_tensor(g, j, "parameter", p.layout(), p.data() != nullptr);
-        check_tensor(g, j, "gradient", q.layout(), q.data() != nullptr);
-      }
-    }
+    check_step_arguments(groups_, params, grads);
   }
 
   // Throws unless the tensors follow the memory rule (overlap.hpp): no two
@@ -538,8 +549,8 @@ class Optimizer {
                                 }));
   }
 
-  void check_tensor(const State& g, std::size_t j, const char* role,
-                    const detail::TensorLayout& layout, bool has_data) const {
+  static void check_tensor(const State& g, std::size_t j, const char* role,
+                           const detail::TensorLayout& layout, bool has_data) {
     const TensorState<state_scalar_type>& ts = g.tensors[j];
     const detail::TensorLayout expected = layout_of(ts);
     const bool shape_ok = layout.same_shape(expected);
