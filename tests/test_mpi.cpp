@@ -18,33 +18,19 @@
 #include <string>
 #include <vector>
 
+#include "mpi_util.hpp"
 #include "shard_model.hpp"
 
 namespace {
 
+using mpi_util::add_model;
+using mpi_util::my_shards;
+using mpi_util::world_rank;
+using mpi_util::world_size;
 using shard_model::Index;
 using shard_model::Tensors;
 
 constexpr int kSteps = 500;
-
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-int world_size() {
-  int size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
-
-template <class Sharded>
-void add_model(Sharded& sharded, Tensors<typename Sharded::Local::scalar_type>& params) {
-  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
-  for (std::size_t g = 0; g < specs.size(); ++g)
-    sharded.add_group(params[g], shard_model::options_of<typename Sharded::Local>(specs[g]), specs[g].name,
-                      specs[g].tensor_names);
-}
 
 template <class Scalar>
 struct Views {
@@ -57,13 +43,6 @@ struct Views {
     }
   }
 };
-
-template <class Sharded>
-std::vector<adamx::GroupShard> my_shards(const Sharded& sharded) {
-  std::vector<adamx::GroupShard> out;
-  for (std::size_t g = 0; g < sharded.local().num_groups(); ++g) out.push_back(sharded.shard(g, sharded.rank()));
-  return out;
-}
 
 // The sharded driver of the same optimizer as Opt.
 template <class Opt>
@@ -632,13 +611,3 @@ TEST(MpiErrors, NonFiniteErrorOnEveryRank) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  int any_failed = 0;
-  MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any_failed;
-}
