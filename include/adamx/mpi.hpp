@@ -669,18 +669,21 @@ class ShardedOptimizer {
     detail::check(MPI_Allgatherv(clip_send_.data(), clip_counts_[me], MPI_DOUBLE, clip_received_.data(),
                                  clip_counts_.data(), clip_displacements_.data(), MPI_DOUBLE, comm_),
                   "MPI_Allgatherv (norm parts for clipping)");
-    std::string arguments;
     bool differ = false;
-    for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
-      const double* header = clip_received_.data() + clip_displacements_[r];
-      differ = differ || std::memcmp(header, clip_received_.data(), kClipHeader * sizeof(double)) != 0;
-      arguments += "\n  rank " + std::to_string(r) + ": max_norm = " + adamx::detail::format_value(header[0]) +
-                   ", norm_type = " + adamx::detail::format_value(header[1]) +
-                   ", error_if_nonfinite = " + (header[2] != 0.0 ? "true" : "false");
-    }
-    if (differ)
+    for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r)
+      differ = differ || std::memcmp(clip_received_.data() + clip_displacements_[r], clip_received_.data(),
+                                     kClipHeader * sizeof(double)) != 0;
+    if (differ) {  // the message is built only now: a step does not allocate
+      std::string arguments;
+      for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
+        const double* header = clip_received_.data() + clip_displacements_[r];
+        arguments += "\n  rank " + std::to_string(r) + ": max_norm = " + adamx::detail::format_value(header[0]) +
+                     ", norm_type = " + adamx::detail::format_value(header[1]) +
+                     ", error_if_nonfinite = " + (header[2] != 0.0 ? "true" : "false");
+      }
       throw MpiError("adamx::mpi::ShardedOptimizer::step: the ranks passed different ClipGradNorm "
                      "arguments (nothing was changed):" + arguments);
+    }
     double total = 0.0;
     std::size_t first_bad = std::numeric_limits<std::size_t>::max();
     for (std::size_t g = 0; g < groups_.size(); ++g) {
