@@ -177,4 +177,27 @@ void expect_shard_equal(const Reference<Opt>& ref, const Opt& local,
   }
 }
 
+// Views of every tensor, per group, as step() and clip_grad_norm take them.
+template <class Scalar>
+std::vector<std::vector<adamx::TensorRef<Scalar>>> mutable_views(Tensors<Scalar>& t) {
+  std::vector<std::vector<adamx::TensorRef<Scalar>>> out;
+  for (auto& group : t) out.emplace_back(group.begin(), group.end());
+  return out;
+}
+template <class Scalar>
+std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> const_views(const Tensors<Scalar>& t) {
+  std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> out;
+  for (const auto& group : t) out.emplace_back(group.begin(), group.end());
+  return out;
+}
+
+// Whether every tensor of `a` has the bits of `b`'s (the same shapes).
+template <class Scalar>
+bool same_tensors(const Tensors<Scalar>& a, const Tensors<Scalar>& b) {
+  for (std::size_t g = 0; g < a.size(); ++g)
+    for (std::size_t t = 0; t < a[g].size(); ++t)
+      if (!same_bits(a[g][t].data(), b[g][t].data(), a[g][t].size())) return false;
+  return true;
+}
+
 }  // namespace shard_model

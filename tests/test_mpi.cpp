@@ -19,26 +19,19 @@
 #include <string>
 #include <vector>
 
-#include "mpi_test_util.hpp"
+#include "mpi_util.hpp"
 #include "shard_model.hpp"
 
 namespace {
 
+using mpi_util::add_model;
+using mpi_util::my_shards;
+using mpi_util::world_rank;
+using mpi_util::world_size;
 using shard_model::Index;
 using shard_model::Tensors;
 
 constexpr int kSteps = 500;
-
-using mpi_test::world_rank;
-using mpi_test::world_size;
-
-template <class Sharded>
-void add_model(Sharded& sharded, Tensors<typename Sharded::Local::scalar_type>& params) {
-  const std::vector<shard_model::GroupSpec> specs = shard_model::groups();
-  for (std::size_t g = 0; g < specs.size(); ++g)
-    sharded.add_group(params[g], shard_model::options_of<typename Sharded::Local>(specs[g]), specs[g].name,
-                      specs[g].tensor_names);
-}
 
 template <class Scalar>
 struct Views {
@@ -51,13 +44,6 @@ struct Views {
     }
   }
 };
-
-template <class Sharded>
-std::vector<adamx::GroupShard> my_shards(const Sharded& sharded) {
-  std::vector<adamx::GroupShard> out;
-  for (std::size_t g = 0; g < sharded.local().num_groups(); ++g) out.push_back(sharded.shard(g, sharded.rank()));
-  return out;
-}
 
 // The sharded driver of the same optimizer as Opt.
 template <class Opt>
@@ -637,5 +623,3 @@ TEST(MpiErrors, NonFiniteErrorOnEveryRank) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) { return mpi_test::run_all_tests(argc, argv); }

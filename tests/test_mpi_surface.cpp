@@ -20,12 +20,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "mpi_test_util.hpp"
+#include "mpi_util.hpp"
 
 namespace {
 
-using mpi_test::world_rank;
-using mpi_test::world_size;
+using mpi_util::world_rank;
+using mpi_util::world_size;
 
 // The one line a user changes besides the type: the sharded optimizer is
 // constructed on a communicator.
@@ -396,4 +396,3 @@ TYPED_TEST(MpiSurface, SetterCalledOnOneRankIsRefusedAtTheNextStep) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return mpi_test::run_all_tests(argc, argv); }

@@ -360,13 +360,20 @@ ADAMX_OPTIMISED_PASS bool gradient_within_safe_bound_block(const AdamCoefficient
 }
 
 /// Squares of a plain array in the same block pattern (gradient clipping).
+/// bfloat16 and half values are widened to float first (exactly).
 template <class Scalar>
 ADAMX_OPTIMISED_PASS double squared_sum_block(const Scalar* x, Index n, Index available) {
   Lanes lanes;
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     if (i + kPrefetchDistance < available) prefetch<false>(x + i + kPrefetchDistance);
-    add_squares8(x + i, lanes.lane);
+    if constexpr (std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value) {
+      add_squares8(x + i, lanes.lane);
+    } else {
+      float widened[kNormLanes];
+      widen8(x + i, widened);
+      add_squares8(widened, lanes.lane);
+    }
   }
   for (int lane = 0; i < n; ++i, ++lane) lanes.lane[lane] += square(static_cast<double>(x[i]));
   return combine_lanes(lanes);

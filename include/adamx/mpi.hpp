@@ -7,7 +7,8 @@
 // step_global) and one all-gather of the parameters per bucket of groups
 // (consecutive groups up to a cap, 2^18 elements by default), plus one all-gather
 // of s's block partials (a second one when a group's nonfinite policy is skip
-// or error). docs/distributed.md counts the bytes.
+// or error); a step that clips by the global gradient norm adds one all-gather
+// of the norm's block parts. docs/distributed.md counts the bytes.
 #pragma once
 
 // adamx uses MPI's C interface only. The C++ bindings that OpenMPI and MPICH
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +33,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -40,6 +43,7 @@
 #include <vector>
 
 #include "adamx/checkpoint.hpp"
+#include "adamx/clip.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
 #include "adamx/overlap.hpp"
@@ -377,6 +381,46 @@ class ShardedOptimizer {
   const std::vector<StepReport>& step_global(const ParamGroups& params, const GradGroups& global_grads) {
     return step_impl(params, global_grads, false);
   }
+
+  // ---- stepping with clipping by the global norm --------------------------
+
+  /// step() with the mean gradient clipped by its total norm over all groups
+  /// and all ranks (clip_grad_norm's rule, adamx/clip.hpp): bitwise one
+  /// process's clip_grad_norm then step on the same mean gradient. The
+  /// clipping scales the driver's own copy of this rank's shard of the mean;
+  /// the caller's local gradients are never modified. One extra collective
+  /// per step: an all-gather of one double per block of kNormBlock elements
+  /// (docs/distributed.md, "Clipping across ranks"). Every rank must pass
+  /// the same `clip`: invalid arguments throw clip_grad_norm's
+  /// std::invalid_argument and, with error_if_nonfinite, a non-finite norm
+  /// throws its NonFiniteGradientError, on every rank with the same message
+  /// and nothing changed; ranks passing different `clip`s throw MpiError.
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
+                                      const ClipGradNorm& clip) {
+    return step_impl(params, grads, true, &clip);
+  }
+  /// step_global() with the same clipping of the global gradient; the
+  /// caller's gradients are not modified (a clipped shard is a copy).
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& step_global(const ParamGroups& params, const GradGroups& global_grads,
+                                             const ClipGradNorm& clip) {
+    return step_impl(params, global_grads, false, &clip);
+  }
+  /// The same with braced lists, e.g. `opt.step({{W1, b1}}, {{gW1, gb1}}, clip)`.
+  const std::vector<StepReport>& step(std::initializer_list<std::initializer_list<Tensor>> params,
+                                      std::initializer_list<std::initializer_list<ConstTensor>> grads,
+                                      const ClipGradNorm& clip) {
+    return step_impl(params, grads, true, &clip);
+  }
+  const std::vector<StepReport>& step_global(std::initializer_list<std::initializer_list<Tensor>> params,
+                                             std::initializer_list<std::initializer_list<ConstTensor>> global_grads,
+                                             const ClipGradNorm& clip) {
+    return step_impl(params, global_grads, false, &clip);
+  }
+  /// The total norm, before clipping, of the gradient of the last successful
+  /// clipped step (the same on every rank); NaN before the first.
+  double last_grad_norm() const { return last_grad_norm_; }
 
   /// The reports of the last step (one per group; s is the whole model's).
   const std::vector<StepReport>& last_reports() const { return local_.last_reports(); }
@@ -744,6 +788,95 @@ class ShardedOptimizer {
     }
     reducer_.emplace(comm_, std::move(blocks));
     build_buckets();
+    build_clip_buffers();
+  }
+
+  // Each rank's message of the clip's all-gather: its clip arguments, then
+  // one norm part per block of its shards, group by group.
+  static constexpr std::size_t kClipHeader = 3;
+
+  void build_clip_buffers() {
+    clip_counts_.assign(static_cast<std::size_t>(ranks_), 0);
+    clip_displacements_.assign(static_cast<std::size_t>(ranks_), 0);
+    std::size_t total = 0;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
+      std::size_t count = kClipHeader;
+      for (const Group& group : groups_) count += group.shards[r].blocks;
+      clip_counts_[r] = detail::to_int(count, "a rank's norm parts");
+      clip_displacements_[r] = detail::to_int(total, "the norm parts");
+      total += count;
+    }
+    clip_send_.resize(static_cast<std::size_t>(clip_counts_[static_cast<std::size_t>(rank_)]));
+    clip_received_.resize(total);
+  }
+
+  // Clips this rank's shard of the gradient (grad_views_) by the norm over
+  // every rank's shards and returns that norm. One all-gather of every
+  // rank's block parts; every rank then combines all parts in the order one
+  // process does (clip.hpp: block after block, group after group; rank r's
+  // blocks of a group precede rank r+1's), so all get the same bits and make
+  // the same decision. A clipped shard goes to received_ (where step()'s mean
+  // already is), never to the caller's memory.
+  double clip_shard(const ClipGradNorm& clip) {
+    const auto me = static_cast<std::size_t>(rank_);
+    clip_send_[0] = clip.max_norm;
+    clip_send_[1] = clip.norm_type;
+    clip_send_[2] = clip.error_if_nonfinite ? 1.0 : 0.0;
+    std::size_t at = kClipHeader;
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      for (const ConstTensor& view : grad_views_[g])
+        adamx::detail::for_each_norm_part(view.data(), view.size(), clip.norm_type,
+                                          [&](double part) { clip_send_[at++] = part; });
+    detail::check(MPI_Allgatherv(clip_send_.data(), clip_counts_[me], MPI_DOUBLE, clip_received_.data(),
+                                 clip_counts_.data(), clip_displacements_.data(), MPI_DOUBLE, comm_),
+                  "MPI_Allgatherv (norm parts for clipping)");
+    bool differ = false;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r)
+      differ = differ || std::memcmp(clip_received_.data() + clip_displacements_[r], clip_received_.data(),
+                                     kClipHeader * sizeof(double)) != 0;
+    if (differ) {  // the message is built only now: a step does not allocate
+      std::string arguments;
+      for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
+        const double* header = clip_received_.data() + clip_displacements_[r];
+        arguments += "\n  rank " + std::to_string(r) + ": max_norm = " + adamx::detail::format_value(header[0]) +
+                     ", norm_type = " + adamx::detail::format_value(header[1]) +
+                     ", error_if_nonfinite = " + (header[2] != 0.0 ? "true" : "false");
+      }
+      throw MpiError("adamx::mpi::ShardedOptimizer::step: the ranks passed different ClipGradNorm "
+                     "arguments (nothing was changed):" + arguments);
+    }
+    double total = 0.0;
+    std::size_t first_bad = std::numeric_limits<std::size_t>::max();
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      for (std::size_t r = 0; r < static_cast<std::size_t>(ranks_); ++r) {
+        std::size_t offset = static_cast<std::size_t>(clip_displacements_[r]) + kClipHeader;
+        for (std::size_t before = 0; before < g; ++before) offset += groups_[before].shards[r].blocks;
+        for (std::size_t b = 0; b < groups_[g].shards[r].blocks; ++b)
+          total = adamx::detail::add_norm_part(total, clip_received_[offset + b], clip.norm_type);
+      }
+      if (!std::isfinite(total) && first_bad == std::numeric_limits<std::size_t>::max()) first_bad = g;
+    }
+    const double norm = adamx::detail::finish_norm(total, clip.norm_type);
+    if (!std::isfinite(norm)) {
+      if (clip.error_if_nonfinite)
+        throw NonFiniteGradientError(adamx::detail::nonfinite_norm_message(clip.norm_type, norm, first_bad),
+                                     first_bad);
+      return norm;  // nothing scaled: the groups' NonFinitePolicy decides
+    }
+    const double factor = adamx::detail::clip_factor(clip.max_norm, norm);
+    if (!(factor < 1.0)) return norm;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const Group& group = groups_[g];
+      Scalar* to = received_.data() + buckets_[group.bucket].received_base + group.offset_in_rank[me];
+      for (ConstTensor& view : grad_views_[g]) {
+        if (view.size() == 0) continue;
+        const Index n = view.size();
+        adamx::detail::scale_gradient(view.data(), to, n, factor);  // in place after the reduce-scatter
+        view = ConstTensor(static_cast<const Scalar*>(to), n, 1);
+        to += n;
+      }
+    }
+    return norm;
   }
 
   void build_buckets() {
@@ -939,19 +1072,24 @@ class ShardedOptimizer {
                    "setters alike); nothing was changed:" + listed);
   }
 
+  // `clip` (may be null): clip the gradient by its global norm (clip_shard).
   template <class ParamGroups, class GradGroups>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
-                                           bool reduce_scatter) {
+                                           bool reduce_scatter, const ClipGradNorm* clip = nullptr) {
     ensure_ready();
     // Input is checked on every rank and the verdict shared before any
     // collective that moves data, so a refusal cannot leave a rank waiting.
-    // The full tensors get one process's checks and messages.
-    std::string problem;
-    try {
-      Local::check_step_arguments(skeletons_, params, grads);
-      problem = memory_problem(params, grads);
-    } catch (const std::invalid_argument& e) {
-      problem = e.what();
+    // Invalid clip arguments come first and throw clip_grad_norm's
+    // std::invalid_argument; the full tensors get one process's checks and
+    // messages.
+    std::string problem = clip ? adamx::detail::clip_argument_problem(clip->max_norm, clip->norm_type) : "";
+    if (problem.empty()) {
+      try {
+        Local::check_step_arguments(skeletons_, params, grads);
+        problem = memory_problem(params, grads);
+      } catch (const std::invalid_argument& e) {
+        problem = e.what();
+      }
     }
     agree_step(problem);
 
@@ -1001,6 +1139,7 @@ class ShardedOptimizer {
       if (shard.pieces.empty()) grad_views_[g].emplace_back(static_cast<const Scalar*>(nullptr), 0, 1);
     }
 
+    const double norm = clip ? clip_shard(*clip) : 0.0;
     const std::vector<StepReport>& reports = local_.step(param_views_, grad_views_, *reducer_);
 
     // Every rank's new shards of θ to every rank: one all-gather per bucket.
@@ -1022,6 +1161,7 @@ class ShardedOptimizer {
       for (std::size_t r = 0; r < groups_[g].shards.size(); ++r)
         if (r != me) unpack_pieces(groups_[g].shards[r], flat_place(g, r), param_bases_);
     }
+    if (clip) last_grad_norm_ = norm;
     return reports;
   }
 
@@ -1045,6 +1185,11 @@ class ShardedOptimizer {
   std::vector<State> gathered_;          // what state() last gathered
   std::string options_bytes_;            // every group's options, encoded for the step's digest
   std::vector<unsigned> verdicts_;       // the step agreement's words, per rank
+  // Clipping (clip_shard): per rank, the all-gather's counts and places, and
+  // this rank's message and everyone's, sized in ensure_ready.
+  std::vector<int> clip_counts_, clip_displacements_;
+  std::vector<double> clip_send_, clip_received_;
+  double last_grad_norm_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// ShardedOptimizer::save_sharded_checkpoint: every rank writes its own file.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <iterator>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/clip.hpp"
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/kernel.hpp"
@@ -163,11 +165,42 @@ class Optimizer {
   /// as step(params, grads).
   template <class ParamGroups, class GradGroups, class Reducer,
             class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
-                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
+                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value &&
+                                     !std::is_same<std::decay_t<Reducer>, ClipGradNorm>::value>>
   const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
                                       Reducer&& reducer) {
     return step_impl(params, grads, reducer);
   }
+
+  // ---- stepping with gradient clipping ------------------------------------
+
+  /// clip_grad_norm(grads, clip.max_norm, clip.norm_type,
+  /// clip.error_if_nonfinite) then step(params, grads), in one call and bit
+  /// for bit: the norm is taken over all groups together. The gradients are
+  /// scaled IN PLACE when the clip binds (as clip_grad_norm and PyTorch's
+  /// clip_grad_norm_ do), so they must be mutable tensors. Every check of
+  /// both runs before anything changes: the clip's invalid arguments throw
+  /// clip_grad_norm's std::invalid_argument, and with error_if_nonfinite a
+  /// non-finite norm throws its NonFiniteGradientError. A non-finite norm
+  /// otherwise changes nothing and the groups' NonFinitePolicy decides.
+  /// last_grad_norm() is then the norm before clipping.
+  const std::vector<StepReport>& step(std::initializer_list<std::initializer_list<Tensor>> params,
+                                      std::initializer_list<std::initializer_list<Tensor>> grads,
+                                      const ClipGradNorm& clip) {
+    return clipped_step_impl(params, grads, clip);
+  }
+  /// Same, from containers (e.g. std::vector<std::vector<TensorRef<float>>>
+  /// for both).
+  template <class ParamGroups, class GradGroups,
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                                     detail::is_range_of_ranges<GradGroups, TensorRef<Scalar>>::value>>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
+                                      const ClipGradNorm& clip) {
+    return clipped_step_impl(params, grads, clip);
+  }
+  /// The total gradient norm, before clipping, of the last successful
+  /// step(params, grads, ClipGradNorm); NaN before the first.
+  double last_grad_norm() const { return last_grad_norm_; }
 
   /// The reports of the last step() (one per group).
   const std::vector<StepReport>& last_reports() const { return reports_; }
@@ -577,6 +610,20 @@ class Optimizer {
     return step_impl(params, grads, none);
   }
 
+  // The step's own checks first, so that bad input throws before the
+  // gradients are scaled; clip_grad_norm_impl then throws before scaling.
+  template <class ParamGroups, class GradGroups>
+  const std::vector<StepReport>& clipped_step_impl(const ParamGroups& params, const GradGroups& grads,
+                                                   const ClipGradNorm& clip) {
+    detail::check_clip_arguments(clip.max_norm, clip.norm_type);
+    check_structure(params, grads);
+    check_memory(params, grads);
+    const double norm = detail::clip_grad_norm_impl(grads, clip.max_norm, clip.norm_type, clip.error_if_nonfinite);
+    const std::vector<StepReport>& reports = step_impl(params, grads);
+    last_grad_norm_ = norm;
+    return reports;
+  }
+
   // With a reducer, s is combined across shards after the passes of every
   // group (one call for all groups), instead of summed group by group.
   template <class ParamGroups, class GradGroups, class Reducer>
@@ -786,6 +833,7 @@ class Optimizer {
   std::vector<double> reduced_norms_;          // and its answer, s per group
   detail::OverlapCheck overlap_;               // sized in add_group: step() does not allocate
   int threads_ = 1;
+  double last_grad_norm_ = std::numeric_limits<double>::quiet_NaN();  // step(…, ClipGradNorm)
 };
 
 }  // namespace adamx
