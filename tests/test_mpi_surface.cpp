@@ -2,7 +2,9 @@
 // surface with the same meaning: one training loop, templated on the
 // optimizer type, runs unchanged on adamx::AdamX<float> and on
 // adamx::mpi::AdamX<float> (and Adam<double>) and gives the same bits;
-// bad input throws the same exceptions with the same messages. Run under
+// bad input throws the same exceptions with the same messages. The loop
+// uses braced-list steps, clipping by the global norm, schedules, setters,
+// state() and checkpoints. Run under
 // mpirun with 1, 2 and 3 ranks (tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -114,6 +116,7 @@ struct Run {
   typename Opt::State mid_state;                             // state(0) after step 3
   std::vector<adamx::StepReport> reports;                    // every step's, group after group
   std::vector<double> lrs;                                   // options(g).lr before every step
+  std::vector<double> grad_norms;                            // last_grad_norm() after each clipped step
 };
 
 constexpr int kSteps = 12;
@@ -178,9 +181,22 @@ Run<Opt> train(const std::filesystem::path& checkpoint, int perturbed_rank = -1)
     for (std::size_t g = 0; g < opt.num_groups(); ++g) run.lrs.push_back(opt.options(g).lr);
 
     model.gradients(done, world_rank() == perturbed_rank);
+    // Every other step clips by the global gradient norm, cycling through
+    // the 2-, 1- and ∞-norm. The max_norm values are below the gradients'
+    // norms (tens to thousands for these sizes), so the clip binds.
+    const bool clipped = done % 2 == 1;
+    const double norm_types[] = {2.0, 1.0, std::numeric_limits<double>::infinity()};
+    const double max_norms[] = {20.0, 500.0, 1.5};
+    const adamx::ClipGradNorm clip{max_norms[(done / 2) % 3], norm_types[(done / 2) % 3]};
     const std::vector<adamx::StepReport>& reports =
-        opt.step({{model.w1, model.b1}, {model.w2, model.b2, model.s2}},
-                 {{model.gw1, model.gb1}, {model.gw2, model.gb2, model.gs2}});
+        clipped ? opt.step({{model.w1, model.b1}, {model.w2, model.b2, model.s2}},
+                           {{model.gw1, model.gb1}, {model.gw2, model.gb2, model.gs2}}, clip)
+                : opt.step({{model.w1, model.b1}, {model.w2, model.b2, model.s2}},
+                           {{model.gw1, model.gb1}, {model.gw2, model.gb2, model.gs2}});
+    if (clipped) {
+      run.grad_norms.push_back(opt.last_grad_norm());
+      EXPECT_GT(opt.last_grad_norm(), clip.max_norm) << "the clip should bind at step " << done;
+    }
     EXPECT_EQ(&reports, &opt.last_reports());
     run.reports.insert(run.reports.end(), reports.begin(), reports.end());
     schedule.step();
@@ -212,6 +228,7 @@ bool bitwise_equal(const Run<One>& one, const Run<Many>& many, bool report) {
   expect(one.state == many.state, "the whole state");
   expect(one.mid_state == many.mid_state, "state(0) after step 3");
   expect(same_bits(one.lrs, many.lrs), "the lr history");
+  expect(same_bits(one.grad_norms, many.grad_norms), "the norms before clipping");
   expect(one.reports.size() == many.reports.size(), "the report count");
   for (std::size_t i = 0; i < std::min(one.reports.size(), many.reports.size()); ++i) {
     const adamx::StepReport& a = one.reports[i];
