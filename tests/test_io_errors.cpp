@@ -185,7 +185,7 @@ TEST(ShardedCheckpointFileErrors, SaveBeyondTheFileSizeLimitSaysFileTooLarge) {
     ASSERT_TRUE(limit.ok());
     message = checkpoint_error([&] { adamx::split_checkpoint(dir / "whole", dir / "shards", 2); });
   }
-  EXPECT_TRUE(HasReason(message, EFBIG, "shards.0-of-2.partial"));
+  EXPECT_TRUE(HasReason(message, EFBIG, "shards.0-of-2."));
   EXPECT_EQ(dir.files(), std::vector<std::string>{"whole"});
 }
 
@@ -198,15 +198,16 @@ TEST(ShardedCheckpointFileErrors, ReshardIntoARegularFileOrFromAMissingShardSays
   const std::vector<std::string> before = dir.files();
   EXPECT_TRUE(HasReason(
       checkpoint_error([&] { adamx::reshard_checkpoint(dir / "shards", 2, dir / "file" / "out", 3); }), ENOTDIR,
-      "out.0-of-3.partial"));
-  fs::remove(adamx::shard_checkpoint_path(dir / "shards", 1, 2));
+      "out.0-of-3."));
+  const fs::path second = adamx::shard_checkpoint_files(dir / "shards", 2)[1];
+  fs::remove(second);
   EXPECT_TRUE(HasReason(checkpoint_error([&] { adamx::reshard_checkpoint(dir / "shards", 2, dir / "out", 3); }),
                         ENOENT, "shards.1-of-2"));
   // A prefix whose directory cannot be listed is not "no checkpoint".
   EXPECT_TRUE(HasReason(checkpoint_error([&] { adamx::merge_sharded_checkpoint(dir / "file" / "shards", dir / "out"); }),
                         ENOTDIR, "file"));
   std::vector<std::string> after = before;
-  after.erase(std::find(after.begin(), after.end(), "shards.1-of-2"));
+  after.erase(std::find(after.begin(), after.end(), second.filename().string()));
   EXPECT_EQ(dir.files(), after);
 }
 
@@ -231,7 +232,7 @@ TEST(ReshardToolFileErrors, ExitsWithStatusOneAndTheReason) {
   const std::string d = (dir / "").string();
   std::string output;
   EXPECT_EQ(run_tool("", "split " + d + "whole " + d + "file/out 2", output), 1);
-  EXPECT_TRUE(HasReason(output, ENOTDIR, "out.0-of-2.partial"));
+  EXPECT_TRUE(HasReason(output, ENOTDIR, "out.0-of-2."));
   EXPECT_EQ(run_tool("", "split " + d + "absent " + d + "out 2", output), 1);
   EXPECT_TRUE(HasReason(output, ENOENT, "absent"));
   EXPECT_EQ(run_tool("", "list " + d + "file/prefix", output), 1);
@@ -239,7 +240,7 @@ TEST(ReshardToolFileErrors, ExitsWithStatusOneAndTheReason) {
   // A file-size limit of 8 blocks (4 KiB or 8 KiB, depending on the shell):
   // the tool reports the failed write, it is not killed by SIGXFSZ.
   EXPECT_EQ(run_tool("ulimit -f 8 && ", "split " + d + "whole " + d + "out 2", output), 1);
-  EXPECT_TRUE(HasReason(output, EFBIG, "out.0-of-2.partial"));
+  EXPECT_TRUE(HasReason(output, EFBIG, "out.0-of-2."));
   EXPECT_EQ(dir.files(), (std::vector<std::string>{"file", "whole"}));
 }
 #endif

@@ -323,13 +323,16 @@ TEST(MpiCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
 
 // --- sharded checkpoints: one file per rank, nothing gathered -------------
 
-// Removes every file of the sharded checkpoints under `prefix` (rank 0,
-// between barriers: no rank is still reading, none writes yet).
+// Removes every file of the sharded checkpoints under `prefix`, and their
+// manifests (rank 0, between barriers: no rank is still reading, none writes
+// yet).
 void remove_sharded(const std::filesystem::path& prefix) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0)
-    for (const int n : adamx::find_sharded_checkpoints(prefix))
-      for (int r = 0; r < n; ++r) std::filesystem::remove(adamx::shard_checkpoint_path(prefix, r, n));
+    for (const int n : adamx::find_sharded_checkpoints(prefix)) {
+      for (const auto& file : adamx::shard_checkpoint_files(prefix, n)) std::filesystem::remove(file);
+      std::filesystem::remove(adamx::shard_manifest_path(prefix, n));
+    }
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
@@ -339,7 +342,9 @@ TEST(MpiShardedCheckpoint, ResumeIsBitwise) {
   expect_resume_bitwise<double>(
       [&](auto& first) {
         adamx::mpi::save_sharded_checkpoint(first, prefix);
-        EXPECT_TRUE(std::filesystem::exists(adamx::shard_checkpoint_path(prefix, world_rank(), world_size())));
+        EXPECT_TRUE(std::filesystem::exists(adamx::shard_manifest_path(prefix, world_size())));
+        EXPECT_TRUE(std::filesystem::exists(
+            adamx::shard_checkpoint_files(prefix, world_size())[static_cast<std::size_t>(world_rank())]));
       },
       [&](auto& second) { adamx::mpi::load_sharded_checkpoint(second, prefix); });
   remove_sharded(prefix);
@@ -434,8 +439,10 @@ TEST(MpiShardedCheckpoint, LayoutMismatchRefusedWithStateUnchanged) {
   remove_sharded(prefix);
 }
 
-// Every file valid on its own, but rank 1's from a later save (as a crash
-// between two ranks' renames would leave them): refused on every rank.
+// Every file valid on its own, but rank 1's from a later save: refused on
+// every rank — by the manifest, which records another file; and, in a
+// checkpoint of an older adamx without a manifest (as a crash between two
+// ranks' renames left them), by the step counts that differ.
 TEST(MpiShardedCheckpoint, FilesOfDifferentSavesRefusedOnEveryRank) {
   ASSERT_GE(world_size(), 2) << "needs two ranks or more";
   using Scalar = float;
@@ -450,17 +457,34 @@ TEST(MpiShardedCheckpoint, FilesOfDifferentSavesRefusedOnEveryRank) {
     run_steps(saved, params, 4, 4);
     adamx::mpi::save_sharded_checkpoint(saved, later);
   }
+  const std::filesystem::path legacy = checkpoint_path("sharded_mixed_legacy");
   MPI_Barrier(MPI_COMM_WORLD);
-  if (world_rank() == 0)
-    std::filesystem::copy_file(adamx::shard_checkpoint_path(later, 1, world_size()),
-                               adamx::shard_checkpoint_path(prefix, 1, world_size()),
-                               std::filesystem::copy_options::overwrite_existing);
+  if (world_rank() == 0) {
+    const auto files = adamx::shard_checkpoint_files(prefix, world_size());
+    const auto later_files = adamx::shard_checkpoint_files(later, world_size());
+    for (int r = 0; r < world_size(); ++r)
+      std::filesystem::copy_file(r == 1 ? later_files[1] : files[static_cast<std::size_t>(r)],
+                                 adamx::shard_checkpoint_path(legacy, r, world_size()),
+                                 std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(later_files[1], files[1], std::filesystem::copy_options::overwrite_existing);
+  }
   MPI_Barrier(MPI_COMM_WORLD);
   adamx::mpi::AdamX<Scalar> loader(MPI_COMM_WORLD);
   add_model(loader, params);
   const auto before = loader.local().state();
   try {
     adamx::mpi::load_sharded_checkpoint(loader, prefix);
+    ADD_FAILURE() << "a file the manifest does not record was loaded";
+  } catch (const adamx::mpi::MpiError& e) {
+    const std::string message = e.what();
+    if (world_rank() == 1)
+      EXPECT_NE(message.find("it is not the file that save wrote"), std::string::npos) << message;
+    else
+      EXPECT_NE(message.find("rank(s) 1 refused"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(loader.local().state() == before);
+  try {
+    adamx::mpi::load_sharded_checkpoint(loader, legacy);
     ADD_FAILURE() << "files of two saves were loaded";
   } catch (const adamx::mpi::MpiError& e) {
     const std::string message = e.what();
@@ -471,6 +495,7 @@ TEST(MpiShardedCheckpoint, FilesOfDifferentSavesRefusedOnEveryRank) {
   EXPECT_TRUE(loader.local().state() == before);
   remove_sharded(prefix);
   remove_sharded(later);
+  remove_sharded(legacy);
 }
 
 // One group "fc" of one tensor "weight" (θ = 0.5, g = 1 unless changed),

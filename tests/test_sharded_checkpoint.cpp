@@ -50,6 +50,12 @@ void flip_bits(const fs::path& path, std::ptrdiff_t at, int mask) {
   write_bytes(path, bytes);
 }
 
+// Rank r's file of the sharded checkpoint of `ranks` ranks under `prefix`:
+// the one its manifest names, or the legacy name when it has none.
+fs::path shard_file(const fs::path& prefix, int r, int ranks) {
+  return adamx::shard_checkpoint_files(prefix, ranks).at(static_cast<std::size_t>(r));
+}
+
 // The model's layout cut for `ranks` (every tensor a column vector).
 adamx::ShardLayout layout_for(int ranks) {
   adamx::ShardLayout layout;
@@ -82,7 +88,7 @@ void expect_shards_equal(const shard_model::Reference<Opt>& reference, const fs:
   for (int r = 0; r < ranks; ++r) {
     std::vector<adamx::GroupShard> shards;
     Opt local = shard_optimizer<Opt>(r, ranks, &shards);
-    adamx::load_shard_checkpoint(local, layout, r, adamx::shard_checkpoint_path(prefix, r, ranks));
+    adamx::load_shard_checkpoint(local, layout, r, shard_file(prefix, r, ranks));
     shard_model::expect_shard_equal(reference, local, shards, reference.params, r);
   }
 }
@@ -127,8 +133,8 @@ TYPED_TEST(ShardedCheckpoint, ReshardChainIsExact) {
   // Re-sharded files are the files a direct split writes.
   adamx::split_checkpoint(dir / "whole.ckpt", dir / "b_direct", 2);
   for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(read_bytes(adamx::shard_checkpoint_path(dir / "b", r, 2)),
-              read_bytes(adamx::shard_checkpoint_path(dir / "b_direct", r, 2)))
+    EXPECT_EQ(read_bytes(shard_file(dir / "b", r, 2)),
+              read_bytes(shard_file(dir / "b_direct", r, 2)))
         << "rank " << r;
   // No temporary file is left behind.
   for (const std::string& name : dir.files()) EXPECT_EQ(name.find(".partial"), std::string::npos) << name;
@@ -145,10 +151,10 @@ TYPED_TEST(ShardedCheckpoint, ShardOptimizerSavesWhatTheConversionsWrite) {
   const adamx::ShardLayout layout = layout_for(3);
   for (int r = 0; r < 3; ++r) {
     Opt local = shard_optimizer<Opt>(r, 3);
-    adamx::load_shard_checkpoint(local, layout, r, adamx::shard_checkpoint_path(dir / "split", r, 3));
-    adamx::save_shard_checkpoint(local, layout, r, adamx::shard_checkpoint_path(dir / "saved", r, 3));
-    EXPECT_EQ(read_bytes(adamx::shard_checkpoint_path(dir / "saved", r, 3)),
-              read_bytes(adamx::shard_checkpoint_path(dir / "split", r, 3)))
+    adamx::load_shard_checkpoint(local, layout, r, shard_file(dir / "split", r, 3));
+    adamx::save_shard_checkpoint(local, layout, r, shard_file(dir / "saved", r, 3));
+    EXPECT_EQ(read_bytes(shard_file(dir / "saved", r, 3)),
+              read_bytes(shard_file(dir / "split", r, 3)))
         << "rank " << r;
   }
 }
@@ -181,14 +187,14 @@ void expect_reshard_refused(TempDir& dir, const std::vector<std::string>& needle
 TEST(ShardedCheckpointRefusals, MissingShard) {
   TempDir dir("missing");
   three_shards(dir, "in", 5);
-  fs::remove(adamx::shard_checkpoint_path(dir / "in", 1, 3));
+  fs::remove(shard_file(dir / "in", 1, 3));
   expect_reshard_refused(dir, {"cannot open", "in.1-of-3"});
 }
 
 TEST(ShardedCheckpointRefusals, TruncatedShard) {
   TempDir dir("truncated");
   three_shards(dir, "in", 5);
-  const fs::path victim = adamx::shard_checkpoint_path(dir / "in", 2, 3);
+  const fs::path victim = shard_file(dir / "in", 2, 3);
   const std::string bytes = read_bytes(victim);
   write_bytes(victim, bytes.substr(0, bytes.size() - 10));
   expect_reshard_refused(dir, {"truncated", "in.2-of-3"});
@@ -197,14 +203,14 @@ TEST(ShardedCheckpointRefusals, TruncatedShard) {
 TEST(ShardedCheckpointRefusals, CorruptStateByte) {
   TempDir dir("corrupt");
   three_shards(dir, "in", 5);
-  flip_bits(adamx::shard_checkpoint_path(dir / "in", 1, 3), -100, 0x10);  // inside the last array
+  flip_bits(shard_file(dir / "in", 1, 3), -100, 0x10);  // inside the last array
   expect_reshard_refused(dir, {"checksum mismatch", "in.1-of-3"});
 }
 
 TEST(ShardedCheckpointRefusals, CorruptShardRecord) {
   TempDir dir("record");
   three_shards(dir, "in", 5);
-  flip_bits(adamx::shard_checkpoint_path(dir / "in", 0, 3), 30, 0x01);  // inside the record's body
+  flip_bits(shard_file(dir / "in", 0, 3), 30, 0x01);  // inside the record's body
   expect_reshard_refused(dir, {"shard record checksum mismatch", "in.0-of-3"});
 }
 
@@ -212,7 +218,7 @@ TEST(ShardedCheckpointRefusals, ShardsOfDifferentSaves) {
   TempDir dir("saves");
   three_shards(dir, "in", 5);
   three_shards(dir, "later", 6);
-  fs::copy_file(adamx::shard_checkpoint_path(dir / "later", 1, 3), adamx::shard_checkpoint_path(dir / "in", 1, 3),
+  fs::copy_file(shard_file(dir / "later", 1, 3), shard_file(dir / "in", 1, 3),
                 fs::copy_options::overwrite_existing);
   expect_reshard_refused(dir, {"not from one save", "t = 6", "t = 5"});
 }
@@ -220,7 +226,7 @@ TEST(ShardedCheckpointRefusals, ShardsOfDifferentSaves) {
 TEST(ShardedCheckpointRefusals, ShardOfAnotherRank) {
   TempDir dir("rank");
   three_shards(dir, "in", 5);
-  fs::copy_file(adamx::shard_checkpoint_path(dir / "in", 0, 3), adamx::shard_checkpoint_path(dir / "in", 2, 3),
+  fs::copy_file(shard_file(dir / "in", 0, 3), shard_file(dir / "in", 2, 3),
                 fs::copy_options::overwrite_existing);
   expect_reshard_refused(dir, {"holds rank 0 of 3, expected rank 2 of 3"});
 }
@@ -228,7 +234,7 @@ TEST(ShardedCheckpointRefusals, ShardOfAnotherRank) {
 TEST(ShardedCheckpointRefusals, OrdinaryCheckpointIsNotAShard) {
   TempDir dir("ordinary");
   three_shards(dir, "in", 5);
-  fs::copy_file(dir / "in.ckpt", adamx::shard_checkpoint_path(dir / "in", 1, 3), fs::copy_options::overwrite_existing);
+  fs::copy_file(dir / "in.ckpt", shard_file(dir / "in", 1, 3), fs::copy_options::overwrite_existing);
   expect_reshard_refused(dir, {"ordinary checkpoint of a whole model"});
 }
 
@@ -304,12 +310,12 @@ TEST(ShardedCheckpointRefusals, LoadListsLayoutDifferencesStateUnchanged) {
   adamx::split_checkpoint(dir / "other.ckpt", dir / "other", 2);
 
   Opt local = shard_optimizer<Opt>(0, 2);
-  adamx::load_shard_checkpoint(local, layout_for(2), 0, adamx::shard_checkpoint_path(dir / "other", 0, 2));
+  adamx::load_shard_checkpoint(local, layout_for(2), 0, shard_file(dir / "other", 0, 2));
   const auto before = local.state();
 
   // A 3-rank file into a 2-rank run.
   try {
-    adamx::load_shard_checkpoint(local, layout_for(2), 0, adamx::shard_checkpoint_path(dir / "in", 0, 3));
+    adamx::load_shard_checkpoint(local, layout_for(2), 0, shard_file(dir / "in", 0, 3));
     ADD_FAILURE() << "a 3-rank shard was loaded by a 2-rank run";
   } catch (const adamx::CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("shards of 3 rank(s), this run has 2"), std::string::npos) << e.what();
@@ -322,7 +328,7 @@ TEST(ShardedCheckpointRefusals, LoadListsLayoutDifferencesStateUnchanged) {
   changed.groups[0].tensors[1].rows = 1;
   changed.groups[0].tensors[1].cols = 5;
   try {
-    adamx::load_shard_checkpoint(local, changed, 0, adamx::shard_checkpoint_path(dir / "in", 0, 3));
+    adamx::load_shard_checkpoint(local, changed, 0, shard_file(dir / "in", 0, 3));
     ADD_FAILURE() << "a shard of another model was loaded";
   } catch (const adamx::CheckpointError& e) {
     const std::string message = e.what();
@@ -333,7 +339,7 @@ TEST(ShardedCheckpointRefusals, LoadListsLayoutDifferencesStateUnchanged) {
 
   // The right layout but another rank's file.
   try {
-    adamx::load_shard_checkpoint(local, layout_for(2), 0, adamx::shard_checkpoint_path(dir / "other", 1, 2));
+    adamx::load_shard_checkpoint(local, layout_for(2), 0, shard_file(dir / "other", 1, 2));
     ADD_FAILURE() << "rank 1's shard was loaded as rank 0's";
   } catch (const adamx::CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("holds rank 1's shard, this is rank 0"), std::string::npos) << e.what();
@@ -361,8 +367,8 @@ TEST(ReshardTool, ConvertsLikeTheFunctions) {
   EXPECT_EQ(run_tool("reshard " + d + "in " + d + "two 2"), 0);
   adamx::reshard_checkpoint(dir / "in", 3, dir / "two_function", 2);
   for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(read_bytes(adamx::shard_checkpoint_path(dir / "two", r, 2)),
-              read_bytes(adamx::shard_checkpoint_path(dir / "two_function", r, 2)));
+    EXPECT_EQ(read_bytes(shard_file(dir / "two", r, 2)),
+              read_bytes(shard_file(dir / "two_function", r, 2)));
   EXPECT_EQ(run_tool("merge " + d + "two " + d + "merged.ckpt --from-ranks 2"), 0);
   EXPECT_EQ(read_bytes(dir / "merged.ckpt"), read_bytes(dir / "in.ckpt"));
   EXPECT_EQ(run_tool("split " + d + "merged.ckpt " + d + "four 4"), 0);
@@ -373,7 +379,7 @@ TEST(ReshardTool, ConvertsLikeTheFunctions) {
   EXPECT_EQ(run_tool("reshard " + d + "in " + d + "x two"), 2);
   EXPECT_EQ(run_tool("shuffle " + d + "in " + d + "x 2"), 2);
   EXPECT_EQ(run_tool("reshard " + d + "absent " + d + "x 2"), 1);
-  fs::remove(adamx::shard_checkpoint_path(dir / "in", 2, 3));
+  fs::remove(shard_file(dir / "in", 2, 3));
   EXPECT_EQ(run_tool("reshard " + d + "in " + d + "x 2"), 1);
   EXPECT_TRUE(adamx::find_sharded_checkpoints(dir / "x").empty());
 }

@@ -2,9 +2,10 @@
 // between a sharded and an ordinary (one-process) checkpoint, streaming
 // (adamx/sharded_checkpoint.hpp). Exit status 0 on success, 1 when the
 // conversion is refused (the message says why, with the OS reason for file
-// errors; no output is written), 2 for a usage error.
+// errors; nothing is published), 2 for a usage error.
 #include <adamx/sharded_checkpoint.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <exception>
@@ -19,16 +20,19 @@ namespace {
 const char* const kCommands =
     "commands:\n"
     "  reshard <from-prefix> <to-prefix> <ranks> [--from-ranks N]\n"
-    "      <from-prefix>.<r>-of-<N> (N found from the files unless given) into\n"
-    "      <to-prefix>.<r>-of-<ranks>\n"
+    "      the sharded checkpoint of N ranks under <from-prefix> (N found from\n"
+    "      the files unless given) into one of <ranks> ranks under <to-prefix>,\n"
+    "      committed by <to-prefix>.manifest-of-<ranks>\n"
     "  merge <from-prefix> <to-file> [--from-ranks N]\n"
     "      the shards into one ordinary checkpoint of the whole model\n"
     "  split <from-file> <to-prefix> <ranks>\n"
-    "      an ordinary checkpoint into <to-prefix>.<r>-of-<ranks>\n"
+    "      an ordinary checkpoint into a sharded one of <ranks> ranks\n"
     "  list <prefix>\n"
-    "      the rank counts N for which <prefix>.0-of-N exists\n"
+    "      the rank counts N of the sharded checkpoints under <prefix>, one a\n"
+    "      line; \"N legacy\" for one without a manifest (an older adamx's\n"
+    "      <prefix>.<r>-of-N files; reshard converts it)\n"
     "\n"
-    "Exit status: 0 done, 1 conversion refused (nothing written), 2 usage error.";
+    "Exit status: 0 done, 1 conversion refused (nothing published), 2 usage error.";
 
 // A rank count: decimal digits only, 1 to 2^31 - 1.
 bool parse_ranks(const std::string& text, int& out) {
@@ -37,6 +41,12 @@ bool parse_ranks(const std::string& text, int& out) {
   if (value < 1 || value > 2147483647LL) return false;
   out = static_cast<int>(value);
   return true;
+}
+
+// What a conversion into a sharded checkpoint published.
+void report_written(const std::string& prefix, int ranks) {
+  std::cout << "wrote " << ranks << " shard file(s) " << adamx::shard_checkpoint_files(prefix, ranks)[0].string()
+            << " ..., committed by " << adamx::shard_manifest_path(prefix, ranks).string() << "\n";
 }
 
 }  // namespace
@@ -67,8 +77,7 @@ int main(int argc, char** argv) {
         adamx::reshard_checkpoint(args[1], from_ranks, args[2], to_ranks);
       else
         adamx::reshard_checkpoint(args[1], args[2], to_ranks);
-      std::cout << "wrote " << to_ranks << " shard file(s) " << adamx::shard_checkpoint_path(args[2], 0, to_ranks).string()
-                << " ...\n";
+      report_written(args[2], to_ranks);
     } else if (command == "merge") {
       if (args.size() != 3) return usage("merge takes <from-prefix> <to-file>");
       if (from_ranks > 0)
@@ -81,12 +90,13 @@ int main(int argc, char** argv) {
       if (args.size() != 4 || from_ranks != 0) return usage("split takes <from-file> <to-prefix> <ranks>");
       if (!parse_ranks(args[3], to_ranks)) return usage("'" + args[3] + "' is not a rank count >= 1");
       adamx::split_checkpoint(args[1], args[2], to_ranks);
-      std::cout << "wrote " << to_ranks << " shard file(s) " << adamx::shard_checkpoint_path(args[2], 0, to_ranks).string()
-                << " ...\n";
+      report_written(args[2], to_ranks);
     } else if (command == "list") {
       if (args.size() != 2 || from_ranks != 0) return usage("list takes <prefix>");
       adamx::detail::check_listable(args[1], "adamx::find_sharded_checkpoints");
-      for (const int n : adamx::find_sharded_checkpoints(args[1])) std::cout << n << "\n";
+      std::vector<int> legacy;
+      for (const int n : adamx::detail::find_shard_sets(args[1], &legacy))
+        std::cout << n << (std::find(legacy.begin(), legacy.end(), n) != legacy.end() ? " legacy" : "") << "\n";
     } else {
       return usage("unknown command '" + command + "'");
     }

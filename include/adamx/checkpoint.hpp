@@ -629,6 +629,17 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
 
 namespace detail {
 
+// A test-only seam for fault injection. Every file operation the checkpoint
+// writers perform asks injected_fault() first and, if it returns an errno,
+// fails with it as if the system had: tests make each operation fail in turn
+// and check what is left. Null unless a test sets it, where it costs a load
+// and a compare per operation, next to a system call.
+enum class FileOperation { create, write, sync, close, rename, remove };
+inline int (*file_fault_hook)(FileOperation operation, const std::filesystem::path& path) = nullptr;
+inline int injected_fault(FileOperation operation, const std::filesystem::path& path) {
+  return file_fault_hook == nullptr ? 0 : file_fault_hook(operation, path);
+}
+
 // A stream buffer over a std::FILE that keeps the errno of its first failure,
 // which std::ofstream loses: file errors name the OS reason. The FILE is
 // unbuffered, so each failed write is seen, with its errno, when it happens.
@@ -643,6 +654,8 @@ class FileOutput : public std::streambuf {
 
   /// Creates (or truncates) `path`; returns 0 or the errno.
   int open(const std::filesystem::path& path) {
+    path_ = path;
+    if (const int error = injected_fault(FileOperation::create, path)) return error_ = error;
     errno = 0;
     file_ = std::fopen(path.string().c_str(), "wb");
     if (file_ == nullptr) return error_ = failure();
@@ -655,6 +668,7 @@ class FileOutput : public std::streambuf {
   /// Writes what is buffered and flushes it to stable storage; 0 or the errno.
   int sync_to_disk() {
     if (!drain()) return error_;
+    if (const int error = injected_fault(FileOperation::sync, path_)) return error_ = error;
 #if defined(ADAMX_CHECKPOINT_FSYNC)
     if (::fsync(::fileno(file_)) != 0) return error_ = failure();
 #endif
@@ -668,6 +682,7 @@ class FileOutput : public std::streambuf {
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
     if (!closed && error_ == 0) error_ = failure();
+    if (error_ == 0) error_ = injected_fault(FileOperation::close, path_);
     return error_;
   }
 
@@ -686,6 +701,12 @@ class FileOutput : public std::streambuf {
   bool drain() {
     if (error_ != 0 || file_ == nullptr) return false;
     const auto count = static_cast<std::size_t>(pptr() - pbase());
+    if (count > 0) {
+      if (const int error = injected_fault(FileOperation::write, path_)) {
+        error_ = error;
+        return false;
+      }
+    }
     errno = 0;
     if (count > 0 && std::fwrite(pbase(), 1, count, file_) != count) {
       error_ = failure();
@@ -700,6 +721,7 @@ class FileOutput : public std::streambuf {
   static int failure() { return errno != 0 ? errno : -1; }
 
   std::FILE* file_ = nullptr;
+  std::filesystem::path path_;
   std::vector<char> buffer_ = std::vector<char>(kStreamChunk);
   int error_ = 0;
 };
@@ -717,14 +739,11 @@ inline void open_for_reading(std::ifstream& in, const std::filesystem::path& pat
   if (!in) throw CheckpointError(who + ": cannot open '" + path.string() + "': " + os_reason(errno));
 }
 
-// Writes `path` + ".partial" through `write(std::ostream&)` and flushes it to
-// disk; returns its path. On failure (of the writer too) it is removed, and
-// file errors throw CheckpointError prefixed by `who`, ending with the OS
-// reason.
+// Writes `partial` through `write(std::ostream&)` and flushes it to disk. On
+// failure (of the writer too) it is removed, and file errors throw
+// CheckpointError prefixed by `who`, ending with the OS reason.
 template <class Writer>
-std::filesystem::path write_partial_file(const std::filesystem::path& path, const std::string& who, Writer&& write) {
-  std::filesystem::path partial = path;
-  partial += ".partial";
+void write_synced_file(const std::filesystem::path& partial, const std::string& who, Writer&& write) {
   const auto remove_partial = [&] {
     std::error_code ignored;
     std::filesystem::remove(partial, ignored);
@@ -755,6 +774,14 @@ std::filesystem::path write_partial_file(const std::filesystem::path& path, cons
       fail("flushing '" + partial.string() + "' to disk failed: " + os_reason(error));
     if (const int error = file.close()) fail(file_error("closing", partial, error));
   }
+}
+
+// write_synced_file into `path` + ".partial"; returns that path.
+template <class Writer>
+std::filesystem::path write_partial_file(const std::filesystem::path& path, const std::string& who, Writer&& write) {
+  std::filesystem::path partial = path;
+  partial += ".partial";
+  write_synced_file(partial, who, std::forward<Writer>(write));
   return partial;
 }
 
@@ -763,7 +790,10 @@ std::filesystem::path write_partial_file(const std::filesystem::path& path, cons
 inline void publish_file(const std::filesystem::path& partial, const std::filesystem::path& path,
                          const std::string& who) {
   std::error_code error;
-  std::filesystem::rename(partial, path, error);
+  if (const int injected = injected_fault(FileOperation::rename, path))
+    error.assign(injected, std::generic_category());
+  else
+    std::filesystem::rename(partial, path, error);
   if (error) {
     std::error_code ignored;
     std::filesystem::remove(partial, ignored);

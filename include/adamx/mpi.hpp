@@ -654,25 +654,69 @@ class ShardedOptimizer {
     return out;
   }
 
-  /// Saves a sharded checkpoint: every rank writes its own file,
-  /// shard_checkpoint_path(prefix, rank, ranks) — its shard record and its
-  /// shard's checkpoint, CRC-checked, via a .partial file and a rename.
-  /// Nothing is gathered. Collective; a failure on any rank throws MpiError
-  /// on every rank.
+  /// Saves a sharded checkpoint: every rank writes its own file — its shard
+  /// record and its shard's checkpoint, CRC-checked — under a name of this
+  /// save ("<prefix>.<rank>-of-<ranks>.<id>") and flushes it to disk; then
+  /// rank 0 writes the manifest naming every rank's file, size and checksum,
+  /// and renames it into place ("<prefix>.manifest-of-<ranks>"): the commit
+  /// (shard_manifest.hpp). Until then the previous checkpoint under `prefix`
+  /// is what loads; after it, each rank removes its older files. The
+  /// directory of `prefix` is created if missing. Nothing is gathered but the
+  /// sizes and checksums. Collective; a failure on any rank (with the OS
+  /// reason for file errors) throws MpiError on every rank, removes this
+  /// save's files and commits nothing. The ranks must see one file system.
   void save_sharded_checkpoint(const std::filesystem::path& prefix) {
     ensure_ready();
-    std::string problem;
+    const std::string who = "adamx::mpi::ShardedOptimizer::save_sharded_checkpoint";
+    const std::string me = "rank " + std::to_string(rank_) + ": ";
+    std::string problem = adamx::detail::create_parent_directory(prefix);
+    detail::agree(comm_, problem.empty() ? problem : me + who + ": " + problem + " (nothing was changed)");
+    unsigned long long save_id = rank_ == 0 ? adamx::detail::new_save_id() : 0;
+    detail::check(MPI_Bcast(&save_id, 1, MPI_UNSIGNED_LONG_LONG, 0, comm_), "MPI_Bcast");
+    const std::filesystem::path mine = adamx::detail::shard_generation_path(prefix, rank_, ranks_, save_id);
+    unsigned long long described[2] = {0, 0};  // this rank's file: size, last four bytes
     try {
-      save_shard_checkpoint(local_, layout(), rank_, shard_checkpoint_path(prefix, rank_, ranks_));
+      adamx::detail::write_synced_file(mine, who, [&](std::ostream& out) {
+        adamx::save_shard_checkpoint(local_, layout(), rank_, out);
+      });
+      const adamx::detail::ShardFileEntry entry = adamx::detail::describe_shard_file(mine, who);
+      described[0] = entry.bytes;
+      described[1] = entry.last_crc;
     } catch (const std::exception& e) {
-      problem = "rank " + std::to_string(rank_) + ": " + e.what();
+      problem = me + e.what();
     }
-    detail::agree(comm_, problem);
+    try {
+      detail::agree(comm_, problem);
+      std::vector<unsigned long long> all(2 * static_cast<std::size_t>(ranks_));
+      detail::check(MPI_Gather(described, 2, MPI_UNSIGNED_LONG_LONG, all.data(), 2, MPI_UNSIGNED_LONG_LONG, 0, comm_),
+                    "MPI_Gather");
+      if (rank_ == 0) {
+        try {
+          std::vector<adamx::detail::ShardFileEntry> files;
+          for (int r = 0; r < ranks_; ++r)
+            files.push_back({adamx::detail::shard_generation_path(prefix, r, ranks_, save_id).filename().string(),
+                             all[2 * static_cast<std::size_t>(r)],
+                             static_cast<std::uint32_t>(all[2 * static_cast<std::size_t>(r) + 1])});
+          adamx::detail::commit_shard_set(prefix, ranks_, save_id, files, who);
+        } catch (const std::exception& e) {
+          problem = me + e.what();
+        }
+      }
+      detail::agree(comm_, problem);
+    } catch (...) {  // not committed: this save's files go, the previous checkpoint stays
+      std::error_code ignored;
+      std::filesystem::remove(mine, ignored);
+      throw;
+    }
+    adamx::detail::remove_superseded_shards(prefix, ranks_, save_id, rank_);
   }
 
   /// Loads the sharded checkpoint under `prefix` saved by a run of the same
   /// rank count and layout (reshard_checkpoint converts between counts).
-  /// Each rank reads its own file and checks it: the shard record against
+  /// Each rank reads the manifest and the file it names for the rank (or, for
+  /// a checkpoint of an older adamx without a manifest,
+  /// "<prefix>.<rank>-of-<ranks>") and checks it: the size and checksum the
+  /// manifest records, the shard record against
   /// this run's layout (every difference listed), then all of
   /// load_checkpoint's checks; then the ranks check that their files are of
   /// one save (the same options, t, γ, h in every group). A problem on any
@@ -681,8 +725,11 @@ class ShardedOptimizer {
     ensure_ready();
     std::string problem;
     std::vector<State> states;
-    const std::filesystem::path path = shard_checkpoint_path(prefix, rank_, ranks_);
     try {
+      const std::string who = "adamx::mpi::ShardedOptimizer::load_sharded_checkpoint";
+      // The files the manifest names (a legacy checkpoint has none).
+      const adamx::detail::ShardSet set = adamx::detail::locate_shard_set(prefix, ranks_, who);
+      const std::filesystem::path& path = set.files.at(static_cast<std::size_t>(rank_));
       std::error_code error;
       if (!std::filesystem::exists(path, error)) {
         problem = "rank " + std::to_string(rank_) + ": " +
@@ -695,6 +742,7 @@ class ShardedOptimizer {
                      std::to_string(ranks_) + " (re-shard with adamx::reshard_checkpoint or adamx_reshard)";
       } else {
         states = adamx::detail::read_shard_checkpoint(local_, layout(), rank_, path);
+        adamx::detail::check_against_manifest(set, rank_, who);
       }
     } catch (const std::exception& e) {
       problem = "rank " + std::to_string(rank_) + ": " + e.what();

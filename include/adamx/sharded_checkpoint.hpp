@@ -14,9 +14,9 @@
 // one ordinary checkpoint) and split_checkpoint (one ordinary checkpoint into
 // M files) stream: they verify every input's checksums, then copy each
 // output's byte ranges straight from the inputs, so they hold a few KiB of
-// state at a time however large the model; nothing is gathered. Outputs are
-// written as ".partial" files and renamed into place only when all of them
-// are complete. No MPI here: adamx/mpi.hpp saves and loads through this
+// state at a time however large the model; nothing is gathered. A sharded
+// output set is published all at once by its manifest (shard_manifest.hpp):
+// until the manifest's rename, readers see the previous set. No MPI here: adamx/mpi.hpp saves and loads through this
 // header collectively, and tools/adamx_reshard.cpp is the command line.
 #pragma once
 
@@ -40,6 +40,7 @@
 #include "adamx/optimizer.hpp"
 #include "adamx/options.hpp"
 #include "adamx/shard.hpp"
+#include "adamx/shard_manifest.hpp"
 
 namespace adamx {
 
@@ -101,30 +102,22 @@ inline std::vector<ShardPiece> layout_pieces(const ShardLayout::Group& group, in
   return pieces;
 }
 
-/// Rank `rank`'s file of a sharded checkpoint: "<prefix>.<rank>-of-<ranks>".
+/// "<prefix>.<rank>-of-<ranks>": the name of rank `rank`'s file in a sharded
+/// checkpoint of an older adamx (one without a manifest, still loaded), and
+/// a natural name for save_shard_checkpoint's single file. The files of a
+/// committed checkpoint are shard_checkpoint_files(prefix, ranks).
 inline std::filesystem::path shard_checkpoint_path(const std::filesystem::path& prefix, int rank, int ranks) {
   std::filesystem::path path = prefix;
   path += "." + std::to_string(rank) + "-of-" + std::to_string(ranks);
   return path;
 }
 
-/// The rank counts N for which "<prefix>.0-of-N" exists, in increasing order.
+/// The rank counts N of the sharded checkpoints under `prefix`, in
+/// increasing order: those with a manifest "<prefix>.manifest-of-N" (a
+/// committed save) and legacy ones without, "<prefix>.0-of-N". An
+/// uncommitted save's files are not counted.
 inline std::vector<int> find_sharded_checkpoints(const std::filesystem::path& prefix) {
-  const std::filesystem::path directory = prefix.has_parent_path() ? prefix.parent_path() : ".";
-  const std::string start = prefix.filename().string() + ".0-of-";
-  std::vector<int> counts;
-  std::error_code error;
-  for (std::filesystem::directory_iterator it(directory, error), end; !error && it != end; it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (name.size() <= start.size() || name.compare(0, start.size(), start) != 0) continue;
-    const std::string digits = name.substr(start.size());
-    if (digits.size() > 9 || digits[0] == '0' ||
-        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      continue;
-    counts.push_back(std::stoi(digits));
-  }
-  std::sort(counts.begin(), counts.end());
-  return counts;
+  return detail::find_shard_sets(prefix);
 }
 
 /// Every way in which `found` (a file's layout) differs from `expected` (the
@@ -501,25 +494,29 @@ class Converter {
     }
   }
 
-  // Writes the model as `to` (M shard files when sharded, else one ordinary
-  // checkpoint): all as .partial files first, renamed only when all are
-  // complete.
+  // Writes the model as `to`: M shard files when sharded, each complete and
+  // on disk under exactly its name (names no reader looks at until a
+  // manifest commits them; on failure all are removed), else one ordinary
+  // checkpoint, via ".partial" and a rename.
   void write(const std::vector<std::filesystem::path>& to, bool sharded) {
     ShardLayout out = model_;
     out.ranks = sharded ? static_cast<int>(to.size()) : 1;
     for (ShardLayout::Group& group : out.groups)
       group = make_shard_layout_group(group.name, group.tensors, out.ranks);
-    std::vector<std::filesystem::path> partials;
+    if (!sharded) {
+      save_file_atomically(to.at(0), who_, [&](std::ostream& stream) { write_one(stream, out, 0, false); });
+      return;
+    }
+    std::size_t written = 0;
     try {
-      for (std::size_t o = 0; o < to.size(); ++o)
-        partials.push_back(write_partial_file(to[o], who_, [&](std::ostream& stream) {
-          write_one(stream, out, static_cast<int>(o), sharded);
-        }));
-      for (std::size_t o = 0; o < to.size(); ++o) publish_file(partials[o], to[o], who_);
+      for (; written < to.size(); ++written)
+        write_synced_file(to[written], who_, [&](std::ostream& stream) {
+          write_one(stream, out, static_cast<int>(written), true);
+        });
     } catch (...) {
-      for (const auto& partial : partials) {
+      for (std::size_t o = 0; o < written; ++o) {
         std::error_code ignored;
-        std::filesystem::remove(partial, ignored);
+        std::filesystem::remove(to[o], ignored);
       }
       throw;
     }
@@ -763,30 +760,49 @@ class Converter {
   std::vector<char> copy_buffer_ = std::vector<char>(kStreamChunk);  // one, for every copied range
 };
 
-inline std::vector<std::filesystem::path> shard_paths(const std::filesystem::path& prefix, int ranks) {
-  std::vector<std::filesystem::path> paths;
-  for (int r = 0; r < ranks; ++r) paths.push_back(shard_checkpoint_path(prefix, r, ranks));
-  return paths;
-}
-
-inline void convert_checkpoints(const std::vector<std::filesystem::path>& from, bool from_sharded,
-                                const std::vector<std::filesystem::path>& to, bool to_sharded,
-                                const std::string& who) {
+// Converts `from` (a sharded checkpoint's files, or one ordinary checkpoint
+// as a one-file set without manifest) into the sharded checkpoint of
+// `to_ranks` ranks under `to`, committed by its manifest, or into the
+// ordinary checkpoint `to` when to_ranks is 0.
+inline void convert_checkpoints(const ShardSet& from, bool from_sharded, const std::filesystem::path& to,
+                                int to_ranks, const std::string& who) {
   CheckpointKind kind;
   {
     std::ifstream in;
-    open_for_reading(in, from.at(0), who);
+    open_for_reading(in, from.files.at(0), who);
     try {
       const std::uint64_t start = from_sharded ? read_shard_record(in).bytes : 0;
       kind = read_checkpoint_kind(in, start);
     } catch (const CheckpointError& error) {
-      throw CheckpointError(who + ": " + error.what() + " (file '" + from[0].string() + "')");
+      throw CheckpointError(who + ": " + error.what() + " (file '" + from.files[0].string() + "')");
     }
   }
   with_checkpoint_type(kind, who, [&](auto scalar, auto flavour) {
     Converter<typename decltype(scalar)::type, typename decltype(flavour)::type> converter(who);
-    converter.scan(from, from_sharded);
-    converter.write(to, to_sharded);
+    converter.scan(from.files, from_sharded);
+    // Every file passed its own checks; each must also be the one its
+    // manifest records (not a file of another save put in its place).
+    for (std::size_t r = 0; r < from.files.size(); ++r) check_against_manifest(from, static_cast<int>(r), who);
+    if (to_ranks == 0) {
+      converter.write({to}, false);
+      return;
+    }
+    const std::uint64_t save_id = new_save_id();
+    std::vector<std::filesystem::path> files;
+    for (int r = 0; r < to_ranks; ++r) files.push_back(shard_generation_path(to, r, to_ranks, save_id));
+    converter.write(files, true);
+    try {
+      std::vector<ShardFileEntry> entries;
+      for (const std::filesystem::path& file : files) entries.push_back(describe_shard_file(file, who));
+      commit_shard_set(to, to_ranks, save_id, entries, who);
+    } catch (...) {
+      for (const std::filesystem::path& file : files) {
+        std::error_code ignored;
+        std::filesystem::remove(file, ignored);
+      }
+      throw;
+    }
+    remove_superseded_shards(to, to_ranks, save_id);
   });
 }
 
@@ -821,20 +837,22 @@ inline int only_rank_count(const std::filesystem::path& prefix, const std::strin
 
 }  // namespace detail
 
-/// Re-shards the sharded checkpoint "<from>.<r>-of-<from_ranks>" into
-/// "<to>.<r>-of-<to_ranks>": the same state, cut as a run of to_ranks ranks
-/// cuts it, bitwise. Streams (a few KiB of state in memory); every input's
-/// records, checksums and values (as load_checkpoint checks them, with its
-/// message) are verified first, and the outputs appear only
-/// when all are complete. On any problem CheckpointError (or
-/// std::invalid_argument for to_ranks < 1) says what; no output is written.
+/// Re-shards the sharded checkpoint of `from_ranks` ranks under `from` into
+/// one of `to_ranks` ranks under `to`: the same state, cut as a run of
+/// to_ranks ranks cuts it, bitwise. Streams (a few KiB of state in memory);
+/// every input's records, checksums and values (as load_checkpoint checks
+/// them, with its message) and its manifest, if it has one, are verified
+/// first, and the outputs are committed all at once by their
+/// manifest (shard_manifest.hpp), after which older files of `to` for
+/// to_ranks ranks are removed. On any problem CheckpointError (or
+/// std::invalid_argument for to_ranks < 1) says what; nothing is published
+/// and what `to` held still loads.
 inline void reshard_checkpoint(const std::filesystem::path& from, int from_ranks, const std::filesystem::path& to,
                                int to_ranks) {
   const std::string who = "adamx::reshard_checkpoint";
   detail::check_ranks(from_ranks, "from_ranks", who);
   detail::check_ranks(to_ranks, "to_ranks", who);
-  detail::convert_checkpoints(detail::shard_paths(from, from_ranks), true, detail::shard_paths(to, to_ranks), true,
-                              who);
+  detail::convert_checkpoints(detail::locate_shard_set(from, from_ranks, who), true, to, to_ranks, who);
 }
 
 /// As above, with from_ranks the one rank count found under `from`.
@@ -850,7 +868,7 @@ inline void merge_sharded_checkpoint(const std::filesystem::path& from, int from
                                      const std::filesystem::path& to) {
   const std::string who = "adamx::merge_sharded_checkpoint";
   detail::check_ranks(from_ranks, "from_ranks", who);
-  detail::convert_checkpoints(detail::shard_paths(from, from_ranks), true, {to}, false, who);
+  detail::convert_checkpoints(detail::locate_shard_set(from, from_ranks, who), true, to, 0, who);
 }
 
 /// As above, with from_ranks the one rank count found under `from`.
@@ -863,7 +881,7 @@ inline void merge_sharded_checkpoint(const std::filesystem::path& from, const st
 inline void split_checkpoint(const std::filesystem::path& from, const std::filesystem::path& to, int to_ranks) {
   const std::string who = "adamx::split_checkpoint";
   detail::check_ranks(to_ranks, "to_ranks", who);
-  detail::convert_checkpoints({from}, false, detail::shard_paths(to, to_ranks), true, who);
+  detail::convert_checkpoints(detail::ShardSet{{from}, std::nullopt}, false, to, to_ranks, who);
 }
 
 }  // namespace adamx
