@@ -313,4 +313,37 @@ TEST(ShardCommit, LegacySetsLoadAndAreReplaced) {
   EXPECT_EQ(merged(dir, dir / "old", 2), setup.b);
 }
 
+// A conversion creates the directory of its output prefix, as sharded saves
+// do; one it cannot create (its parent is a regular file) is refused with the
+// OS's reason, after the inputs were checked, and nothing is written.
+TEST(ShardCommit, ConversionsCreateTheOutputDirectory) {
+  TempDir dir("directories");
+  TwoCheckpoints setup(dir);
+  adamx::reshard_checkpoint(dir / "run", 2, dir / "new" / "deeper" / "out", 3);
+  EXPECT_EQ(merged(dir, dir / "new" / "deeper" / "out", 3), setup.b);
+  adamx::merge_sharded_checkpoint(dir / "run", 2, dir / "merged" / "one.ckpt");
+  EXPECT_EQ(read_bytes(dir / "merged" / "one.ckpt"), setup.b);
+
+  std::ofstream(dir / "plain") << "a file, not a directory";
+  const std::vector<std::string> before = dir.files();  // a file under "plain" cannot exist
+  for (const Conversion& conversion : {Conversion{"split", [](TempDir& d) {
+                                                    adamx::split_checkpoint(d / "b.ckpt", d / "plain" / "out", 2);
+                                                  }},
+                                       Conversion{"reshard", [](TempDir& d) {
+                                                    adamx::reshard_checkpoint(d / "run", 2, d / "plain" / "out", 3);
+                                                  }}}) {
+    SCOPED_TRACE(conversion.name);
+    try {
+      conversion.run(dir);
+      ADD_FAILURE() << "a directory under a regular file was accepted";
+    } catch (const adamx::CheckpointError& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("cannot create the directory"), std::string::npos) << message;
+      EXPECT_NE(message.find(std::strerror(ENOTDIR)), std::string::npos) << message;
+    }
+    EXPECT_EQ(dir.files(), before);
+    EXPECT_TRUE(fs::is_regular_file(dir / "plain"));
+  }
+}
+
 }  // namespace

@@ -785,6 +785,17 @@ std::filesystem::path write_partial_file(const std::filesystem::path& path, cons
   return partial;
 }
 
+// Makes the directory entries of `path`'s directory (a file just created or
+// renamed there) durable. Best effort: where it fails, the files themselves
+// are complete, and only a power cut could lose the entry.
+inline void sync_directory_of(const std::filesystem::path& path) {
+#if defined(ADAMX_CHECKPOINT_FSYNC)
+  detail::sync_path(path.has_parent_path() ? path.parent_path() : std::filesystem::path("."), true);
+#else
+  (void)path;
+#endif
+}
+
 // Renames a file written by write_partial_file over `path` and makes the
 // rename durable.
 inline void publish_file(const std::filesystem::path& partial, const std::filesystem::path& path,
@@ -800,11 +811,7 @@ inline void publish_file(const std::filesystem::path& partial, const std::filesy
     throw CheckpointError(who + ": renaming '" + partial.string() + "' to '" + path.string() +
                           "' failed: " + error.message());
   }
-#if defined(ADAMX_CHECKPOINT_FSYNC)
-  // Best effort: the file is complete either way.
-  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-  detail::sync_path(directory, true);
-#endif
+  sync_directory_of(path);
 }
 
 // Writes a file the crash-safe way: into `path` + ".partial", flushed to

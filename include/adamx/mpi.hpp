@@ -664,7 +664,8 @@ class ShardedOptimizer {
   /// directory of `prefix` is created if missing. Nothing is gathered but the
   /// sizes and checksums. Collective; a failure on any rank (with the OS
   /// reason for file errors) throws MpiError on every rank, removes this
-  /// save's files and commits nothing. The ranks must see one file system.
+  /// save's files and commits nothing. Rank 0's directory holds the manifest;
+  /// each rank's file may be on a disk of its own (node-local disks work).
   void save_sharded_checkpoint(const std::filesystem::path& prefix) {
     ensure_ready();
     const std::string who = "adamx::mpi::ShardedOptimizer::save_sharded_checkpoint";
@@ -679,6 +680,7 @@ class ShardedOptimizer {
       adamx::detail::write_synced_file(mine, who, [&](std::ostream& out) {
         adamx::save_shard_checkpoint(local_, layout(), rank_, out);
       });
+      adamx::detail::sync_directory_of(mine);  // this rank's disk may not be rank 0's
       const adamx::detail::ShardFileEntry entry = adamx::detail::describe_shard_file(mine, who);
       described[0] = entry.bytes;
       described[1] = entry.last_crc;
@@ -725,10 +727,11 @@ class ShardedOptimizer {
     ensure_ready();
     std::string problem;
     std::vector<State> states;
+    const std::string who = "adamx::mpi::ShardedOptimizer::load_sharded_checkpoint";
+    // Rank 0 reads the manifest and sends it to the others, so a rank needs
+    // only its own file: node-local disks work.
+    const adamx::detail::ShardSet set = locate_shard_set(prefix, who);
     try {
-      const std::string who = "adamx::mpi::ShardedOptimizer::load_sharded_checkpoint";
-      // The files the manifest names (a legacy checkpoint has none).
-      const adamx::detail::ShardSet set = adamx::detail::locate_shard_set(prefix, ranks_, who);
       const std::filesystem::path& path = set.files.at(static_cast<std::size_t>(rank_));
       std::error_code error;
       if (!std::filesystem::exists(path, error)) {
@@ -795,6 +798,46 @@ class ShardedOptimizer {
     Index received_base = 0;  // where this rank's part starts in received_
     std::vector<int> counts, displacements;  // per rank
   };
+
+  // The files of the sharded checkpoint under `prefix` for this rank count,
+  // as rank 0 finds them: it reads the manifest (if there is one) and
+  // broadcasts what it records. Collective. A manifest rank 0 cannot read
+  // throws MpiError on every rank.
+  adamx::detail::ShardSet locate_shard_set(const std::filesystem::path& prefix, const std::string& who) {
+    std::string problem;
+    std::optional<adamx::detail::ShardManifest> manifest;
+    if (rank_ == 0) {
+      try {
+        manifest = adamx::detail::locate_shard_set(prefix, ranks_, who).manifest;
+      } catch (const std::exception& e) {
+        problem = "rank 0: " + std::string(e.what()) + " (nothing was changed)";
+      }
+    }
+    detail::agree(comm_, problem);
+    // Whether there is a manifest, its save id, then each file's size and checksum.
+    std::vector<unsigned long long> words(2 + 2 * static_cast<std::size_t>(ranks_), 0);
+    if (manifest) {
+      words[0] = 1;
+      words[1] = manifest->save_id;
+      for (std::size_t r = 0; r < manifest->files.size(); ++r) {
+        words[2 + 2 * r] = manifest->files[r].bytes;
+        words[3 + 2 * r] = manifest->files[r].last_crc;
+      }
+    }
+    detail::check(MPI_Bcast(words.data(), static_cast<int>(words.size()), MPI_UNSIGNED_LONG_LONG, 0, comm_),
+                  "MPI_Bcast (the manifest)");
+    if (words[0] != 0 && rank_ != 0) {
+      manifest.emplace();
+      manifest->save_id = words[1];
+      for (int r = 0; r < ranks_; ++r) {
+        const auto at = 2 + 2 * static_cast<std::size_t>(r);
+        manifest->files.push_back(
+            {adamx::detail::shard_generation_path(prefix, r, ranks_, words[1]).filename().string(), words[at],
+             static_cast<std::uint32_t>(words[at + 1])});
+      }
+    }
+    return adamx::detail::shard_set_of(prefix, ranks_, std::move(manifest));
+  }
 
   // A group's options as the hex CRC-32 of their checkpoint encoding.
   static std::string options_digest(const Options& options) {

@@ -184,23 +184,29 @@ struct ShardSet {
   std::optional<ShardManifest> manifest;
 };
 
-// The set of `ranks` ranks under `prefix`: the files its manifest names, or,
-// when there is no manifest, the legacy names "<prefix>.<r>-of-<ranks>".
-// Nothing but the manifest is opened here.
-inline ShardSet locate_shard_set(const std::filesystem::path& prefix, int ranks, const std::string& who) {
+// The set of `ranks` ranks under `prefix`: the files `manifest` names, or,
+// without one, the legacy names "<prefix>.<r>-of-<ranks>".
+// locate_shard_set reads the manifest, if there is one; nothing else is
+// opened here.
+inline ShardSet shard_set_of(const std::filesystem::path& prefix, int ranks, std::optional<ShardManifest> manifest) {
   ShardSet set;
+  set.manifest = std::move(manifest);
+  for (int r = 0; r < ranks; ++r) {
+    std::filesystem::path legacy = prefix;
+    legacy += "." + std::to_string(r) + "-of-" + std::to_string(ranks);
+    set.files.push_back(set.manifest ? shard_generation_path(prefix, r, ranks, set.manifest->save_id) : legacy);
+  }
+  return set;
+}
+
+inline ShardSet locate_shard_set(const std::filesystem::path& prefix, int ranks, const std::string& who) {
   const std::filesystem::path manifest = shard_manifest_path(prefix, ranks);
   std::error_code error;
   const bool committed = std::filesystem::exists(manifest, error);
   if (error)
     throw CheckpointError(who + ": cannot look for '" + manifest.string() + "': " + error.message());
-  if (committed) set.manifest = read_shard_manifest(prefix, ranks, who);
-  for (int r = 0; r < ranks; ++r) {
-    std::filesystem::path legacy = prefix;
-    legacy += "." + std::to_string(r) + "-of-" + std::to_string(ranks);
-    set.files.push_back(committed ? shard_generation_path(prefix, r, ranks, set.manifest->save_id) : legacy);
-  }
-  return set;
+  if (!committed) return shard_set_of(prefix, ranks, std::nullopt);
+  return shard_set_of(prefix, ranks, read_shard_manifest(prefix, ranks, who));
 }
 
 // Throws CheckpointError unless rank `rank`'s file has the size and last
@@ -226,6 +232,9 @@ inline void commit_shard_set(const std::filesystem::path& prefix, int ranks, std
   manifest.save_id = save_id;
   manifest.files = files;
   const std::string bytes = encode_shard_manifest(manifest);
+  // The shard files' directory entries reach the disk before the manifest
+  // that names them can.
+  sync_directory_of(shard_manifest_path(prefix, ranks));
   save_file_atomically(shard_manifest_path(prefix, ranks), who, [&](std::ostream& out) {
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   });

@@ -783,6 +783,9 @@ inline void convert_checkpoints(const ShardSet& from, bool from_sharded, const s
     // Every file passed its own checks; each must also be the one its
     // manifest records (not a file of another save put in its place).
     for (std::size_t r = 0; r < from.files.size(); ++r) check_against_manifest(from, static_cast<int>(r), who);
+    // The output's directory is created if missing, as sharded saves do.
+    if (const std::string problem = create_parent_directory(to); !problem.empty())
+      throw CheckpointError(who + ": " + problem);
     if (to_ranks == 0) {
       converter.write({to}, false);
       return;
@@ -844,7 +847,8 @@ inline int only_rank_count(const std::filesystem::path& prefix, const std::strin
 /// them, with its message) and its manifest, if it has one, are verified
 /// first, and the outputs are committed all at once by their
 /// manifest (shard_manifest.hpp), after which older files of `to` for
-/// to_ranks ranks are removed. On any problem CheckpointError (or
+/// to_ranks ranks are removed. The directory of `to` is created if
+/// missing. On any problem CheckpointError (or
 /// std::invalid_argument for to_ranks < 1) says what; nothing is published
 /// and what `to` held still loads.
 inline void reshard_checkpoint(const std::filesystem::path& from, int from_ranks, const std::filesystem::path& to,
