@@ -122,6 +122,7 @@ struct Job {
   // returns when all of them are dead. `ended` tells whether mpirun had
   // exited by itself already; returns how many processes outlived mpirun.
   int kill_all(bool& ended) const {
+    ::kill(pid, SIGKILL);  // in case it has not called setsid yet (no group -pid then)
     ::kill(-pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
