@@ -198,7 +198,7 @@ TEST(ShardedCheckpointFileErrors, ReshardIntoARegularFileOrFromAMissingShardSays
   const std::vector<std::string> before = dir.files();
   EXPECT_TRUE(HasReason(
       checkpoint_error([&] { adamx::reshard_checkpoint(dir / "shards", 2, dir / "file" / "out", 3); }), ENOTDIR,
-      "out.0-of-3."));
+      "cannot create the directory '" + (dir / "file").string() + "'"));
   const fs::path second = adamx::shard_checkpoint_files(dir / "shards", 2)[1];
   fs::remove(second);
   EXPECT_TRUE(HasReason(checkpoint_error([&] { adamx::reshard_checkpoint(dir / "shards", 2, dir / "out", 3); }),
