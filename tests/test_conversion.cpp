@@ -1,6 +1,6 @@
 // The vectorised bfloat16/half <-> float conversions of simd.hpp against
 // Eigen's scalar conversions, which define the library's rounding (the scalar
-// rule in rule.hpp stores through static_cast). Exact: every result is
+// lanes of an update rule store through static_cast, kernel.hpp). Exact: every result is
 // compared bit for bit, NaN payloads included.
 //   widening:  all 65536 inputs of each type;
 //   narrowing: every one of the 2^32 float bit patterns in an optimised build

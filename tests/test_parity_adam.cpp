@@ -7,7 +7,7 @@
 // Tolerance. The two libraries perform the same operations on m and v, but
 // evaluate the step differently: PyTorch as α/(1−β1^t) · m / (√v/√(1−β2^t) + ε),
 // adamx in Kingma & Ba's folded form [α√(1−β2^t)/(1−β1^t)] · m / (√v + ε√(1−β2^t))
-// (include/adamx/rule.hpp). Algebraically equal, they round differently. With
+// (include/adamx/rules/adam.hpp). Algebraically equal, they round differently. With
 // u the unit roundoff of the parameter type (2^-24 for float, 2^-53 for
 // double), each step may add, per element:
 //   4u·|θ_t|   each library rounds θ once per step, twice with AdamW's θ(1 − αλ):

@@ -11,8 +11,8 @@
 //
 // Every operation is elementwise and IEEE (no reassociation, no fused
 // multiply-add of its own, negation a sign flip, selects by all-ones masks),
-// so a Chunk computes bit for bit what the scalar rule (rule.hpp) computes for
-// each of its elements. Without the extensions (another compiler) a Chunk is
+// so a Chunk computes bit for bit what the same rule computes for one Scalar
+// (the lanes at the end of this file). Without the extensions (another compiler) a Chunk is
 // eight plain scalars with the same operations.
 #pragma once
 
@@ -208,6 +208,37 @@ class Chunk {
  private:
   Vector part_[kParts];
 };
+
+// ---- lanes ------------------------------------------------------------------
+// The update rules (include/adamx/rules/) write each element update once, as
+// a function template over a "lane" type L: a Chunk (kNormLanes elements of
+// a block, the vectorised body) or the Scalar itself (the elements of a
+// block's last partial chunk). The operators +, −, ×, ÷, unary −, < , > and !=
+// read the same for both; these two functions give the rest one spelling.
+
+/// The correctly rounded square root, of a scalar or of each element of a chunk.
+template <class Scalar, std::enable_if_t<std::is_floating_point<Scalar>::value, int> = 0>
+ADAMX_ALWAYS_INLINE Scalar lane_sqrt(Scalar x) {
+  return std::sqrt(x);
+}
+template <class Scalar, int Lanes>
+ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes> lane_sqrt(const Chunk<Scalar, Lanes>& x) {
+  return sqrt(x);
+}
+
+/// `if_set` where `mask` holds, else `otherwise`: a branch for a scalar (a
+/// comparison, or comparisons joined with |), a blend for a chunk. Both pick
+/// one of the two values unchanged, so they agree bit for bit.
+template <class Scalar, std::enable_if_t<std::is_floating_point<Scalar>::value, int> = 0>
+ADAMX_ALWAYS_INLINE Scalar lane_select(bool mask, Scalar if_set, Scalar otherwise) {
+  return mask ? if_set : otherwise;
+}
+template <class Scalar, int Lanes>
+ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes> lane_select(const typename Chunk<Scalar, Lanes>::Mask& mask,
+                                                     const Chunk<Scalar, Lanes>& if_set,
+                                                     const Chunk<Scalar, Lanes>& otherwise) {
+  return select(mask, if_set, otherwise);
+}
 
 }  // namespace detail
 }  // namespace adamx

@@ -1,5 +1,5 @@
-// The passes over a tensor's memory: the fused update (θ, m, v and the partial
-// sums of s in one pass, docs/design.md D1) and the checking pass of the
+// The passes over a tensor's memory: the fused update (θ, the rule's state
+// slots and the partial sums of s in one pass, docs/design.md D1) and the checking pass of the
 // skip/error non-finite policies. The only loops over elements live here.
 //
 // s is summed in double in a fixed pattern that does not depend on how the
@@ -17,9 +17,11 @@
 // (chunk.hpp: no reordering of IEEE operations, correctly rounded sqrt), the
 // lanes of s and the bfloat16/half conversions by the intrinsics in simd.hpp
 // (one lane of s per element of a chunk, conversions bit for bit as Eigen's).
-// Every operation is elementwise, so the chunked body computes exactly
-// what the scalar rule in rule.hpp computes for the same element; the scalar
-// rule handles a block's last partial chunk.
+// Each update rule (include/adamx/rules/) writes its element update once, as
+// a template over the lane type: here it is run on chunks, and on plain
+// scalars for a block's last partial chunk. Every operation is elementwise,
+// so both compute the same bits for the same element. This file never names
+// a rule.
 //
 // The same code must also be fast unoptimised (a Debug build of a user's
 // program): every per-chunk helper is always inlined, and with g++ the
@@ -34,7 +36,6 @@
 #include <type_traits>
 
 #include "adamx/chunk.hpp"
-#include "adamx/rule.hpp"
 #include "adamx/simd.hpp"
 #include "adamx/tensor_ref.hpp"
 #include "adamx/unoptimised_builds.hpp"
@@ -87,16 +88,14 @@ inline Index prefetch_distance(Index remaining) {
 }
 
 /// The arrays of one tensor from some element on, and how many elements
-/// remain to the tensor's end (`size`); pointers a pass does not use may be
-/// null.
-template <class Param, class Scalar>
+/// remain to the tensor's end (`size`): θ, g and the rule's state slots
+/// (rules/, in the rule's slot order). Arrays a pass or a step does not use
+/// are null.
+template <class Param, class Scalar, int Slots>
 struct TensorArrays {
   Param* param;
   const Param* grad;
-  Scalar* m;
-  Scalar* v;
-  Scalar* v_max;
-  Scalar* step_avg;  // AdaMod's EMA of the step size; null for the other rules
+  Scalar* slot[Slots];
   Index size;
 };
 
@@ -109,15 +108,24 @@ ADAMX_ALWAYS_INLINE void prefetch(const T* p) {
 #endif
 }
 
+/// Prefetches element `at` of the slots from K on that `a` holds, unrolled
+/// (a loop over the slots is kept as a loop, reading the pointers from memory).
+/// Slots below Bound are known to be bound (a rule's kBoundSlots), so not
+/// tested: a test and a branch per slot and chunk is measurable in cache.
+template <int K, int Bound, class Param, class Scalar, int Slots>
+ADAMX_ALWAYS_INLINE void prefetch_slots(const TensorArrays<Param, Scalar, Slots>& a, Index at) {
+  if constexpr (K < Slots) {
+    if (K < Bound || a.slot[K]) prefetch<true>(a.slot[K] + at);
+    prefetch_slots<K + 1, Bound>(a, at);
+  }
+}
+
 /// Prefetches element `at` of the arrays that `a` holds (null ones skipped).
-template <class Param, class Scalar>
-ADAMX_ALWAYS_INLINE void prefetch_arrays(const TensorArrays<Param, Scalar>& a, Index at) {
-  if (a.param) prefetch<true>(a.param + at);
+template <int Bound = 0, class Param, class Scalar, int Slots>
+ADAMX_ALWAYS_INLINE void prefetch_arrays(const TensorArrays<Param, Scalar, Slots>& a, Index at) {
+  if (Bound > 0 || a.param) prefetch<true>(a.param + at);
   prefetch<false>(a.grad + at);
-  if (a.m) prefetch<true>(a.m + at);
-  if (a.v) prefetch<true>(a.v + at);
-  if (a.v_max) prefetch<true>(a.v_max + at);
-  if (a.step_avg) prefetch<true>(a.step_avg + at);
+  prefetch_slots<0, Bound>(a, at);
 }
 
 /// kNormLanes parameters or gradients from `x` in the arithmetic type Scalar:
@@ -145,176 +153,133 @@ ADAMX_ALWAYS_INLINE void store_chunk(const ChunkOf<Scalar>& value, Param* x) {
   }
 }
 
-/// transformed_gradient (rule.hpp) for a chunk: the same operations in the
-/// same order. θ is read (from `param`) only for L2 decay.
-template <class Scalar, class Param>
-ADAMX_ALWAYS_INLINE void transform_gradient_chunk(const AdamCoefficients<Scalar>& c, ChunkOf<Scalar>& g,
-                                                  const Param* param) {
-  if (c.maximize) g = -g;
-  if (c.use_l2) g = g + c.l2 * load_chunk<Scalar>(param);
-}
+/// The state slots of one element (L = Scalar) or one chunk (L = a Chunk)
+/// as a rule's update sees them: load(k) and store(k, x) of slot k at the
+/// lane's position.
+template <class L, class Scalar, int Slots>
+struct LaneState {
+  // The pointers themselves, not a pointer to them: a chunk's stores may
+  // alias anything (chunk.hpp), and pointers read through memory would be
+  // reloaded after each one.
+  Scalar* slot[Slots];
+  Index at;
 
-/// stepped (rule.hpp) for a chunk under a rule fixed at compile time: the
-/// same operations in the same order. `step_avg` points at the chunk's AdaMod
-/// state (used by the modulated rule only).
-template <ElementRule Rule, class Scalar>
-ADAMX_ALWAYS_INLINE ChunkOf<Scalar> stepped_chunk(const AdamCoefficients<Scalar>& c, const ChunkOf<Scalar>& p,
-                                                  const ChunkOf<Scalar>& m, const ChunkOf<Scalar>& second,
-                                                  Scalar* step_avg) {
-  using Chunk = ChunkOf<Scalar>;
-  const Chunk root = sqrt(second);
-  if constexpr (Rule == ElementRule::adam) {
-    const Chunk denominator = root + c.eps;
-    return p + (c.neg_step_size * m) / denominator;
-  } else if constexpr (Rule == ElementRule::momentum) {
-    return p + c.neg_step_size * m;
-  } else if constexpr (Rule == ElementRule::bounded) {
-    const Chunk eta = c.step_size / (root + c.eps);
-    // nan_clip's selects, in its order: NaN fails both tests and stays.
-    const Chunk clipped = select(eta < c.lower, Chunk(c.lower), select(eta > c.upper, Chunk(c.upper), eta));
-    return p - clipped * m;
-  } else {
-    static_assert(Rule == ElementRule::modulated, "every rule is handled");
-    const Chunk eta = c.step_size / (root + c.eps);
-    const Chunk average = Chunk::load(step_avg) * c.beta_step + c.one_minus_beta_step * eta;
-    average.store(step_avg);
-    const Chunk capped = select((average < eta) | (average != average), average, eta);  // nan_min
-    return p - capped * m;
+  ADAMX_ALWAYS_INLINE L load(int k) const {
+    if constexpr (std::is_floating_point<L>::value) {
+      return slot[k][at];
+    } else {
+      return L::load(slot[k] + at);
+    }
+  }
+  ADAMX_ALWAYS_INLINE void store(int k, const L& value) const {
+    if constexpr (std::is_floating_point<L>::value) {
+      slot[k][at] = value;
+    } else {
+      value.store(slot[k] + at);
+    }
+  }
+};
+
+/// Prefetches for the chunk at `i` of a pass over `here`: kPrefetchDistance
+/// (or prefetch_distance's) elements ahead, in this tensor or, past its end,
+/// in the next one of the group. With Bound > 0 (the fused pass), θ and the
+/// slots below Bound of `here` are bound, not tested.
+template <int Bound = 0, class Param, class Scalar, int Slots>
+ADAMX_ALWAYS_INLINE void prefetch_ahead(const TensorArrays<Param, Scalar, Slots>& here,
+                                        const TensorArrays<Param, Scalar, Slots>& next, Index distance,
+                                        Index i) {
+  const Index at = i + distance;
+  if (at < here.size) {
+    prefetch_arrays<Bound>(here, at);
+  } else if (at - here.size < next.size) {
+    prefetch_arrays(next, at - here.size);
   }
 }
 
 /// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
-/// fused Adam-family update. Returns the block's partial of s = Σg²
-/// (transformed g). `v_max` is null when amsgrad is off. Param is the type of
-/// the parameters and gradients, Scalar that of the state and the arithmetic
-/// (see adam_update). Rule is the step's ElementRule (a template argument, so
-/// Adam's loop holds nothing of the other rules).
-template <ElementRule Rule = ElementRule::adam, class Param, class Scalar>
-ADAMX_OPTIMISED_PASS double fused_adam_block(const AdamCoefficients<Scalar>& coefficients,
-                        const TensorArrays<Param, Scalar> here, Index n,
-                        const TensorArrays<Param, Scalar> next) {
+/// fused update by Rule (rules/): θ and the state slots updated, and the
+/// block's partial of s = Σg² (g as the rule transforms it) returned. Param
+/// is the type of the parameters and gradients, Scalar that of the state and
+/// the arithmetic (float for bfloat16 and half parameters, converted on load
+/// and rounded once on store). The rule's update is one function template:
+/// here it runs on chunks of kNormLanes elements, then on the scalars of the
+/// block's last partial chunk, the same operations in the same order.
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_OPTIMISED_PASS double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                        const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                        const TensorArrays<Param, Scalar, Slots> next) {
   Param* const param = here.param;
   const Param* const grad = here.grad;
-  Scalar* const m = here.m;
-  Scalar* const v = here.v;
-  Scalar* const v_max = here.v_max;
-  // A local copy: stores through param, m and v could alias the caller's
+  // A local copy: stores through θ and the slots could alias the caller's
   // struct as far as the compiler knows, which would make it reload and
   // re-broadcast every constant in every chunk.
-  const AdamCoefficients<Scalar> c = coefficients;
+  const typename Rule::template Coefficients<Scalar> c = coefficients;
   using Chunk = ChunkOf<Scalar>;
   const Index distance = prefetch_distance(here.size);
   Lanes lanes;
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
-    {
-      const Index at = i + distance;
-      if (at < here.size) {
-        prefetch<true>(param + at);
-        prefetch<false>(grad + at);
-        prefetch<true>(m + at);
-        prefetch<true>(v + at);
-        if (v_max) prefetch<true>(v_max + at);
-        if constexpr (Rule == ElementRule::modulated) prefetch<true>(here.step_avg + at);
-      } else if (at - here.size < next.size) {
-        prefetch_arrays(next, at - here.size);
-      }
-    }
-    const Chunk p = load_chunk<Scalar>(param + i);
-    Chunk g = load_chunk<Scalar>(grad + i);
-    // The same operations, in the same order, as adam_update (rule.hpp).
-    transform_gradient_chunk(c, g, param + i);
-    Chunk decayed = p;
-    if (c.use_decoupled) decayed = decayed * c.decay_factor;
-    const Chunk mm = Chunk::load(m + i) * c.beta1 + c.one_minus_beta1 * g;
-    mm.store(m + i);
-    const Chunk vv = Chunk::load(v + i) * c.beta2 + (c.v_coefficient * g) * g;
-    vv.store(v + i);
-    Chunk second = vv;
-    if (c.amsgrad) {
-      const Chunk previous = Chunk::load(v_max + i);
-      // NaN-propagating max, as in adam_update.
-      second = select((previous < vv) | (vv != vv), vv, previous);
-      second.store(v_max + i);
-    }
-    store_chunk<Param>(stepped_chunk<Rule>(c, decayed, mm, second,
-                                           Rule == ElementRule::modulated ? here.step_avg + i : nullptr),
-                       param + i);
+    prefetch_ahead<Rule::kBoundSlots>(here, next, distance, i);
+    LaneState<Chunk, Scalar, Slots> state;
+    for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
+    state.at = i;
+    Chunk g;
+    const Chunk updated = Rule::update(c, load_chunk<Scalar>(param + i), load_chunk<Scalar>(grad + i), g, state);
+    store_chunk<Param>(updated, param + i);
     add_squares8(g.data(), lanes.lane);
   }
   for (int lane = 0; i < n; ++i, ++lane) {
-    const Scalar g = adam_update(c, param[i], grad[i], m[i], v[i], v_max ? v_max + i : nullptr,
-                                 here.step_avg ? here.step_avg + i : nullptr);
+    LaneState<Scalar, Scalar, Slots> state;
+    for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
+    state.at = i;
+    Scalar g;
+    param[i] = static_cast<Param>(
+        Rule::update(c, static_cast<Scalar>(param[i]), static_cast<Scalar>(grad[i]), g, state));
     lanes.lane[lane] += square(static_cast<double>(g));
   }
   return combine_lanes(lanes);
 }
 
-/// fused_adam_block for the rule `c` selects, instantiating only the rules
-/// Flavour's steps can use (Adam's flavours: the Adam rule alone).
-template <class Flavour, class Param, class Scalar>
-double fused_update_block(const AdamCoefficients<Scalar>& c, const TensorArrays<Param, Scalar> here,
-                          Index n, const TensorArrays<Param, Scalar> next) {
-  if constexpr (Flavour::algorithm == Algorithm::adam) {
-    return fused_adam_block<ElementRule::adam>(c, here, n, next);
-  } else if constexpr (Flavour::algorithm == Algorithm::radam) {
-    return c.rule == ElementRule::adam ? fused_adam_block<ElementRule::adam>(c, here, n, next)
-                                       : fused_adam_block<ElementRule::momentum>(c, here, n, next);
-  } else if constexpr (Flavour::algorithm == Algorithm::adabound) {
-    return fused_adam_block<ElementRule::bounded>(c, here, n, next);
-  } else {
-    return fused_adam_block<ElementRule::modulated>(c, here, n, next);
-  }
-}
-
 /// Visits one block's transformed gradient (the g the moments would see) for
-/// the passes that only read: on_chunk(g) for each whole chunk (an Eigen array
-/// of kNormLanes values), then on_element(g, k) for each element k of the last
-/// partial chunk. Either returns false to stop early; the visit returns
-/// whether it reached the end. Prefetches as fused_adam_block does, for the
-/// arrays the caller passes (g always, θ for L2 decay).
-template <class Param, class Scalar, class OnChunk, class OnElement>
-ADAMX_OPTIMISED_PASS bool visit_transformed_gradient(const AdamCoefficients<Scalar>& coefficients,
-                                const TensorArrays<Param, Scalar> here, Index n,
-                                const TensorArrays<Param, Scalar> next, OnChunk on_chunk,
-                                OnElement on_element) {
-  const AdamCoefficients<Scalar> c = coefficients;  // see fused_adam_block
+/// the passes that only read: on_chunk(g) for each whole chunk, then
+/// on_element(g, k) for each element k of the last partial chunk. Either
+/// returns false to stop early; the visit returns whether it reached the
+/// end. Prefetches as fused_block does, for the arrays the caller passes (g
+/// always, θ when the rule's gradient reads it).
+template <class Rule, class Param, class Scalar, int Slots, class OnChunk, class OnElement>
+ADAMX_OPTIMISED_PASS bool visit_transformed_gradient(
+    const typename Rule::template Coefficients<Scalar>& coefficients,
+    const TensorArrays<Param, Scalar, Slots> here, Index n, const TensorArrays<Param, Scalar, Slots> next,
+    OnChunk on_chunk, OnElement on_element) {
+  const typename Rule::template Coefficients<Scalar> c = coefficients;  // see fused_block
   const Param* const param = here.param;
   const Param* const grad = here.grad;
   using Chunk = ChunkOf<Scalar>;
   const Index distance = prefetch_distance(here.size);
+  TensorArrays<Param, Scalar, Slots> ahead = here;  // the caller leaves the slots null
+  if (!c.gradient_reads_param()) ahead.param = nullptr;
   Index i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
-    {
-      const Index at = i + distance;
-      if (at < here.size) {
-        prefetch<false>(grad + at);
-        if (c.use_l2) prefetch<false>(param + at);
-      } else if (at - here.size < next.size) {
-        prefetch_arrays(next, at - here.size);  // the caller leaves m and v null
-      }
-    }
-    Chunk g = load_chunk<Scalar>(grad + i);
-    transform_gradient_chunk(c, g, param + i);
-    if (!on_chunk(static_cast<const Chunk&>(g))) return false;
+    prefetch_ahead(ahead, next, distance, i);
+    const Chunk g = Rule::gradient(c, load_chunk<Scalar>(grad + i), [&] { return load_chunk<Scalar>(param + i); });
+    if (!on_chunk(g)) return false;
   }
   for (int k = 0; i < n; ++i, ++k)
-    if (!on_element(transformed_gradient(c, static_cast<Scalar>(grad[i]),
-                                         static_cast<Scalar>(param[i])),
+    if (!on_element(Rule::gradient(c, static_cast<Scalar>(grad[i]), [&] { return static_cast<Scalar>(param[i]); }),
                     k))
       return false;
   return true;
 }
 
-/// The same partial of s that fused_adam_block would return, without changing
+/// The same partial of s that fused_block would return, without changing
 /// anything: what the skip and error policies report and name the first bad
 /// tensor by when a gradient is not within kSafeGradient (below).
-template <class Param, class Scalar>
-ADAMX_OPTIMISED_PASS double squared_norm_block(const AdamCoefficients<Scalar>& coefficients,
-                          const TensorArrays<Param, Scalar> here, Index n,
-                          const TensorArrays<Param, Scalar> next) {
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_OPTIMISED_PASS double squared_norm_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                               const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                               const TensorArrays<Param, Scalar, Slots> next) {
   Lanes lanes;
-  visit_transformed_gradient(
+  visit_transformed_gradient<Rule>(
       coefficients, here, n, next,
       [&](const ChunkOf<Scalar>& g) {
         add_squares8(g.data(), lanes.lane);
@@ -348,12 +313,12 @@ constexpr double kSafeGradient<double> = 0x1p400;
 /// need s itself only when this fails. It reads g as squared_norm_block does
 /// but only compares, so it runs at the speed memory delivers g instead of
 /// waiting on a chain of additions per lane of s.
-template <class Param, class Scalar>
-ADAMX_OPTIMISED_PASS bool gradient_within_safe_bound_block(const AdamCoefficients<Scalar>& coefficients,
-                                      const TensorArrays<Param, Scalar> here, Index n,
-                                      const TensorArrays<Param, Scalar> next) {
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_OPTIMISED_PASS bool gradient_within_safe_bound_block(
+    const typename Rule::template Coefficients<Scalar>& coefficients,
+    const TensorArrays<Param, Scalar, Slots> here, Index n, const TensorArrays<Param, Scalar, Slots> next) {
   const Scalar bound = kSafeGradient<Scalar>;
-  return visit_transformed_gradient(
+  return visit_transformed_gradient<Rule>(
       coefficients, here, n, next,
       [bound](const ChunkOf<Scalar>& g) { return all_within8(g.data(), bound); },
       [bound](Scalar g, int) { return std::abs(g) <= bound; });

@@ -1,5 +1,5 @@
 // The driver: parameter groups, one step() call over all of them, typed
-// option setters. It owns the state; the element rule (rule.hpp), the passes
+// option setters. It owns the state; the update rules (rules/), the passes
 // over memory (kernel.hpp) and AdamX's γ/h update (correction.hpp) live in
 // their own headers. Data flows one way:
 //   gradients → kernel (update θ, m, v; sum s) → correction (h, γ) → report.
@@ -29,7 +29,7 @@
 #include "adamx/overlap.hpp"
 #include "adamx/parallel.hpp"
 #include "adamx/report.hpp"
-#include "adamx/rule.hpp"
+#include "adamx/rules.hpp"
 #include "adamx/state.hpp"
 #include "adamx/tensor_ref.hpp"
 
@@ -641,7 +641,7 @@ class Optimizer {
       for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
         const State& g = groups_[gi];
         if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
-        const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, g.t + 1, g.gamma);
+        const Coefficients c = Coefficients::make(g.options, g.t + 1, g.gamma);
         Work& work = gather(gi, *param_group, *grad_group);
         // Usually every gradient is small enough that s is certainly finite
         // (kernel.hpp, kSafeGradient): one comparison per element, and the
@@ -650,10 +650,11 @@ class Optimizer {
         detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
                                [&](Index b) {
                                  const Block& block = work.blocks[static_cast<std::size_t>(b)];
-                                 if (!detail::gradient_within_safe_bound_block(
+                                 if (!detail::gradient_within_safe_bound_block<Rule>(
                                          c, gradient_arrays(g, work, block.tensor, block.start, true),
                                          block.length,
-                                         gradient_arrays(g, work, block.tensor + 1, 0, c.use_l2)))
+                                         gradient_arrays(g, work, block.tensor + 1, 0,
+                                                         c.gradient_reads_param())))
                                    safe.store(false, std::memory_order_relaxed);
                                });
         if (safe.load()) {
@@ -666,13 +667,13 @@ class Optimizer {
         detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
                                [&](Index b) {
                                  const Block& block = work.blocks[static_cast<std::size_t>(b)];
-                                 work.partials[static_cast<std::size_t>(b)] = detail::squared_norm_block(
-                                     // θ is always passed (the scalar tail reads it
-                                     // through the shared rule); only the next
-                                     // tensor's prefetch depends on L2 decay.
+                                 work.partials[static_cast<std::size_t>(b)] = detail::squared_norm_block<Rule>(
+                                     // θ is always passed (the rule reads it when
+                                     // its gradient depends on it); only the next
+                                     // tensor's prefetch depends on that.
                                      c, gradient_arrays(g, work, block.tensor, block.start, true),
                                      block.length,
-                                     gradient_arrays(g, work, block.tensor + 1, 0, c.use_l2));
+                                     gradient_arrays(g, work, block.tensor + 1, 0, c.gradient_reads_param()));
                                });
         if (!sharded) decide_nonfinite(gi, ordered_block_sum(work.partials.data(), work.partials.size()));
       }
@@ -702,13 +703,13 @@ class Optimizer {
         continue;
       }
       const std::int64_t t = g.t + 1;
-      const auto c = detail::AdamCoefficients<state_scalar_type>::make(g.options, t, g.gamma);
+      const Coefficients c = Coefficients::make(g.options, t, g.gamma);
       Work& work = gather(gi, *param_group, *grad_group);
       detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
         const Block& block = work.blocks[static_cast<std::size_t>(b)];
-        work.partials[static_cast<std::size_t>(b)] = detail::fused_update_block<Flavour>(
-            c, all_arrays(g, work, block.tensor, block.start), block.length,
-            all_arrays(g, work, block.tensor + 1, 0));
+        work.partials[static_cast<std::size_t>(b)] = detail::fused_block<Rule>(
+            c, all_arrays(g, work, block.tensor, block.start, c), block.length,
+            all_arrays(g, work, block.tensor + 1, 0, c));
       });
       report.applied = true;
     }
@@ -804,22 +805,43 @@ class Optimizer {
     return work;
   }
 
-  using Arrays = detail::TensorArrays<Scalar, state_scalar_type>;
+  using Rule = typename Flavour::Rule;
+  using Coefficients = typename Rule::template Coefficients<state_scalar_type>;
+  using Arrays = detail::TensorArrays<Scalar, state_scalar_type, Rule::kSlots>;
 
-  // Tensor t's arrays from element `start` on; size 0 past the last tensor.
-  static Arrays all_arrays(State& g, const Work& work, std::size_t t, Index start) {
-    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0};
-    TensorState<state_scalar_type>& ts = g.tensors[t];
-    return {work.params[t] + start, work.grads[t] + start, ts.m.data() + start,
-            ts.v.data() + start, g.options.amsgrad ? ts.v_max.data() + start : nullptr,
-            keeps_step_average<Flavour> ? ts.step_avg.data() + start : nullptr, ts.size() - start};
+  // The arrays of slot k of a tensor's state, in the rule's slot order.
+  static state_scalar_type* slot_data(TensorState<state_scalar_type>& ts, int k) {
+    switch (k) {
+      case 0: return ts.m.data();
+      case 1: return ts.v.data();
+      case 2: return ts.v_max.data();
+      default: return ts.step_avg.data();
+    }
   }
-  // The same for the checking pass, which reads only g (and θ for L2 decay).
+
+  // Tensor t's arrays from element `start` on, the slots this step uses
+  // bound; size 0 past the last tensor.
+  static Arrays all_arrays(State& g, const Work& work, std::size_t t, Index start, const Coefficients& c) {
+    Arrays arrays{};
+    if (t >= g.tensors.size()) return arrays;
+    TensorState<state_scalar_type>& ts = g.tensors[t];
+    arrays.param = work.params[t] + start;
+    arrays.grad = work.grads[t] + start;
+    for (int k = 0; k < Rule::kSlots; ++k)
+      arrays.slot[k] = c.uses_slot(k) ? slot_data(ts, k) + start : nullptr;
+    arrays.size = ts.size() - start;
+    return arrays;
+  }
+  // The same for the checking pass, which reads only g (and θ when the
+  // rule's gradient depends on it).
   static Arrays gradient_arrays(const State& g, const Work& work, std::size_t t, Index start,
                                 bool with_params) {
-    if (t >= g.tensors.size()) return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0};
-    return {with_params ? work.params[t] + start : nullptr, work.grads[t] + start, nullptr, nullptr,
-            nullptr, nullptr, g.tensors[t].size() - start};
+    Arrays arrays{};
+    if (t >= g.tensors.size()) return arrays;
+    arrays.param = with_params ? work.params[t] + start : nullptr;
+    arrays.grad = work.grads[t] + start;
+    arrays.size = g.tensors[t].size() - start;
+    return arrays;
   }
 
   int threads_for(const Work& work) const {

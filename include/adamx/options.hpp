@@ -48,7 +48,8 @@ inline const char* to_string(NonFinitePolicy policy) {
   return "invalid";
 }
 
-/// How a flavour turns the moments into a step (rule.hpp has the equations).
+/// How a flavour turns the moments into a step (its update rule, include/adamx/rules/,
+/// has the equations).
 enum class Algorithm {
   adam,      ///< Adam, AdamW, AdamX: α·m̂/(sqrt(v̂) + ε)
   radam,     ///< RAdam: Adam's step times the rectification r_t, or α·m̂ while ρ_t ≤ 5
@@ -56,11 +57,20 @@ enum class Algorithm {
   adamod,    ///< AdaMod: the per-element step size capped by its own EMA
 };
 
+namespace rules {
+// The update rules (include/adamx/rules/), one file each.
+struct Adam;
+struct RAdam;
+struct AdaBound;
+struct AdaMod;
+}  // namespace rules
+
 namespace flavour {
 // Each flavour names an optimizer and supplies the defaults that differ.
 // `gamma_fixed` flavours are AdamX with β3 = 1: γ never moves (docs/design.md D4).
 struct Adam {
   static constexpr const char* name = "Adam";
+  using Rule = rules::Adam;
   static constexpr double beta3 = 1.0;
   static constexpr double weight_decay = 0.0;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
@@ -69,6 +79,7 @@ struct Adam {
 };
 struct AdamW {
   static constexpr const char* name = "AdamW";
+  using Rule = rules::Adam;
   static constexpr double beta3 = 1.0;
   static constexpr double weight_decay = 1e-2;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::decoupled;
@@ -77,6 +88,7 @@ struct AdamW {
 };
 struct AdamX {
   static constexpr const char* name = "AdamX";
+  using Rule = rules::Adam;
   static constexpr double beta3 = 0.99;
   static constexpr double weight_decay = 0.0;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
@@ -93,14 +105,17 @@ struct Baseline {
 };
 struct RAdam : Baseline {
   static constexpr const char* name = "RAdam";
+  using Rule = rules::RAdam;
   static constexpr Algorithm algorithm = Algorithm::radam;
 };
 struct AdaBound : Baseline {
   static constexpr const char* name = "AdaBound";
+  using Rule = rules::AdaBound;
   static constexpr Algorithm algorithm = Algorithm::adabound;
 };
 struct AdaMod : Baseline {
   static constexpr const char* name = "AdaMod";
+  using Rule = rules::AdaMod;
   static constexpr Algorithm algorithm = Algorithm::adamod;
 };
 }  // namespace flavour

@@ -1,0 +1,179 @@
+// The update rule of Adam, AdamW and AdamX (with AMSGrad as an option).
+//
+//   Adam:    D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+//   AdamW:   I. Loshchilov, F. Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+//   AMSGrad: S. J. Reddi, S. Kale, S. Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+//
+// AdamX differs from Adam only in the coefficient of g² in the second moment,
+// (1 − β2)·γ, where γ is a per-group scalar fixed for the whole step
+// (docs/design.md D1: γ_{t−1} scales g²). With γ = 1 the coefficient is
+// exactly (1 − β2), so Adam is this rule with γ ≡ 1: the same instructions,
+// bit for bit (docs/design.md D4).
+//
+// The moments are computed as torch.optim.Adam computes them (mul, then add).
+// The step uses the algebraically identical form of Section 2 of Kingma & Ba
+//   α/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
+//     = [α·sqrt(1−β2^t)/(1−β1^t)] · m / (sqrt(v) + ε·sqrt(1−β2^t))
+// with both bracketed constants computed once per step in double: one
+// division per element instead of two. The pass is memory-bound only if the
+// divider keeps up, and it does not with two (measured: 1.6 ns against 1.15
+// ns for the copy roofline per float element, SSE2). Rounding differs from
+// PyTorch's order by an ulp or so, not more.
+//
+// How a rule is read by the rest of the library (docs/design.md, "Update
+// rules"): `Coefficients<Scalar>::make` turns the options, the step number t
+// and the group's γ into the step's constants, in double, rounded once to
+// Scalar; `gradient` gives the g the moments see; `update` is the element
+// update, written once over a lane type L (a Scalar, or a Chunk of them:
+// chunk.hpp), reading and writing the element's state slots through `state`.
+// The memory loop (kernel.hpp) runs it over the vectorised chunks and the
+// scalar tail alike, so both compute the same bits.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "adamx/chunk.hpp"
+#include "adamx/options.hpp"
+
+namespace adamx {
+namespace rules {
+
+struct Adam {
+  /// The per-element state slots, in the order the kernel binds them.
+  enum Slot : int {
+    m = 0,      ///< first moment
+    v = 1,      ///< second moment (AdamX: of γ-scaled g²)
+    v_max = 2,  ///< running max of v; bound only when amsgrad is on
+  };
+  static constexpr int kSlots = 3;
+  /// Slots bound at every step (m and v); v_max is bound only with amsgrad.
+  static constexpr int kBoundSlots = 2;
+
+  /// 1 − β1^t and sqrt(1 − β2^t) for step t (≥ 1), in double. pow in
+  /// double: exact enough far past 2^24 steps, where a float counter would
+  /// stall.
+  struct BiasCorrections {
+    double bias1;
+    double sqrt_bias2;
+  };
+  template <class Options>
+  static BiasCorrections bias_corrections(const Options& o, std::int64_t t) {
+    const double td = static_cast<double>(t);
+    return {1.0 - std::pow(o.beta1, td), std::sqrt(1.0 - std::pow(o.beta2, td))};
+  }
+
+  template <class Scalar>
+  struct Coefficients {
+    Scalar beta1;
+    Scalar one_minus_beta1;
+    Scalar beta2;
+    Scalar v_coefficient;  // (1 − β2)·γ_{t−1}
+    Scalar neg_step_size;  // −α·sqrt(1 − β2^t) / (1 − β1^t)
+    Scalar eps;            // ε·sqrt(1 − β2^t)
+    Scalar l2;             // λ when decay is L2, else unused
+    Scalar decay_factor;   // 1 − αλ when decay is decoupled, else unused
+    bool maximize;
+    bool use_l2;
+    bool use_decoupled;
+    bool amsgrad;
+
+    /// For step t (≥ 1) with the group's γ_{t−1}.
+    template <class Options>
+    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
+      const BiasCorrections b = bias_corrections(o, t);
+      const double bias1 = b.bias1;
+      const double sqrt_bias2 = b.sqrt_bias2;
+      Coefficients c;
+      c.beta1 = static_cast<Scalar>(o.beta1);
+      c.one_minus_beta1 = static_cast<Scalar>(1.0 - o.beta1);
+      c.beta2 = static_cast<Scalar>(o.beta2);
+      c.v_coefficient = static_cast<Scalar>((1.0 - o.beta2) * gamma);
+      c.neg_step_size = static_cast<Scalar>(-(o.lr * sqrt_bias2 / bias1));
+      c.eps = static_cast<Scalar>(o.eps * sqrt_bias2);
+      c.use_l2 = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::l2;
+      c.use_decoupled = o.weight_decay != 0.0 && o.decay_mode == WeightDecayMode::decoupled;
+      c.l2 = static_cast<Scalar>(o.weight_decay);
+      c.decay_factor = static_cast<Scalar>(1.0 - o.lr * o.weight_decay);
+      c.maximize = o.maximize;
+      c.amsgrad = o.amsgrad;
+      return c;
+    }
+
+    /// The coefficients of a rule built on Adam's (`Derived` extends this
+    /// struct), with Adam's part filled in.
+    template <class Derived, class Options>
+    static Derived extended(const Options& o, std::int64_t t, double gamma) {
+      Derived c;
+      static_cast<Coefficients&>(c) = make(o, t, gamma);
+      return c;
+    }
+
+    /// Whether the gradient the moments see depends on θ (L2 decay), so
+    /// that the checking pass must read θ too.
+    bool gradient_reads_param() const { return use_l2; }
+    /// Whether slot k is in use this step.
+    bool uses_slot(int k) const { return k != v_max || amsgrad; }
+  };
+
+  /// The gradient the moments see: sign flipped for maximize, plus λθ for L2
+  /// decay. `theta()` loads θ, called only for L2 decay (the checking pass of
+  /// the skip/error policies reads θ only then). The update and the checking
+  /// pass both call this, so the s they compute is the same to the bit.
+  template <class Scalar, class L, class LoadTheta>
+  static ADAMX_ALWAYS_INLINE L gradient(const Coefficients<Scalar>& c, L grad, const LoadTheta& theta) {
+    if (c.maximize) grad = -grad;
+    if (c.use_l2) grad = grad + c.l2 * theta();
+    return grad;
+  }
+
+  /// m and v (and v_max) after the gradient g, stored through `state`;
+  /// returns the second moment the step divides by (v, or v_max for
+  /// AMSGrad). The rules built on Adam's moments (RAdam, AdaBound, AdaMod)
+  /// call this too.
+  template <class Scalar, class L, class State>
+  static ADAMX_ALWAYS_INLINE L moments(const Coefficients<Scalar>& c, const L& g, L& m_out, State& state) {
+    const L mm = state.load(m) * c.beta1 + c.one_minus_beta1 * g;
+    state.store(m, mm);
+    const L vv = state.load(v) * c.beta2 + (c.v_coefficient * g) * g;
+    state.store(v, vv);
+    m_out = mm;
+    L second = vv;
+    if (c.amsgrad) {
+      // max that propagates NaN from either side, as torch.maximum does
+      // (std::max would drop a NaN v).
+      const L previous = state.load(v_max);
+      second = detail::lane_select((previous < vv) | (vv != vv), vv, previous);
+      state.store(v_max, second);
+    }
+    return second;
+  }
+
+  /// What every update built on Adam's moments starts with: the gradient
+  /// the moments see (into `g`), the moments (the new m into `m_out`, the
+  /// second moment the step divides by into `second`), and θ after
+  /// decoupled decay, returned.
+  template <class Scalar, class L, class State>
+  static ADAMX_ALWAYS_INLINE L decay_and_moments(const Coefficients<Scalar>& c, const L& theta, const L& grad,
+                                                 L& g, L& m_out, L& second, State& state) {
+    g = gradient(c, grad, [&] { return theta; });
+    L p = theta;
+    if (c.use_decoupled) p = p * c.decay_factor;
+    second = moments(c, g, m_out, state);
+    return p;
+  }
+
+  /// θ after the step with gradient `grad`, from θ = `theta`; `g` receives
+  /// the transformed gradient, whose square the kernel adds into s.
+  template <class Scalar, class L, class State>
+  static ADAMX_ALWAYS_INLINE L update(const Coefficients<Scalar>& c, const L& theta, const L& grad, L& g,
+                                      State& state) {
+    L m_new, second;
+    const L p = decay_and_moments(c, theta, grad, g, m_new, second, state);
+    const L denominator = detail::lane_sqrt(second) + c.eps;
+    return p + (c.neg_step_size * m_new) / denominator;
+  }
+};
+
+}  // namespace rules
+}  // namespace adamx

@@ -1,0 +1,71 @@
+// The update rule of RAdam: Adam's step times the rectification r_t once the
+// variance of the adaptive step is tractable (ρ_t > 5), SGD with momentum on
+// the bias-corrected m̂ before that.
+//
+//   L. Liu, H. Jiang, P. He, W. Chen, X. Liu, J. Gao, J. Han, "On the
+//   Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+//
+// The moments (and AMSGrad's v_max) are Adam's (rules/adam.hpp); only the
+// step's constants and its last line differ. Whether the step is rectified
+// is decided once per step, in double.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "adamx/rules/adam.hpp"
+
+namespace adamx {
+namespace rules {
+
+// Adam's slots, gradient and moments are inherited; Coefficients and update
+// are this rule's own.
+struct RAdam : Adam {
+  /// The rectification at step t (t ≥ 1), in double: whether ρ_t > 5, and
+  /// the factor r_t then (0 otherwise).
+  struct Rectification {
+    bool rectified;
+    double factor;
+  };
+  static Rectification rectification(double beta2, std::int64_t t) {
+    const double td = static_cast<double>(t);
+    const double power = std::pow(beta2, td);
+    const double rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+    const double rho_t = rho_inf - 2.0 * td * power / (1.0 - power);
+    if (!(rho_t > 5.0)) return {false, 0.0};
+    return {true, std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf /
+                            ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))};
+  }
+
+  template <class Scalar>
+  struct Coefficients : Adam::Coefficients<Scalar> {
+    bool rectified;  // false: θ += −α/(1 − β1^t)·m, Adam's denominator unused
+
+    template <class Options>
+    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
+      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
+      const BiasCorrections b = bias_corrections(o, t);
+      const Rectification r = rectification(o.beta2, t);
+      c.rectified = r.rectified;
+      if (r.rectified) {
+        c.neg_step_size = static_cast<Scalar>(-(o.lr * r.factor * b.sqrt_bias2 / b.bias1));
+      } else {
+        c.neg_step_size = static_cast<Scalar>(-(o.lr / b.bias1));
+      }
+      return c;
+    }
+  };
+
+  template <class Scalar, class L, class State>
+  static ADAMX_ALWAYS_INLINE L update(const Coefficients<Scalar>& c, const L& theta, const L& grad, L& g,
+                                      State& state) {
+    L m, second;
+    const L p = decay_and_moments(c, theta, grad, g, m, second, state);
+    if (!c.rectified) return p + c.neg_step_size * m;
+    const L denominator = detail::lane_sqrt(second) + c.eps;
+    return p + (c.neg_step_size * m) / denominator;
+  }
+};
+
+}  // namespace rules
+}  // namespace adamx
