@@ -13,9 +13,12 @@
 
 #include <adamx/adamx.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -315,7 +318,8 @@ TEST(BitwiseHistory, TwoThreadsReproduceTheRecordedDigests) {
   ASSERT_TRUE(adamx::detail::kOpenMP) << "this test must be built with ADAMX_OPENMP";
   if (std::getenv("ADAMX_WRITE_BITWISE_HISTORY")) return;  // writing: nothing recorded to compare with
   Eigen::Index group_size = 0;
-  for (const auto& tensor : model_groups(Variant::wide)[1].tensors) group_size += tensor.size();
+  const std::vector<GroupSpec> wide = model_groups(Variant::wide);
+  for (const auto& tensor : wide[1].tensors) group_size += tensor.size();
   ASSERT_GE(group_size, adamx::detail::kMinParallelElements) << "the wide group would be stepped on one thread";
   const auto recorded = read_history();
   const std::vector<Record> records = run_all(2, 10);
