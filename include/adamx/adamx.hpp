@@ -11,6 +11,7 @@
 // docs/design.md for the equations and every decision behind them.
 #pragma once
 
+#include "adamx/abi.hpp"
 #include "adamx/checkpoint.hpp"
 #include "adamx/clip.hpp"
 #include "adamx/correction.hpp"
@@ -29,7 +30,7 @@
 #include "adamx/tensor_ref.hpp"
 #include "adamx/version.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.
 template <class Scalar>
@@ -57,4 +58,4 @@ using AdaBound = Optimizer<Scalar, flavour::AdaBound>;
 template <class Scalar>
 using AdaMod = Optimizer<Scalar, flavour::AdaMod>;
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

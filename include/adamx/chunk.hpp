@@ -24,9 +24,10 @@
 #include <immintrin.h>
 #endif
 
+#include "adamx/abi.hpp"
 #include "adamx/unoptimised_builds.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 #if defined(__GNUC__)
@@ -210,4 +211,4 @@ class Chunk {
 };
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

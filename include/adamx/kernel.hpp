@@ -39,7 +39,7 @@
 #include "adamx/tensor_ref.hpp"
 #include "adamx/unoptimised_builds.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 constexpr Index kNormBlock = 4096;
@@ -380,4 +380,4 @@ ADAMX_OPTIMISED_PASS double squared_sum_block(const Scalar* x, Index n, Index av
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -33,7 +33,7 @@
 #include "adamx/state.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // The state (and arithmetic) type for a parameter type.
@@ -836,4 +836,4 @@ class Optimizer {
   double last_grad_norm_ = std::numeric_limits<double>::quiet_NaN();  // step(…, ClipGradNorm)
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

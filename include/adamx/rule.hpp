@@ -25,7 +25,7 @@
 
 #include "adamx/options.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 /// How one step turns m and the denominator into θ's change. A per-step
@@ -198,4 +198,4 @@ inline Scalar adam_update(const AdamCoefficients<Scalar>& c, Param& param, Param
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx
