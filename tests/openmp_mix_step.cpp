@@ -3,7 +3,7 @@
 // instantiate adamx::AdamX<float> and its inline functions, which differ
 // between the two builds (set_threads, the threaded passes); linked into one
 // program they must stay two, which adamx's ABI namespace (abi.hpp) ensures.
-#include <adamx/adamx.hpp>
+#include <adamx/core.hpp>
 
 #include <stdexcept>
 #include <typeinfo>
