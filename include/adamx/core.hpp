@@ -5,9 +5,9 @@
 //   adamx::AdamX<float> opt;
 //
 // Nothing included from here reaches <filesystem> or <fstream> (the test
-// unit.core_without_file_io checks it), so a translation unit that only
-// steps compiles in about half the time adamx/adamx.hpp takes; adamx.hpp is
-// this header plus checkpoints (checkpoint.hpp, run_checkpoint.hpp).
+// unit.core_without_file_io checks it): a translation unit that only steps
+// does not compile the checkpoint code. adamx/adamx.hpp is this header plus
+// checkpoints (checkpoint.hpp, run_checkpoint.hpp).
 #pragma once
 
 #include "adamx/clip.hpp"
