@@ -9,52 +9,13 @@
 // AdamX is Adam whose second moment scales g² by a per-group factor γ that
 // follows the group's squared gradient norm against its own history; see
 // docs/design.md for the equations and every decision behind them.
+//
+// This header is adamx/core.hpp (optimizers, schedules, clipping) plus
+// checkpoint files (checkpoint.hpp, run_checkpoint.hpp). A translation unit
+// that saves nothing can include adamx/core.hpp instead and compile faster:
+// core.hpp reaches neither <filesystem> nor <fstream>.
 #pragma once
 
 #include "adamx/checkpoint.hpp"
-#include "adamx/clip.hpp"
-#include "adamx/correction.hpp"
-#include "adamx/errors.hpp"
-#include "adamx/optimizer.hpp"
-#include "adamx/options.hpp"
-#include "adamx/reduce_on_plateau.hpp"
-#include "adamx/report.hpp"
+#include "adamx/core.hpp"
 #include "adamx/run_checkpoint.hpp"
-#include "adamx/schedule.hpp"
-#include "adamx/schedule_compose.hpp"
-#include "adamx/schedule_cycle.hpp"
-#include "adamx/schedule_factor.hpp"
-#include "adamx/schedule_state.hpp"
-#include "adamx/state.hpp"
-#include "adamx/tensor_ref.hpp"
-#include "adamx/version.hpp"
-
-namespace adamx {
-
-/// Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.
-template <class Scalar>
-using Adam = Optimizer<Scalar, flavour::Adam>;
-
-/// AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, λ = 1e-2 by default.
-template <class Scalar>
-using AdamW = Optimizer<Scalar, flavour::AdamW>;
-
-/// AdamX: Adam whose second moment is scaled per group by γ (β3 = 0.99, β_n = 0.99).
-template <class Scalar>
-using AdamX = Optimizer<Scalar, flavour::AdamX>;
-
-/// RAdam (Liu et al. 2020): Adam's step rectified by r_t once ρ_t > 5, α·m̂ before.
-template <class Scalar>
-using RAdam = Optimizer<Scalar, flavour::RAdam>;
-
-/// AdaBound (Luo et al. 2019): per-element step sizes clipped to bounds that
-/// close on final_lr (SGD) as t grows.
-template <class Scalar>
-using AdaBound = Optimizer<Scalar, flavour::AdaBound>;
-
-/// AdaMod (Ding et al. 2019): per-element step sizes capped by their own EMA
-/// (rate beta_step); one more word of state per parameter.
-template <class Scalar>
-using AdaMod = Optimizer<Scalar, flavour::AdaMod>;
-
-}  // namespace adamx

@@ -37,12 +37,13 @@
 #define ADAMX_CHECKPOINT_FSYNC 1
 #endif
 
+#include "adamx/abi.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/optimizer.hpp"
 #include "adamx/options.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// The checkpoint format version this adamx writes and reads.
 // Version 2 added AdaBound's and AdaMod's options to every group and AdaMod's
@@ -849,4 +850,4 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesyste
   }
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -24,9 +24,10 @@
 #include <immintrin.h>
 #endif
 
+#include "adamx/abi.hpp"
 #include "adamx/unoptimised_builds.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 #if defined(__GNUC__)
@@ -241,4 +242,4 @@ ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes> lane_select(const typename Chunk<Scalar
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -42,12 +42,13 @@
 #include <string>
 #include <type_traits>
 
+#include "adamx/abi.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/kernel.hpp"
 #include "adamx/options.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// Clipping by the total norm as part of a step: `opt.step(params, grads,
 /// adamx::ClipGradNorm{1.0})` (Optimizer and mpi::ShardedOptimizer). The
@@ -251,4 +252,4 @@ void clip_grad_value(const Groups& grads, double clip_value) {
   detail::clip_grad_value_impl(grads, clip_value);
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

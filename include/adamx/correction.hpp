@@ -17,7 +17,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 /// The largest value γ can take: r ≤ (1 − β_n^t)/(1 − β_n) < 1/(1 − β_n), and γ
 /// is a convex combination of earlier r's.
@@ -44,4 +46,4 @@ inline bool advance_correction(double& gamma, double& h_state, double s, std::in
   return true;
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -8,7 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // Slicing-by-8 tables for the reflected polynomial 0xEDB88320, built once
@@ -66,4 +68,4 @@ inline std::uint32_t crc32(const void* data, std::size_t size) {
   return crc.value();
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

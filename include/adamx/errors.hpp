@@ -6,7 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 /// Thrown by step() when a group with NonFinitePolicy::error receives a
 /// gradient whose squared norm is NaN or infinite. Nothing was changed.
@@ -31,4 +33,4 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -35,12 +35,13 @@
 #include <limits>
 #include <type_traits>
 
+#include "adamx/abi.hpp"
 #include "adamx/chunk.hpp"
 #include "adamx/simd.hpp"
 #include "adamx/tensor_ref.hpp"
 #include "adamx/unoptimised_builds.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 constexpr Index kNormBlock = 4096;
@@ -345,4 +346,4 @@ ADAMX_OPTIMISED_PASS double squared_sum_block(const Scalar* x, Index n, Index av
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

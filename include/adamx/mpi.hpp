@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/checkpoint.hpp"
 #include "adamx/clip.hpp"
 #include "adamx/norm_reducer.hpp"
@@ -50,7 +51,7 @@
 #include "adamx/shard.hpp"
 #include "adamx/sharded_checkpoint.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace mpi {
 
 /// Thrown when an MPI call fails (its error string is in the message) or
@@ -1342,4 +1343,4 @@ template <class Scalar>
 using AdamW = ShardedOptimizer<Scalar, flavour::AdamW>;
 
 }  // namespace mpi
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

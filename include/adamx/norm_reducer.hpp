@@ -22,7 +22,9 @@
 
 #include <cstddef>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 /// One group's per-block partial sums of s on this shard, in block order.
 struct BlockPartials {
@@ -42,4 +44,4 @@ namespace detail {
 struct NoNormReducer {};
 }  // namespace detail
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/clip.hpp"
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
@@ -33,7 +34,7 @@
 #include "adamx/state.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // The state (and arithmetic) type for a parameter type.
@@ -858,4 +859,4 @@ class Optimizer {
   double last_grad_norm_ = std::numeric_limits<double>::quiet_NaN();  // step(…, ClipGradNorm)
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -15,7 +15,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 /// How weight decay λ enters the step.
 enum class WeightDecayMode {
@@ -240,4 +242,4 @@ void validate(const BasicOptions<Flavour>& o, const std::string& group = {}) {
                                  "must be NonFinitePolicy::propagate, ::skip or ::error");
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -22,9 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // One tensor's memory in bytes, [begin, end), with its place in the groups.
@@ -174,4 +175,4 @@ class OverlapCheck {
 };
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -6,7 +6,16 @@
 
 #include <Eigen/Core>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+// kOpenMP and for_each_block differ with ADAMX_OPENMP, and so does the
+// namespace tag (abi.hpp) that keeps the two versions apart at link time.
+// Both must see the same choice.
+#if defined(ADAMX_OPENMP) != defined(ADAMX_ABI_OPENMP)
+#error "ADAMX_OPENMP changed after the first adamx header was included; define it (or not) before, e.g. on the command line"
+#endif
+
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 #ifdef ADAMX_OPENMP
@@ -35,4 +44,4 @@ void for_each_block(Eigen::Index count, int threads, const Work& work) {
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -18,11 +18,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "adamx/abi.hpp"
 #include "adamx/options.hpp"
 #include "adamx/schedule.hpp"
 #include "adamx/schedule_state.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// Whether a smaller ("min": a loss) or a larger ("max": an accuracy) metric is better.
 enum class PlateauMode { min, max };
@@ -188,4 +189,4 @@ class ReduceLROnPlateau : public detail::ScheduleBase<ReduceLROnPlateau> {
   std::int64_t cooldown_counter_ = 0;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

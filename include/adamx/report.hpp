@@ -3,7 +3,9 @@
 
 #include <cstdint>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 struct StepReport {
   std::int64_t step = 0;       ///< the group's t after this call
@@ -13,4 +15,4 @@ struct StepReport {
   bool applied = true;         ///< m, v and θ were updated (false: skipped by policy)
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

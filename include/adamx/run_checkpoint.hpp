@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/checkpoint.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
@@ -46,7 +47,7 @@
 #include "adamx/schedule_state.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// The run record format version this adamx writes and reads.
 inline constexpr std::uint32_t kRunCheckpointVersion = 1;
@@ -554,4 +555,4 @@ void load_run(Optimizer<Scalar, Flavour>& optimizer, const ParamGroups& params,
                         std::forward<Source>(source));
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -37,10 +37,11 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/options.hpp"
 #include "adamx/schedule_state.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // The double nearest π, as Python's math.pi.
@@ -334,4 +335,4 @@ class LinearWarmup : public detail::ScheduleBase<LinearWarmup<Schedule>> {
   std::int64_t epoch_ = 0;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

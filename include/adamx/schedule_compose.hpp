@@ -26,11 +26,12 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/schedule.hpp"
 #include "adamx/schedule_factor.hpp"
 #include "adamx/schedule_state.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // Calls f(part) on the index-th element of a tuple.
@@ -245,4 +246,4 @@ class ChainedScheduler : public detail::ScheduleBase<ChainedScheduler<Schedules.
   std::int64_t epoch_ = 0;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -27,12 +27,13 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/options.hpp"
 #include "adamx/schedule.hpp"
 #include "adamx/schedule_factor.hpp"
 #include "adamx/schedule_state.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// How OneCycleLR moves between the ends of a phase.
 enum class OneCycleAnneal { cos, linear };
@@ -269,4 +270,4 @@ class CyclicLR : public detail::FromScratchSchedule<CyclicLR> {
   double step_ratio_ = 0.0;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -27,11 +27,12 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/options.hpp"
 #include "adamx/schedule.hpp"
 #include "adamx/schedule_state.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 // An epoch schedule whose state is its lr and epoch: state() and restore()
@@ -311,4 +312,4 @@ class LambdaLR : public detail::FromScratchSchedule<LambdaLR> {
   Lambda lambda_;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -27,9 +27,10 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/options.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// A schedule's state (see the file comment). Integers among the settings
 /// (step sizes, epoch counts) are stored as doubles: they are far below 2^53,
@@ -117,4 +118,4 @@ inline void require_state_count(const ScheduleState& s, const char* field, std::
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -20,10 +20,11 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/kernel.hpp"
 #include "adamx/tensor_ref.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// A contiguous part of one tensor of a group, in its flattened memory order.
 struct ShardPiece {
@@ -134,4 +135,4 @@ void shard_views(const GroupShard& shard, const std::vector<Pointer>& bases, std
   if (shard.pieces.empty()) out.emplace_back(static_cast<Pointer>(nullptr), 0, 1);
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -35,11 +35,12 @@
 #include <system_error>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/checkpoint.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// The manifest's format version.
 inline constexpr std::uint32_t kShardManifestVersion = 1;
@@ -337,4 +338,4 @@ inline std::vector<std::filesystem::path> shard_checkpoint_files(const std::file
   return detail::locate_shard_set(prefix, ranks, "adamx::shard_checkpoint_files").files;
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

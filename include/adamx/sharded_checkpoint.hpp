@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/checkpoint.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
@@ -42,7 +43,7 @@
 #include "adamx/shard.hpp"
 #include "adamx/shard_manifest.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 
 /// The shard record's format version.
 inline constexpr std::uint32_t kShardRecordVersion = 1;
@@ -888,4 +889,4 @@ inline void split_checkpoint(const std::filesystem::path& from, const std::files
   detail::convert_checkpoints(detail::ShardSet{{from}, std::nullopt}, false, to, to_ranks, who);
 }
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

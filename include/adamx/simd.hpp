@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/abi.hpp"
 #include "adamx/unoptimised_builds.hpp"
 
 #if defined(__AVX__) || defined(__F16C__)
@@ -26,7 +27,7 @@
 #include <emmintrin.h>
 #endif
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 /// lanes[k] += double(g[k])² for k < 8 (exact squares for float g).
@@ -240,4 +241,4 @@ ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::half* out) {
 }
 
 }  // namespace detail
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 /// Per-element state of one tensor, stored in the tensor's memory order.
 template <class Scalar>
@@ -78,4 +80,4 @@ struct GroupState {
   friend bool operator!=(const GroupState& a, const GroupState& b) { return !(a == b); }
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace adamx {
+#include "adamx/abi.hpp"
+
+ADAMX_NAMESPACE_BEGIN
 
 using Index = Eigen::Index;
 
@@ -221,4 +223,4 @@ class ConstTensorRef {
   detail::TensorLayout layout_;
 };
 
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -46,10 +46,11 @@
 #include <variant>
 #include <vector>
 
+#include "adamx/abi.hpp"
 #include "adamx/adamx.hpp"
 #include "adamx/checkpoint.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace torch_optim {
 
 /// Options in libtorch's style (chainable setters named like the fields):
@@ -739,4 +740,4 @@ using AdamW = BasicOptimizer<flavour::AdamW>;
 using AdamX = BasicOptimizer<flavour::AdamX>;
 
 }  // namespace torch_optim
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -12,9 +12,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/abi.hpp"
 #include "adamx/rules/adam.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -53,4 +54,4 @@ struct AdaBound : Adam {
 };
 
 }  // namespace rules
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

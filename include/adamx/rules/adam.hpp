@@ -33,10 +33,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/abi.hpp"
 #include "adamx/chunk.hpp"
 #include "adamx/options.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace rules {
 
 struct Adam {
@@ -176,4 +177,4 @@ struct Adam {
 };
 
 }  // namespace rules
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

@@ -13,9 +13,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/abi.hpp"
 #include "adamx/rules/adam.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -63,4 +64,4 @@ struct AdaMod : Adam {
 };
 
 }  // namespace rules
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx

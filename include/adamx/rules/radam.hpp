@@ -13,9 +13,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "adamx/abi.hpp"
 #include "adamx/rules/adam.hpp"
 
-namespace adamx {
+ADAMX_NAMESPACE_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -68,4 +69,4 @@ struct RAdam : Adam {
 };
 
 }  // namespace rules
-}  // namespace adamx
+ADAMX_NAMESPACE_END  // namespace adamx
