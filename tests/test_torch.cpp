@@ -496,8 +496,8 @@ void check_adamx_bitwise(torch::Dtype dtype) {
   second.lr = 3e-3;
   second.weight_decay = 0.01;
   // The adapter's names, so the states compare field by field.
-  reference.add_group({theta[0], theta[1]}, first, "group0", {"param0", "param1"});
-  reference.add_group({theta[2], theta[3]}, second, "group1", {"param0", "param1"});
+  reference.add_group({theta[0], theta[1]}, first, "group0", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
+  reference.add_group({theta[2], theta[3]}, second, "group1", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
 
   for (int step = 0; step < kSteps; ++step) {
     backward(model, d);
@@ -534,7 +534,7 @@ void check_half_precision_bitwise(torch::Dtype dtype) {
   adamx::AdamX<Scalar> reference;
   adamx::AdamXOptions options;
   options.lr = 1e-2;
-  reference.add_group({theta[0], theta[1]}, options, "group0", {"param0", "param1"});
+  reference.add_group({theta[0], theta[1]}, options, "group0", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
   for (int step = 0; step < 50; ++step) {
     for (std::size_t i = 0; i < 2; ++i) {
       params[i].mutable_grad() = torch::randn(params[i].sizes()).to(dtype);
@@ -579,7 +579,7 @@ TEST(TorchSkip, ParameterWithoutGradKeepsItsStateGroupStepsTheRest) {
   // Reference: adamx's AdamX over a group of `a` alone carrying on from the
   // first step's t, γ, h and a's moments.
   adamx::AdamX<float> reference;
-  reference.add_group({a_theta}, adamx::AdamXOptions{}, after_first.name, {"param0"});
+  reference.add_group({a_theta}, adamx::AdamXOptions{}, after_first.name, {adamx::default_tensor_name(0)});
   auto state = after_first;
   state.tensors.resize(1);
   state.options.lr = 1e-2;

@@ -6,7 +6,8 @@
 //
 // How it maps onto adamx:
 //  - each libtorch parameter group is one adamx group (one γ), each parameter
-//    one tensor of numel() elements ("group<i>", "param<j>");
+//    one tensor of numel() elements, with adamx's default names ("group<i>",
+//    "tensor<j>": adamx::default_group_name, adamx::default_tensor_name);
 //  - step() hands adamx's fused kernel the parameters' and gradients' own
 //    memory (data_ptr), nothing is copied;
 //  - parameters must be dense, contiguous CPU tensors of one dtype (float,
@@ -220,9 +221,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
 
   /// Threads a step may use (adamx::Optimizer::set_threads; results do not depend on it).
   void set_threads(int threads) {
-    if (threads < 1 || (threads > 1 && !adamx::detail::kOpenMP))
-      throw std::invalid_argument("adamx::torch_optim: set_threads(" + std::to_string(threads) +
-                                  "): needs threads >= 1, and OpenMP (ADAMX_OPENMP) for more than 1");
+    adamx::detail::check_threads(where("set_threads"), threads);
     threads_ = threads;
     std::visit([&](auto& opt) { if (opt) opt->set_threads(threads); }, engine_);
   }
@@ -414,7 +413,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
         throw std::invalid_argument("adamx::torch_optim: group " + std::to_string(g) +
                                     " has options of another optimizer's type");
       out.push_back(options->to_adamx());
-      validate(out.back(), "group" + std::to_string(g));
+      validate(out.back(), adamx::default_group_name(g));
     }
     return out;
   }
@@ -533,9 +532,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
       const auto& params = param_groups_[g].params();
       for (std::size_t j = 0; j < params.size(); ++j) {
         shapes.emplace_back(data_of<Scalar>(params[j]), params[j].numel(), 1);
-        names.push_back("param" + std::to_string(j));
+        names.push_back(adamx::default_tensor_name(j));
       }
-      opt->add_group(shapes, options[g], "group" + std::to_string(g), names);
+      opt->add_group(shapes, options[g], adamx::default_group_name(g), names);
     }
     if (fresh) {
       engine_ = std::move(fresh);
