@@ -101,7 +101,8 @@ class Optimizer {
 
   /// Adds a parameter group whose tensors have the shapes of `tensors`
   /// (their values are not read) and returns its index. Names default to
-  /// "group<i>" and "tensor<j>"; they must be unique, because checkpoints
+  /// "group<i>" and "tensor<j>" (default_group_name, default_tensor_name:
+  /// layout.hpp); they must be unique, because checkpoints
   /// match state by name. Allocates the group's state (zeros) now, so
   /// step() never allocates. Throws std::invalid_argument, changing nothing.
   std::size_t add_group(std::initializer_list<ConstTensor> tensors,
