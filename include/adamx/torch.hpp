@@ -37,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -276,7 +277,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
   /// optimizer as it was. The archive's options replace every group's (as
   /// adamx's checkpoints do; libtorch's own optimizers keep theirs). An
   /// archive without per-parameter step counts (adamx before they were kept)
-  /// gives every parameter its group's t, the count it was stepped with then.
+  /// gives every parameter its group's t, the count it was stepped with then;
+  /// one whose tensors are named "param<j>" (adamx before the adapter used
+  /// adamx's default names) loads with its state renamed.
   void load(torch::serialize::InputArchive& archive) override {
     torch::Tensor data;
     torch::Tensor dtype_tensor;
@@ -336,8 +339,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
             std::vector<State> before;  // to undo a load whose step counts are refused
             if (was_built) before = opt->state();
             try {
-              std::istringstream in(blob);
-              load_checkpoint(*opt, in);
+              load_blob(*opt, blob);
               tensor_steps_ = loaded_steps(*opt, has_steps ? steps_tensor.data_ptr<std::int64_t>() : nullptr);
             } catch (...) {
               if (was_built) opt->restore(std::move(before));
@@ -373,6 +375,46 @@ class BasicOptimizer : public torch::optim::Optimizer {
                               std::unique_ptr<adamx::Optimizer<double, Flavour>>,
                               std::unique_ptr<adamx::Optimizer<Eigen::bfloat16, Flavour>>,
                               std::unique_ptr<adamx::Optimizer<Eigen::half, Flavour>>>;
+
+  // Loads adamx checkpoint `blob` into `opt`, with all of load_checkpoint's
+  // checks. An adapter before this one named tensor j of each group
+  // "param<j>" (now adamx's default, "tensor<j>"): if the checkpoint does
+  // not load as it is, it is loaded into an optimizer of the same groups
+  // named the old way and its state moves over by position, renamed. If that
+  // fails too, the first refusal is what the caller sees.
+  template <class Engine1>
+  static void load_blob(Engine1& opt, const std::string& blob) {
+    using Scalar = typename Engine1::scalar_type;
+    std::istringstream in(blob);
+    try {
+      load_checkpoint(opt, in);
+      return;
+    } catch (const CheckpointError&) {
+      const std::exception_ptr refusal = std::current_exception();
+      Engine1 old_names;
+      for (std::size_t g = 0; g < opt.num_groups(); ++g) {
+        const auto& own = opt.state(g);
+        std::vector<ConstTensorRef<Scalar>> shapes;
+        std::vector<std::string> names;
+        for (std::size_t j = 0; j < own.tensors.size(); ++j) {
+          shapes.emplace_back(static_cast<const Scalar*>(nullptr), own.tensors[j].rows, own.tensors[j].cols);
+          names.push_back("param" + std::to_string(j));
+        }
+        old_names.add_group(shapes, own.options, own.name, names);
+      }
+      try {
+        std::istringstream again(blob);
+        load_checkpoint(old_names, again);
+      } catch (const CheckpointError&) {
+        std::rethrow_exception(refusal);
+      }
+      std::vector<typename Engine1::State> states = old_names.state();
+      for (std::size_t g = 0; g < states.size(); ++g)
+        for (std::size_t j = 0; j < states[g].tensors.size(); ++j)
+          states[g].tensors[j].name = opt.state(g).tensors[j].name;
+      opt.restore(std::move(states));  // the same structure and checked values: cannot fail
+    }
+  }
 
   static std::string where(const char* function) {
     return std::string("adamx::torch_optim::") + Flavour::name + ": " + function + ": ";
