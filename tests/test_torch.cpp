@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -496,8 +497,8 @@ void check_adamx_bitwise(torch::Dtype dtype) {
   second.lr = 3e-3;
   second.weight_decay = 0.01;
   // The adapter's names, so the states compare field by field.
-  reference.add_group({theta[0], theta[1]}, first, "group0", {"param0", "param1"});
-  reference.add_group({theta[2], theta[3]}, second, "group1", {"param0", "param1"});
+  reference.add_group({theta[0], theta[1]}, first, "group0", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
+  reference.add_group({theta[2], theta[3]}, second, "group1", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
 
   for (int step = 0; step < kSteps; ++step) {
     backward(model, d);
@@ -534,7 +535,7 @@ void check_half_precision_bitwise(torch::Dtype dtype) {
   adamx::AdamX<Scalar> reference;
   adamx::AdamXOptions options;
   options.lr = 1e-2;
-  reference.add_group({theta[0], theta[1]}, options, "group0", {"param0", "param1"});
+  reference.add_group({theta[0], theta[1]}, options, "group0", {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
   for (int step = 0; step < 50; ++step) {
     for (std::size_t i = 0; i < 2; ++i) {
       params[i].mutable_grad() = torch::randn(params[i].sizes()).to(dtype);
@@ -579,7 +580,7 @@ TEST(TorchSkip, ParameterWithoutGradKeepsItsStateGroupStepsTheRest) {
   // Reference: adamx's AdamX over a group of `a` alone carrying on from the
   // first step's t, γ, h and a's moments.
   adamx::AdamX<float> reference;
-  reference.add_group({a_theta}, adamx::AdamXOptions{}, after_first.name, {"param0"});
+  reference.add_group({a_theta}, adamx::AdamXOptions{}, after_first.name, {adamx::default_tensor_name(0)});
   auto state = after_first;
   state.tensors.resize(1);
   state.options.lr = 1e-2;
@@ -871,6 +872,74 @@ TEST_F(TorchSerialize, ArchiveWithoutStepCountsGivesGroupT) {
   backward(loaded_model, d);
   loaded->step();  // uniform counts again: the fast path
   EXPECT_EQ(loaded->parameter_steps(0, 0), 13);
+}
+
+// The archive of `opt` with its adamx checkpoint replaced by one of the same
+// state whose tensor j of each group is named `name(j)` (every other entry
+// as saved).
+void archive_with_names(to::AdamX& opt, const std::string& from, const std::string& to,
+                        const std::function<std::string(std::size_t)>& name) {
+  torch::save(opt, from);
+  auto states = opt.engine<float>()->state();
+  adamx::AdamX<float> renamed;
+  for (auto& g : states) {
+    std::vector<adamx::ConstTensorRef<float>> shapes;
+    std::vector<std::string> names;
+    for (std::size_t j = 0; j < g.tensors.size(); ++j) {
+      shapes.emplace_back(static_cast<const float*>(nullptr), g.tensors[j].rows, g.tensors[j].cols);
+      g.tensors[j].name = name(j);
+      names.push_back(g.tensors[j].name);
+    }
+    renamed.add_group(shapes, g.options, g.name, names);
+  }
+  renamed.restore(states);
+  std::ostringstream bytes;
+  adamx::save_checkpoint(renamed, bytes);
+  const std::string blob = bytes.str();
+  torch::Tensor data = torch::empty({static_cast<std::int64_t>(blob.size())}, torch::kUInt8);
+  std::memcpy(data.data_ptr(), blob.data(), blob.size());
+  torch::serialize::InputArchive in;
+  in.load_from(from);
+  torch::serialize::OutputArchive out;
+  for (const char* key : {"adamx_dtype", "adamx_parameter_steps"}) {
+    torch::Tensor value;
+    in.read(key, value);
+    out.write(key, value);
+  }
+  out.write("adamx_checkpoint", data);
+  out.save_to(to);
+}
+
+// An adapter before this one named its tensors "param<j>" (now adamx's
+// default "tensor<j>"): its archives still load, the state renamed; an
+// archive whose names are neither is refused with the names listed.
+TEST_F(TorchSerialize, ArchiveWithOldTensorNamesLoads) {
+  const Data d = make_data(torch::kFloat32);
+  auto model = make_model(torch::kFloat32);
+  auto opt = make_optimizer(model);
+  for (int i = 0; i < 3; ++i) {
+    backward(model, d);
+    opt->step();
+  }
+  archive_with_names(*opt, path("new.pt"), path("old.pt"),
+                     [](std::size_t j) { return "param" + std::to_string(j); });
+  auto loaded_model = make_model(torch::kFloat32);
+  auto loaded = make_optimizer(loaded_model);
+  torch::load(*loaded, path("old.pt"));
+  EXPECT_EQ(loaded->engine<float>()->state(), opt->engine<float>()->state());
+
+  archive_with_names(*opt, path("new.pt"), path("other.pt"),
+                     [](std::size_t j) { return "w" + std::to_string(j); });
+  auto refused_model = make_model(torch::kFloat32);
+  auto refused = make_optimizer(refused_model);
+  try {
+    torch::load(*refused, path("other.pt"));
+    ADD_FAILURE() << "an archive with other names loaded";
+  } catch (const adamx::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("is named 'w0', the optimizer's is 'tensor0'"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(refused->engine<float>(), nullptr);  // as before the load: no state
 }
 
 TEST_F(TorchSerialize, RefusesBadStepCounts) {

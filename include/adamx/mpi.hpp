@@ -484,64 +484,29 @@ class ShardedOptimizer {
   template <class Tensors>
   std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
                              std::vector<std::string> tensor_names) {
-    // The checks Optimizer::add_group makes, in its order and words: the
+    // Optimizer::add_group's checks (layout.hpp), with its messages: the
     // shard on this rank sees only pieces of the tensors.
-    const auto fail = [](const std::string& what) {
-      throw std::invalid_argument(std::string("adamx::") + Local::name() + "::add_group: " + what);
-    };
-    if (group_name.empty()) group_name = "group" + std::to_string(groups_.size());
-    for (const Group& other : groups_)
-      if (other.name == group_name) fail("a group named '" + group_name + "' already exists (names must be unique)");
+    group_name = adamx::detail::new_group_name(Local::name(), std::move(group_name), groups_);
     validate(options, group_name);
+    std::vector<TensorShape> shapes;
+    for (const auto& tensor : tensors) shapes.push_back(ConstTensor(tensor).layout().shape());
     Group group;
-    State skeleton;
-    skeleton.name = group_name;
-    for (const auto& tensor : tensors) {
-      const ConstTensor view = tensor;
-      group.sizes.push_back(view.size());
-      group.shapes.push_back({view.rows(), view.cols(),
-                              view.layout().row_major && view.rows() > 1 && view.cols() > 1});
-    }
-    const std::size_t count = group.sizes.size();
-    if (count == 0) fail("group '" + group_name + "' has no tensors (a group needs at least one)");
-    if (!tensor_names.empty() && tensor_names.size() != count)
-      fail("group '" + group_name + "' has " + std::to_string(count) + " tensors but " +
-           std::to_string(tensor_names.size()) + " tensor names");
-    if (tensor_names.empty())
-      for (std::size_t j = 0; j < count; ++j) tensor_names.push_back("tensor" + std::to_string(j));
-    for (std::size_t j = 0; j < count; ++j) {
-      if (tensor_names[j].empty())
-        fail("group '" + group_name + "' tensor " + std::to_string(j) + " has an empty name");
-      for (std::size_t k = 0; k < j; ++k)
-        if (tensor_names[k] == tensor_names[j])
-          fail("group '" + group_name + "' has two tensors named '" + tensor_names[j] + "'");
-      if (group.shapes[j].rows < 0 || group.shapes[j].cols < 0)
-        fail("tensor '" + group_name + "." + tensor_names[j] + "' has a negative dimension");
-      TensorState<StateScalar> ts;  // names and shapes only: what step()'s checks read
-      ts.name = tensor_names[j];
-      ts.rows = group.shapes[j].rows;
-      ts.cols = group.shapes[j].cols;
-      ts.row_major = group.shapes[j].row_major;
-      skeleton.tensors.push_back(std::move(ts));
-    }
-    Index total = 0;
-    for (Index n : group.sizes) total += n;
-    detail::to_int(static_cast<std::size_t>(total), "a group");
-    group.shards = shard_group(group.sizes, ranks_);
-    skeletons_.reserve(groups_.size() + 1);
+    static_cast<GroupLayout&>(group) =
+        adamx::detail::new_group_layout(Local::name(), std::move(group_name), std::move(shapes), std::move(tensor_names));
+    detail::to_int(static_cast<std::size_t>(group.size()), "a group");
+    group.shards = shard_group(group.sizes(), ranks_);
+    std::vector<std::string> names;
+    for (const TensorShape& tensor : group.tensors) names.push_back(tensor.name);
     const std::size_t index =
-        add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group_name, tensor_names);
-    group.name = std::move(group_name);
-    group.tensor_names = std::move(tensor_names);
+        add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group.name, names);
     for (const GroupShard& shard : group.shards) {
       group.counts.push_back(static_cast<int>(shard.size()));
       group.displacements.push_back(static_cast<int>(shard.begin));
     }
-    std::size_t all_tensors = group.sizes.size();
-    for (const Group& other : groups_) all_tensors += other.sizes.size();
+    std::size_t all_tensors = group.tensors.size();
+    for (const Group& other : groups_) all_tensors += other.tensors.size();
     overlap_.reserve(all_tensors);
     groups_.push_back(std::move(group));
-    skeletons_.push_back(std::move(skeleton));  // reserved above: cannot throw
     reducer_.reset();  // the layout changed: checked (and the buckets rebuilt) at the next step
     return index;
   }
@@ -560,13 +525,15 @@ class ShardedOptimizer {
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
       std::vector<ConstTensor> shapes;
-      for (const Shape& shape : groups_[g].shapes) {
+      std::vector<std::string> names;
+      for (const TensorShape& shape : groups_[g].tensors) {
+        names.push_back(shape.name);
         if (shape.row_major)
           shapes.emplace_back(Eigen::Map<const RowMajor>(nullptr, shape.rows, shape.cols));
         else
           shapes.emplace_back(static_cast<const Scalar*>(nullptr), shape.rows, shape.cols);
       }
-      full.add_group(shapes, local_.options(g), groups_[g].name, groups_[g].tensor_names);
+      full.add_group(shapes, local_.options(g), groups_[g].name, names);
     }
     return full;
   }
@@ -590,7 +557,9 @@ class ShardedOptimizer {
     ensure_ready();
     std::string problem;
     std::vector<State> mine;
-    const std::vector<std::string> differences = make_full().structure_differences(states);
+    // Compared with the whole model's names and shapes directly (layout.hpp):
+    // no full-size optimizer is allocated for it.
+    const std::vector<std::string> differences = adamx::detail::structure_differences(states, groups_);
     if (!differences.empty()) {
       problem = "adamx::mpi::ShardedOptimizer::restore_full: rank " + std::to_string(rank_) +
                 ": the state does not match the optimizer's groups (nothing was changed):";
@@ -644,10 +613,7 @@ class ShardedOptimizer {
     out.ranks = ranks_;
     for (const Group& group : groups_) {
       ShardLayout::Group g;
-      g.name = group.name;
-      for (std::size_t t = 0; t < group.sizes.size(); ++t)
-        g.tensors.push_back({group.tensor_names[t], group.shapes[t].rows, group.shapes[t].cols,
-                             group.shapes[t].row_major});
+      static_cast<GroupLayout&>(g) = group;
       for (const GroupShard& shard : group.shards) g.boundaries.push_back(shard.begin);
       g.boundaries.push_back(group.shards.empty() ? 0 : group.shards.back().end);
       out.groups.push_back(std::move(g));
@@ -772,15 +738,9 @@ class ShardedOptimizer {
  private:
   using Index = Eigen::Index;
 
-  struct Shape {
-    Index rows, cols;
-    bool row_major;
-  };
-  struct Group {
-    std::string name;
-    std::vector<std::string> tensor_names;
-    std::vector<Index> sizes;
-    std::vector<Shape> shapes;
+  // The whole model's group (names and shapes: GroupLayout, what step()'s
+  // checks read) and how it is cut and carried.
+  struct Group : GroupLayout {
     std::vector<GroupShard> shards;   // one per rank
     std::vector<int> counts, displacements;  // the shards, for gathering the state
     std::size_t bucket = 0;                  // whose collectives carry this group
@@ -855,8 +815,8 @@ class ShardedOptimizer {
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const Options& o = local_.options(g);
       out << (g == 0 ? " " : "; ") << groups_[g].name << "{";
-      for (std::size_t t = 0; t < groups_[g].sizes.size(); ++t)
-        out << (t == 0 ? "" : ", ") << groups_[g].tensor_names[t] << ":" << groups_[g].sizes[t];
+      for (std::size_t t = 0; t < groups_[g].tensors.size(); ++t)
+        out << (t == 0 ? "" : ", ") << groups_[g].tensors[t].name << ":" << groups_[g].tensors[t].size();
       out << "} amsgrad=" << o.amsgrad << " nonfinite=" << static_cast<int>(o.nonfinite);
     }
     return out.str();
@@ -1036,12 +996,9 @@ class ShardedOptimizer {
   State gather_group(std::size_t g) {
     const State& mine = local_.state(g);
     State full = mine.without_tensors();
-    for (const TensorState<StateScalar>& shape : skeletons_[g].tensors) {
+    for (const TensorShape& shape : groups_[g].tensors) {
       TensorState<StateScalar> ts;
-      ts.name = shape.name;
-      ts.rows = shape.rows;
-      ts.cols = shape.cols;
-      ts.row_major = shape.row_major;
+      static_cast<TensorShape&>(ts) = shape;
       full.tensors.push_back(std::move(ts));
     }
     gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
@@ -1069,10 +1026,10 @@ class ShardedOptimizer {
                                  group.displacements.data(), detail::datatype<StateScalar>(), comm_),
                   "MPI_Allgatherv (state)");
     at = 0;
-    for (std::size_t t = 0; t < group.sizes.size(); ++t) {
+    for (std::size_t t = 0; t < group.tensors.size(); ++t) {
       auto& array = field(full.tensors[t]);
-      array = Eigen::Map<const typename TensorState<StateScalar>::Array>(whole.data() + at, group.sizes[t]);
-      at += group.sizes[t];
+      array = Eigen::Map<const typename TensorState<StateScalar>::Array>(whole.data() + at, group.tensors[t].size());
+      at += group.tensors[t].size();
     }
   }
 
@@ -1109,12 +1066,12 @@ class ShardedOptimizer {
   // all-gather writes whole parameters, and the step packs whole gradients.
   template <class ParamGroups, class GradGroups>
   std::string memory_problem(const ParamGroups& params, const GradGroups& grads) {
-    overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].sizes.size(); });
+    overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) { return groups_[g].tensors.size(); });
     const adamx::detail::MemoryConflict conflict = overlap_.find();
     if (!conflict) return {};
     return std::string("adamx::") + Local::name() + "::step: " +
            adamx::detail::conflict_message(conflict, [&](const adamx::detail::TensorSpan& span) {
-             return groups_[span.group].name + "." + groups_[span.group].tensor_names[span.tensor];
+             return groups_[span.group].name + "." + groups_[span.group].tensors[span.tensor].name;
            });
   }
 
@@ -1177,7 +1134,7 @@ class ShardedOptimizer {
     std::string problem = clip ? adamx::detail::clip_argument_problem(clip->max_norm, clip->norm_type) : "";
     if (problem.empty()) {
       try {
-        Local::check_step_arguments(skeletons_, params, grads);
+        Local::check_step_arguments(groups_, params, grads);
         problem = memory_problem(params, grads);
       } catch (const std::invalid_argument& e) {
         problem = e.what();
@@ -1273,7 +1230,6 @@ class ShardedOptimizer {
   std::vector<Scalar*> param_bases_;
   std::vector<const Scalar*> grad_bases_;
   adamx::detail::OverlapCheck overlap_;  // full tensors' memory, sized in add_group
-  std::vector<State> skeletons_;         // per group: names and shapes only, for step()'s checks
   std::vector<State> gathered_;          // what state() last gathered
   std::string options_bytes_;            // every group's options, encoded for the step's digest
   std::vector<unsigned> verdicts_;       // the step agreement's words, per rank

@@ -25,6 +25,7 @@
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/kernel.hpp"
+#include "adamx/layout.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/options.hpp"
 #include "adamx/overlap.hpp"
@@ -101,7 +102,8 @@ class Optimizer {
 
   /// Adds a parameter group whose tensors have the shapes of `tensors`
   /// (their values are not read) and returns its index. Names default to
-  /// "group<i>" and "tensor<j>"; they must be unique, because checkpoints
+  /// "group<i>" and "tensor<j>" (default_group_name, default_tensor_name:
+  /// layout.hpp); they must be unique, because checkpoints
   /// match state by name. Allocates the group's state (zeros) now, so
   /// step() never allocates. Throws std::invalid_argument, changing nothing.
   std::size_t add_group(std::initializer_list<ConstTensor> tensors,
@@ -214,13 +216,7 @@ class Optimizer {
   /// or configure adamx with -DADAMX_OPENMP=ON); otherwise it throws
   /// std::invalid_argument.
   void set_threads(int threads) {
-    if (threads < 1)
-      throw std::invalid_argument(prefix("set_threads") + "invalid threads = " +
-                                  std::to_string(threads) + " (must be >= 1)");
-    if (threads > 1 && !detail::kOpenMP)
-      throw std::invalid_argument(prefix("set_threads") + "threads = " + std::to_string(threads) +
-                                  " needs OpenMP, but adamx was compiled without it (define "
-                                  "ADAMX_OPENMP and compile with -fopenmp)");
+    detail::check_threads(prefix("set_threads"), threads);
     threads_ = threads;
   }
   int threads() const { return threads_; }
@@ -311,34 +307,7 @@ class Optimizer {
   /// name and shape, never by position alone, so a reordered or renamed
   /// model is refused instead of silently receiving another tensor's moments.
   std::vector<std::string> structure_differences(const std::vector<State>& states) const {
-    std::vector<std::string> differences;
-    if (states.size() != groups_.size())
-      differences.push_back(std::to_string(states.size()) + " groups given, the optimizer has " +
-                            std::to_string(groups_.size()));
-    for (std::size_t gi = 0; gi < std::min(states.size(), groups_.size()); ++gi) {
-      const State& given = states[gi];
-      const State& own = groups_[gi];
-      const std::string where = "group " + std::to_string(gi);
-      if (given.name != own.name)
-        differences.push_back(where + " is named '" + given.name + "', the optimizer's is '" +
-                              own.name + "'");
-      if (given.tensors.size() != own.tensors.size())
-        differences.push_back(where + " ('" + own.name + "') has " +
-                              std::to_string(given.tensors.size()) + " tensors, the optimizer's has " +
-                              std::to_string(own.tensors.size()));
-      for (std::size_t j = 0; j < std::min(given.tensors.size(), own.tensors.size()); ++j) {
-        const TensorState<state_scalar_type>& a = given.tensors[j];
-        const TensorState<state_scalar_type>& b = own.tensors[j];
-        const std::string tensor = where + " ('" + own.name + "') tensor " + std::to_string(j);
-        if (a.name != b.name)
-          differences.push_back(tensor + " is named '" + a.name + "', the optimizer's is '" +
-                                b.name + "'");
-        if (!same_shape(a, b))
-          differences.push_back(tensor + " ('" + b.name + "') has shape " + describe(a) +
-                                ", the optimizer's has " + describe(b));
-      }
-    }
-    return differences;
+    return detail::structure_differences(states, groups_);
   }
 
   /// Replaces the whole state (every group's options, t, γ, h, m, v, v_max),
@@ -370,12 +339,12 @@ class Optimizer {
     for (const TensorState<state_scalar_type>& ts : g.tensors) {
       const Index step_avg_size = keeps_step_average<Flavour> ? ts.size() : 0;
       if (ts.step_avg.size() != step_avg_size)
-        fail("tensor '" + ts.name + "' of shape " + describe(ts) + " has step_avg of size " +
+        fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has step_avg of size " +
              std::to_string(ts.step_avg.size()) + " (expected " + std::to_string(step_avg_size) +
              (keeps_step_average<Flavour> ? ")" : ": only AdaMod keeps it)"));
       const Index v_max_size = g.options.amsgrad ? ts.size() : 0;
       if (ts.m.size() != ts.size() || ts.v.size() != ts.size() || ts.v_max.size() != v_max_size)
-        fail("tensor '" + ts.name + "' of shape " + describe(ts) + " has m, v, v_max of sizes " +
+        fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has m, v, v_max of sizes " +
              std::to_string(ts.m.size()) + ", " + std::to_string(ts.v.size()) + ", " +
              std::to_string(ts.v_max.size()) + " (expected " + std::to_string(ts.size()) + ", " +
              std::to_string(ts.size()) + ", " + std::to_string(v_max_size) + ")");
@@ -406,44 +375,15 @@ class Optimizer {
   /// not read), throwing std::invalid_argument with step()'s messages. The
   /// sharded driver (adamx/mpi.hpp) checks its full tensors with it, so that
   /// a mistake reads the same with one process or many.
-  template <class ParamGroups, class GradGroups>
-  static void check_step_arguments(const std::vector<State>& groups, const ParamGroups& params,
-                                   const GradGroups& grads) {
-    const auto n_params = static_cast<std::size_t>(std::distance(std::begin(params), std::end(params)));
-    const auto n_grads = static_cast<std::size_t>(std::distance(std::begin(grads), std::end(grads)));
-    if (n_params != groups.size() || n_grads != groups.size()) {
-      std::ostringstream message;
-      message << prefix("step") << "got " << n_params << " parameter groups and " << n_grads
-              << " gradient groups, but the optimizer has " << groups.size() << " groups";
-      throw std::invalid_argument(message.str());
-    }
-    auto param_group = std::begin(params);
-    auto grad_group = std::begin(grads);
-    for (std::size_t gi = 0; gi < groups.size(); ++gi, ++param_group, ++grad_group) {
-      const State& g = groups[gi];
-      const auto np = static_cast<std::size_t>(std::distance(std::begin(*param_group), std::end(*param_group)));
-      const auto ng = static_cast<std::size_t>(std::distance(std::begin(*grad_group), std::end(*grad_group)));
-      if (np != g.tensors.size() || ng != g.tensors.size()) {
-        std::ostringstream message;
-        message << prefix("step") << "group '" << g.name << "' has " << g.tensors.size()
-                << " tensors but got " << np << " parameters and " << ng << " gradients";
-        throw std::invalid_argument(message.str());
-      }
-      auto param = std::begin(*param_group);
-      auto grad = std::begin(*grad_group);
-      for (std::size_t j = 0; j < g.tensors.size(); ++j, ++param, ++grad) {
-        const Tensor p = *param;
-        const ConstTensor q = *grad;
-        check_tensor(g, j, "parameter", p.layout(), p.data() != nullptr);
-        check_tensor(g, j, "gradient", q.layout(), q.data() != nullptr);
-      }
-    }
+  /// `groups` may be any groups with .name and .tensors of TensorShapes
+  /// (layout.hpp), e.g. GroupLayouts.
+  template <class Groups, class ParamGroups, class GradGroups>
+  static void check_step_arguments(const Groups& groups, const ParamGroups& params, const GradGroups& grads) {
+    detail::check_step_arguments<Tensor, ConstTensor>(Flavour::name, groups, params, grads);
   }
 
  private:
-  static std::string prefix(const char* function) {
-    return std::string("adamx::") + Flavour::name + "::" + function + ": ";
-  }
+  static std::string prefix(const char* function) { return detail::message_prefix(Flavour::name, function); }
 
   const State& at(std::size_t group) const {
     if (group >= groups_.size())
@@ -465,74 +405,25 @@ class Optimizer {
     return g.name + "." + g.tensors[tensor].name;
   }
 
-  static detail::TensorLayout layout_of(const TensorState<state_scalar_type>& ts) {
-    detail::TensorLayout layout;
-    layout.rows = ts.rows;
-    layout.cols = ts.cols;
-    layout.row_major = ts.row_major;
-    return layout;
-  }
-  static bool same_shape(const TensorState<state_scalar_type>& a,
-                         const TensorState<state_scalar_type>& b) {
-    // row_major is stored as false for vectors, so plain equality is the
-    // shape comparison step() makes.
-    return a.rows == b.rows && a.cols == b.cols && a.row_major == b.row_major;
-  }
-  static std::string describe(const TensorState<state_scalar_type>& ts) {
-    return describe(layout_of(ts));
-  }
-
-  static std::string describe(const detail::TensorLayout& layout) {
-    std::ostringstream out;
-    out << layout.rows << "x" << layout.cols;
-    if (layout.rows > 1 && layout.cols > 1) out << (layout.row_major ? " row-major" : " column-major");
-    return out.str();
-  }
-
   template <class Tensors>
   std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
                              std::vector<std::string> tensor_names) {
     const std::size_t index = groups_.size();
     State g;
-    g.name = group_name.empty() ? "group" + std::to_string(index) : std::move(group_name);
-    for (const State& other : groups_)
-      if (other.name == g.name)
-        throw std::invalid_argument(prefix("add_group") + "a group named '" + g.name +
-                                    "' already exists (names must be unique)");
+    g.name = detail::new_group_name(Flavour::name, std::move(group_name), groups_);
     validate(options, g.name);
     g.options = options;
-    const std::size_t count = static_cast<std::size_t>(std::distance(std::begin(tensors), std::end(tensors)));
-    if (count == 0)
-      throw std::invalid_argument(prefix("add_group") + "group '" + g.name +
-                                  "' has no tensors (a group needs at least one)");
-    if (!tensor_names.empty() && tensor_names.size() != count)
-      throw std::invalid_argument(prefix("add_group") + "group '" + g.name + "' has " +
-                                  std::to_string(count) + " tensors but " +
-                                  std::to_string(tensor_names.size()) + " tensor names");
-    std::size_t j = 0;
-    for (const auto& tensor : tensors) {
-      const ConstTensor view = tensor;
+    std::vector<TensorShape> shapes;
+    for (const auto& tensor : tensors) shapes.push_back(ConstTensor(tensor).layout().shape());
+    GroupLayout layout = detail::new_group_layout(Flavour::name, g.name, std::move(shapes), std::move(tensor_names));
+    for (TensorShape& shape : layout.tensors) {
       TensorState<state_scalar_type> ts;
-      ts.name = tensor_names.empty() ? "tensor" + std::to_string(j) : std::move(tensor_names[j]);
-      if (ts.name.empty())
-        throw std::invalid_argument(prefix("add_group") + "group '" + g.name + "' tensor " +
-                                    std::to_string(j) + " has an empty name");
-      for (const auto& earlier : g.tensors)
-        if (earlier.name == ts.name)
-          throw std::invalid_argument(prefix("add_group") + "group '" + g.name +
-                                      "' has two tensors named '" + ts.name + "'");
-      if (view.rows() < 0 || view.cols() < 0)
-        throw std::invalid_argument(prefix("add_group") + "tensor '" + g.name + "." + ts.name +
-                                    "' has a negative dimension");
-      ts.rows = view.rows();
-      ts.cols = view.cols();
-      ts.row_major = view.layout().row_major && ts.rows > 1 && ts.cols > 1;
+      static_cast<TensorShape&>(ts) = std::move(shape);
       ts.m.setZero(ts.size());
       ts.v.setZero(ts.size());
       if (options.amsgrad) ts.v_max.setZero(ts.size());
       if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
       g.tensors.push_back(std::move(ts));
-      ++j;
     }
     // Everything step() needs is allocated here, before the group is
     // published, so a failure leaves the optimizer as it was and step()
@@ -581,28 +472,6 @@ class Optimizer {
     throw std::invalid_argument(prefix("step") + detail::conflict_message(conflict, [&](const detail::TensorSpan& span) {
                                   return qualified(groups_[span.group], span.tensor);
                                 }));
-  }
-
-  static void check_tensor(const State& g, std::size_t j, const char* role,
-                           const detail::TensorLayout& layout, bool has_data) {
-    const TensorState<state_scalar_type>& ts = g.tensors[j];
-    const detail::TensorLayout expected = layout_of(ts);
-    const bool shape_ok = layout.same_shape(expected);
-    const bool contiguous = layout.contiguous();
-    const bool memory_ok = has_data || ts.size() == 0;
-    if (shape_ok && contiguous && memory_ok) return;  // the message is built only on failure:
-                                                      // step() must not allocate
-    std::ostringstream message;
-    message << prefix("step") << "tensor '" << qualified(g, j) << "': the " << role;
-    if (!shape_ok)
-      message << " has shape " << describe(layout) << " but the group was created with "
-              << describe(expected);
-    else if (!contiguous)
-      message << " is not contiguous (inner stride " << layout.inner_stride << ", outer stride "
-              << layout.outer_stride << "); pass a Matrix, Array or Map over contiguous memory";
-    else
-      message << " has no memory (null data pointer)";
-    throw std::invalid_argument(message.str());
   }
 
   template <class ParamGroups, class GradGroups>

@@ -6,6 +6,9 @@
 
 #include <Eigen/Core>
 
+#include <stdexcept>
+#include <string>
+
 #include "adamx/abi.hpp"
 
 // kOpenMP and for_each_block differ with ADAMX_OPENMP, and so does the
@@ -23,6 +26,19 @@ constexpr bool kOpenMP = true;
 #else
 constexpr bool kOpenMP = false;
 #endif
+
+/// Throws std::invalid_argument unless a step may use `threads` threads: at
+/// least 1, and more than 1 only when adamx was compiled with OpenMP. The one
+/// check of a thread count, for every optimizer and adapter; `who` starts the
+/// message (e.g. "adamx::AdamX::set_threads: ").
+inline void check_threads(const std::string& who, int threads) {
+  if (threads < 1)
+    throw std::invalid_argument(who + "invalid threads = " + std::to_string(threads) + " (must be >= 1)");
+  if (threads > 1 && !kOpenMP)
+    throw std::invalid_argument(who + "threads = " + std::to_string(threads) +
+                                " needs OpenMP, but adamx was compiled without it (define "
+                                "ADAMX_OPENMP and compile with -fopenmp)");
+}
 
 /// Below this many elements a group is stepped on one thread: starting a
 /// parallel region costs more than the pass itself.

@@ -139,17 +139,10 @@ void check_run_arguments(const Optimizer<Scalar, Flavour>& optimizer, const Para
            std::to_string(params[g].size()) + " parameters");
     for (std::size_t j = 0; j < params[g].size(); ++j) {
       const auto& ts = own.tensors[j];
-      TensorLayout expected;
-      expected.rows = ts.rows;
-      expected.cols = ts.cols;
-      expected.row_major = ts.row_major;
       const TensorRef<Scalar>& p = params[g][j];
       const std::string where = "parameter '" + own.name + "." + ts.name + "'";
-      if (!p.layout().same_shape(expected))
-        fail(where + " is " + std::to_string(p.rows()) + "x" + std::to_string(p.cols()) +
-             (p.layout().row_major ? " row-major" : " column-major") + ", the optimizer's is " +
-             std::to_string(ts.rows) + "x" + std::to_string(ts.cols) +
-             (ts.row_major ? " row-major" : " column-major"));
+      const TensorShape given = p.layout().shape();
+      if (!given.same_shape(ts)) fail(where + " is " + given.describe() + ", the optimizer's is " + ts.describe());
       if (!p.layout().contiguous()) fail(where + " is not contiguous");
       if (p.data() == nullptr && p.size() > 0) fail(where + " has no memory (null data pointer)");
     }

@@ -38,6 +38,7 @@
 #include "adamx/checkpoint.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
+#include "adamx/layout.hpp"
 #include "adamx/optimizer.hpp"
 #include "adamx/options.hpp"
 #include "adamx/shard.hpp"
@@ -51,24 +52,12 @@ inline constexpr std::uint32_t kShardRecordVersion = 1;
 /// How a model's optimizer state is cut across ranks: what every shard file
 /// records, and what a loading run must match.
 struct ShardLayout {
-  struct Tensor {
-    std::string name;
-    Eigen::Index rows = 0;
-    Eigen::Index cols = 0;
-    bool row_major = false;
-    Eigen::Index size() const { return rows * cols; }
-  };
-  struct Group {
-    std::string name;
-    std::vector<Tensor> tensors;
+  using Tensor = TensorShape;
+  /// A group's names and shapes (layout.hpp) and where its shards start.
+  struct Group : GroupLayout {
     /// ranks + 1 offsets into the group's tensors flattened one after the
     /// other: rank r holds [boundaries[r], boundaries[r + 1]).
     std::vector<Eigen::Index> boundaries;
-    Eigen::Index size() const {
-      Eigen::Index total = 0;
-      for (const Tensor& tensor : tensors) total += tensor.size();
-      return total;
-    }
   };
   int ranks = 1;
   std::int64_t block = detail::kNormBlock;  ///< the s-block the boundaries are aligned to
@@ -78,10 +67,10 @@ struct ShardLayout {
 /// A group's layout as shard_group cuts it for `ranks`.
 inline ShardLayout::Group make_shard_layout_group(std::string name, std::vector<ShardLayout::Tensor> tensors,
                                                   int ranks) {
-  std::vector<Eigen::Index> sizes;
-  for (const auto& tensor : tensors) sizes.push_back(tensor.size());
-  ShardLayout::Group group{std::move(name), std::move(tensors), {}};
-  for (const GroupShard& shard : shard_group(sizes, ranks)) group.boundaries.push_back(shard.begin);
+  ShardLayout::Group group;
+  group.name = std::move(name);
+  group.tensors = std::move(tensors);
+  for (const GroupShard& shard : shard_group(group.sizes(), ranks)) group.boundaries.push_back(shard.begin);
   group.boundaries.push_back(group.size());
   return group;
 }
@@ -135,9 +124,6 @@ inline std::vector<std::string> shard_layout_differences(const ShardLayout& expe
   if (found.groups.size() != expected.groups.size())
     out.push_back("the checkpoint has " + std::to_string(found.groups.size()) + " group(s), this run has " +
                   std::to_string(expected.groups.size()));
-  const auto shape = [](const ShardLayout::Tensor& t) {
-    return std::to_string(t.rows) + "x" + std::to_string(t.cols) + (t.row_major ? " row-major" : "");
-  };
   for (std::size_t g = 0; g < std::min(found.groups.size(), expected.groups.size()); ++g) {
     const ShardLayout::Group& e = expected.groups[g];
     const ShardLayout::Group& f = found.groups[g];
@@ -156,8 +142,8 @@ inline std::vector<std::string> shard_layout_differences(const ShardLayout& expe
         out.push_back(where + ": tensor " + std::to_string(t) + " is '" + ft.name + "' in the checkpoint, '" +
                       et.name + "' in this run");
       if (ft.rows != et.rows || ft.cols != et.cols || ft.row_major != et.row_major)
-        out.push_back(where + ": tensor '" + et.name + "' is " + shape(ft) + " in the checkpoint, " + shape(et) +
-                      " in this run");
+        out.push_back(where + ": tensor '" + et.name + "' is " + ft.describe() + " in the checkpoint, " +
+                      et.describe() + " in this run");
       same_sizes = same_sizes && ft.size() == et.size();
     }
     if (same_sizes && found.ranks == expected.ranks && f.boundaries != e.boundaries) {
@@ -568,9 +554,7 @@ class Converter {
     check_header_values<Scalar, Flavour>(states);  // what loading checks, so no bad value is copied on
     if (!sharded) {  // an ordinary checkpoint is its model's only shard
       for (const State& g : states) {
-        std::vector<ShardLayout::Tensor> tensors;
-        for (const auto& ts : g.tensors) tensors.push_back({ts.name, ts.rows, ts.cols, ts.row_major});
-        layout.groups.push_back(make_shard_layout_group(g.name, std::move(tensors), 1));
+        layout.groups.push_back(make_shard_layout_group(g.name, g.layout().tensors, 1));
       }
     }
     if (rank == 0) {

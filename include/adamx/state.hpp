@@ -12,24 +12,25 @@
 #include <vector>
 
 #include "adamx/abi.hpp"
+#include "adamx/layout.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
 /// Per-element state of one tensor, stored in the tensor's memory order.
+/// Its name and shape (name, rows, cols, row_major, size()) are the
+/// TensorShape it derives from: the one description of a tensor that
+/// checkpoints, shards and the checks share (layout.hpp).
 template <class Scalar>
-struct TensorState {
+struct TensorState : TensorShape {
   using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
 
-  std::string name;         ///< e.g. "bias" or the default "tensor1"
-  Eigen::Index rows = 0;    ///< the shape the group was created with
-  Eigen::Index cols = 0;
-  bool row_major = false;   ///< memory order, when rows > 1 and cols > 1
   Array m;                  ///< first moment
   Array v;                  ///< second moment (AdamX: of γ-scaled g²)
   Array v_max;              ///< running max of v; empty unless amsgrad
   Array step_avg;           ///< AdaMod's EMA of the per-element step size; empty for the others
 
-  Eigen::Index size() const { return rows * cols; }
+  /// The name and shape alone.
+  const TensorShape& shape() const { return *this; }
 
   /// Bitwise equality of every field (NaNs compare by bit pattern).
   friend bool operator==(const TensorState& a, const TensorState& b) {
@@ -39,8 +40,7 @@ struct TensorState {
                         reinterpret_cast<const unsigned char*>(x.data() + x.size()),
                         reinterpret_cast<const unsigned char*>(y.data()));
     };
-    return a.name == b.name && a.rows == b.rows && a.cols == b.cols &&
-           a.row_major == b.row_major && same(a.m, b.m) && same(a.v, b.v) &&
+    return a.shape() == b.shape() && same(a.m, b.m) && same(a.v, b.v) &&
            same(a.v_max, b.v_max) && same(a.step_avg, b.step_avg);
   }
   friend bool operator!=(const TensorState& a, const TensorState& b) { return !(a == b); }
@@ -66,6 +66,14 @@ struct GroupState {
     out.t = t;
     out.gamma = gamma;
     out.h = h;
+    return out;
+  }
+
+  /// The group's name and its tensors' names and shapes.
+  GroupLayout layout() const {
+    GroupLayout out;
+    out.name = name;
+    for (const TensorState<Scalar>& tensor : tensors) out.tensors.push_back(tensor.shape());
     return out;
   }
 

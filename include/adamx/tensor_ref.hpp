@@ -1,9 +1,10 @@
 // Non-owning views of a tensor's memory, so a training loop hands over its own
 // buffers (Eigen Matrix, Array, Vector or a Map over user memory) without copies.
 //
-// A view records the shape and the strides it was made from; the optimizer
-// checks them against the group's shapes before touching any state, so the
-// error can name the group and tensor (the view itself does not know them).
+// A view records the shape and the strides it was made from (TensorLayout,
+// layout.hpp); the optimizer checks them against the group's shapes before
+// touching any state, so the error can name the group and tensor (the view
+// itself does not know them).
 #pragma once
 
 #include <Eigen/Core>
@@ -12,51 +13,13 @@
 #include <type_traits>
 
 #include "adamx/abi.hpp"
+#include "adamx/layout.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
 using Index = Eigen::Index;
 
 namespace detail {
-
-// The common part of TensorRef and ConstTensorRef: shape and layout.
-struct TensorLayout {
-  Index rows = 0;
-  Index cols = 0;
-  Index inner_stride = 1;
-  Index outer_stride = 0;
-  bool row_major = false;
-
-  Index size() const { return rows * cols; }
-  // Contiguous: elements 0..size-1 are consecutive in memory.
-  bool contiguous() const {
-    if (size() <= 1) return true;
-    const Index inner_size = row_major ? cols : rows;
-    const Index outer_size = row_major ? rows : cols;
-    // Element (k, j) sits at k·inner_stride + j·outer_stride; a stride along a
-    // dimension of length 1 is never used.
-    return (inner_size <= 1 || inner_stride == 1) && (outer_size <= 1 || outer_stride == inner_size);
-  }
-  // Storage order only matters when both dimensions exceed 1: a vector is the
-  // same sequence of elements either way.
-  bool same_shape(const TensorLayout& other) const {
-    if (rows != other.rows || cols != other.cols) return false;
-    if (rows > 1 && cols > 1) return row_major == other.row_major;
-    return true;
-  }
-
-  template <class Derived>
-  static TensorLayout of(const Eigen::DenseBase<Derived>& x) {
-    const Derived& d = x.derived();
-    TensorLayout layout;
-    layout.rows = d.rows();
-    layout.cols = d.cols();
-    layout.inner_stride = d.innerStride();
-    layout.outer_stride = d.outerStride();
-    layout.row_major = (Derived::Flags & Eigen::RowMajorBit) != 0;
-    return layout;
-  }
-};
 
 template <class Derived, class Scalar>
 constexpr bool is_direct_tensor_v =

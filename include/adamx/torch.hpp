@@ -6,7 +6,8 @@
 //
 // How it maps onto adamx:
 //  - each libtorch parameter group is one adamx group (one γ), each parameter
-//    one tensor of numel() elements ("group<i>", "param<j>");
+//    one tensor of numel() elements, with adamx's default names ("group<i>",
+//    "tensor<j>": adamx::default_group_name, adamx::default_tensor_name);
 //  - step() hands adamx's fused kernel the parameters' and gradients' own
 //    memory (data_ptr), nothing is copied;
 //  - parameters must be dense, contiguous CPU tensors of one dtype (float,
@@ -36,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -221,9 +223,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
 
   /// Threads a step may use (adamx::Optimizer::set_threads; results do not depend on it).
   void set_threads(int threads) {
-    if (threads < 1 || (threads > 1 && !adamx::detail::kOpenMP))
-      throw std::invalid_argument("adamx::torch_optim: set_threads(" + std::to_string(threads) +
-                                  "): needs threads >= 1, and OpenMP (ADAMX_OPENMP) for more than 1");
+    adamx::detail::check_threads(where("set_threads"), threads);
     threads_ = threads;
     std::visit([&](auto& opt) { if (opt) opt->set_threads(threads); }, engine_);
   }
@@ -278,7 +278,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
   /// optimizer as it was. The archive's options replace every group's (as
   /// adamx's checkpoints do; libtorch's own optimizers keep theirs). An
   /// archive without per-parameter step counts (adamx before they were kept)
-  /// gives every parameter its group's t, the count it was stepped with then.
+  /// gives every parameter its group's t, the count it was stepped with then;
+  /// one whose tensors are named "param<j>" (adamx before the adapter used
+  /// adamx's default names) loads with its state renamed.
   void load(torch::serialize::InputArchive& archive) override {
     torch::Tensor data;
     torch::Tensor dtype_tensor;
@@ -338,8 +340,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
             std::vector<State> before;  // to undo a load whose step counts are refused
             if (was_built) before = opt->state();
             try {
-              std::istringstream in(blob);
-              load_checkpoint(*opt, in);
+              load_blob(*opt, blob);
               tensor_steps_ = loaded_steps(*opt, has_steps ? steps_tensor.data_ptr<std::int64_t>() : nullptr);
             } catch (...) {
               if (was_built) opt->restore(std::move(before));
@@ -375,6 +376,46 @@ class BasicOptimizer : public torch::optim::Optimizer {
                               std::unique_ptr<adamx::Optimizer<double, Flavour>>,
                               std::unique_ptr<adamx::Optimizer<Eigen::bfloat16, Flavour>>,
                               std::unique_ptr<adamx::Optimizer<Eigen::half, Flavour>>>;
+
+  // Loads adamx checkpoint `blob` into `opt`, with all of load_checkpoint's
+  // checks. An adapter before this one named tensor j of each group
+  // "param<j>" (now adamx's default, "tensor<j>"): if the checkpoint does
+  // not load as it is, it is loaded into an optimizer of the same groups
+  // named the old way and its state moves over by position, renamed. If that
+  // fails too, the first refusal is what the caller sees.
+  template <class Engine1>
+  static void load_blob(Engine1& opt, const std::string& blob) {
+    using Scalar = typename Engine1::scalar_type;
+    std::istringstream in(blob);
+    try {
+      load_checkpoint(opt, in);
+      return;
+    } catch (const CheckpointError&) {
+      const std::exception_ptr refusal = std::current_exception();
+      Engine1 old_names;
+      for (std::size_t g = 0; g < opt.num_groups(); ++g) {
+        const auto& own = opt.state(g);
+        std::vector<ConstTensorRef<Scalar>> shapes;
+        std::vector<std::string> names;
+        for (std::size_t j = 0; j < own.tensors.size(); ++j) {
+          shapes.emplace_back(static_cast<const Scalar*>(nullptr), own.tensors[j].rows, own.tensors[j].cols);
+          names.push_back("param" + std::to_string(j));
+        }
+        old_names.add_group(shapes, own.options, own.name, names);
+      }
+      try {
+        std::istringstream again(blob);
+        load_checkpoint(old_names, again);
+      } catch (const CheckpointError&) {
+        std::rethrow_exception(refusal);
+      }
+      std::vector<typename Engine1::State> states = old_names.state();
+      for (std::size_t g = 0; g < states.size(); ++g)
+        for (std::size_t j = 0; j < states[g].tensors.size(); ++j)
+          states[g].tensors[j].name = opt.state(g).tensors[j].name;
+      opt.restore(std::move(states));  // the same structure and checked values: cannot fail
+    }
+  }
 
   static std::string where(const char* function) {
     return std::string("adamx::torch_optim::") + Flavour::name + ": " + function + ": ";
@@ -415,7 +456,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
         throw std::invalid_argument("adamx::torch_optim: group " + std::to_string(g) +
                                     " has options of another optimizer's type");
       out.push_back(options->to_adamx());
-      validate(out.back(), "group" + std::to_string(g));
+      validate(out.back(), adamx::default_group_name(g));
     }
     return out;
   }
@@ -534,9 +575,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
       const auto& params = param_groups_[g].params();
       for (std::size_t j = 0; j < params.size(); ++j) {
         shapes.emplace_back(data_of<Scalar>(params[j]), params[j].numel(), 1);
-        names.push_back("param" + std::to_string(j));
+        names.push_back(adamx::default_tensor_name(j));
       }
-      opt->add_group(shapes, options[g], "group" + std::to_string(g), names);
+      opt->add_group(shapes, options[g], adamx::default_group_name(g), names);
     }
     if (fresh) {
       engine_ = std::move(fresh);
