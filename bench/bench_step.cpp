@@ -322,12 +322,15 @@ void register_benchmarks() {
   sizes(benchmark::RegisterBenchmark("roofline/float", bm_roofline));
   sizes(benchmark::RegisterBenchmark("naive_eigen_adam/float", bm_naive_eigen_adam));
 
-  // 1024 tensors of 1024 elements against one tensor of 2^20, one group each.
+  // 1024 tensors against one tensor of the same total, one group each: 2^20
+  // elements (in the last-level cache: each tensor start's latency is
+  // exposed) and 2^24 (out of cache, streaming).
   for (const std::int64_t tensors : {std::int64_t{1024}, std::int64_t{1}}) {
     const std::string name = "multitensor/AdamX/float/tensors:" + std::to_string(tensors);
     benchmark::RegisterBenchmark(name.c_str(), bm_step<adamx::AdamX<float>>, tensors,
                                  adamx::NonFinitePolicy::propagate)
         ->Arg(std::int64_t{1} << 20)
+        ->Arg(std::int64_t{1} << 24)
         ->Unit(benchmark::kMicrosecond);
   }
 

@@ -44,8 +44,13 @@ struct Pair {
   using One = Single;
   using Many = Sharded;
 };
+// AdamX and Adam, and the baselines, whose state differs (RAdam's two step
+// rules, AdaBound's bounds, AdaMod's third array).
 using Pairs = ::testing::Types<Pair<adamx::AdamX<float>, adamx::mpi::AdamX<float>>,
-                               Pair<adamx::Adam<double>, adamx::mpi::Adam<double>>>;
+                               Pair<adamx::Adam<double>, adamx::mpi::Adam<double>>,
+                               Pair<adamx::RAdam<float>, adamx::mpi::RAdam<float>>,
+                               Pair<adamx::AdaBound<double>, adamx::mpi::AdaBound<double>>,
+                               Pair<adamx::AdaMod<float>, adamx::mpi::AdaMod<float>>>;
 
 template <class Scalar>
 using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

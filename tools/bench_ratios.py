@@ -109,10 +109,10 @@ def build(times, errors):
                 "naive Eigen Adam / fused Adam, time (float)", size_label(n),
                 "naive_eigen_adam/float/%d" % n, "step/Adam/float/%d" % n)
 
-    r.ratio("multitensor_over_single", "1024 tensors / 1 tensor, time (AdamX float)",
-            size_label(P20) + " total",
-            "multitensor/AdamX/float/tensors:1024/%d" % P20,
-            "multitensor/AdamX/float/tensors:1/%d" % P20)
+    for n, key in ((P20, "multitensor_over_single"), (P24, "multitensor_over_single_2p24")):
+        r.ratio(key, "1024 tensors / 1 tensor, time (AdamX float)", size_label(n) + " total",
+                "multitensor/AdamX/float/tensors:1024/%d" % n,
+                "multitensor/AdamX/float/tensors:1/%d" % n)
 
     for n, key in ((P22, "two_threads_over_one_2p22"), (P24, "two_threads_over_one")):
         r.ratio(key, "2 threads / 1 thread, time (AdamX float)", size_label(n),

@@ -47,6 +47,7 @@
 #include "adamx/clip.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/optimizer.hpp"
+#include "adamx/optimizers.hpp"
 #include "adamx/overlap.hpp"
 #include "adamx/shard.hpp"
 #include "adamx/sharded_checkpoint.hpp"
@@ -1291,12 +1292,13 @@ void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::fi
   optimizer.restore_full(full.state());
 }
 
-template <class Scalar>
-using AdamX = ShardedOptimizer<Scalar, flavour::AdamX>;
-template <class Scalar>
-using Adam = ShardedOptimizer<Scalar, flavour::Adam>;
-template <class Scalar>
-using AdamW = ShardedOptimizer<Scalar, flavour::AdamW>;
+// Every optimizer of the library, sharded: adamx::mpi::AdamX<float>,
+// adamx::mpi::RAdam<double>, … (the list is in optimizers.hpp).
+#define ADAMX_MPI_ALIAS(Name) \
+  template <class Scalar>     \
+  using Name = ShardedOptimizer<Scalar, flavour::Name>;
+ADAMX_FOR_EACH_OPTIMIZER(ADAMX_MPI_ALIAS)
+#undef ADAMX_MPI_ALIAS
 
 }  // namespace mpi
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -7,6 +7,14 @@
 #include "adamx/abi.hpp"
 #include "adamx/optimizer.hpp"
 
+/// Every optimizer of the library, by name: expands X(Name) once per
+/// optimizer, where Name is both its alias (adamx::Name<Scalar>, below) and
+/// its flavour (adamx::flavour::Name). The sharded driver's aliases
+/// (adamx::mpi::Name) and the checkpoint conversions, which must recognise
+/// every optimizer's files, are made from this list, so an optimizer added
+/// here is offered there too.
+#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod)
+
 ADAMX_NAMESPACE_BEGIN
 
 /// Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.

@@ -40,6 +40,7 @@
 #include "adamx/errors.hpp"
 #include "adamx/layout.hpp"
 #include "adamx/optimizer.hpp"
+#include "adamx/optimizers.hpp"
 #include "adamx/options.hpp"
 #include "adamx/shard.hpp"
 #include "adamx/shard_manifest.hpp"
@@ -429,12 +430,10 @@ struct Type {
 template <class Action>
 void with_checkpoint_type(const CheckpointKind& kind, const std::string& who, Action&& action) {
   const auto with_flavour = [&](auto scalar) {
-    if (kind.optimizer == flavour::Adam::name) return action(scalar, Type<flavour::Adam>{});
-    if (kind.optimizer == flavour::AdamW::name) return action(scalar, Type<flavour::AdamW>{});
-    if (kind.optimizer == flavour::AdamX::name) return action(scalar, Type<flavour::AdamX>{});
-    if (kind.optimizer == flavour::RAdam::name) return action(scalar, Type<flavour::RAdam>{});
-    if (kind.optimizer == flavour::AdaBound::name) return action(scalar, Type<flavour::AdaBound>{});
-    if (kind.optimizer == flavour::AdaMod::name) return action(scalar, Type<flavour::AdaMod>{});
+#define ADAMX_IF_NAMED(Name) \
+  if (kind.optimizer == flavour::Name::name) return action(scalar, Type<flavour::Name>{});
+    ADAMX_FOR_EACH_OPTIMIZER(ADAMX_IF_NAMED)
+#undef ADAMX_IF_NAMED
     throw CheckpointError(who + ": unknown optimizer '" + kind.optimizer + "'");
   };
   if (kind.parameter == scalar_code<float>::value && kind.state == scalar_code<float>::value)
