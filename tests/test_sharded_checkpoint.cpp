@@ -290,7 +290,7 @@ TEST(ShardedCheckpoint16Bit, BFloat16AndHalfRoundTripExactly) {
 TEST(ShardedCheckpointRefusals, RecordWithOverflowingSizesRefused) {
   adamx::ShardLayout layout;
   const Index huge = Index{1} << 62;
-  layout.groups.push_back({"g", {{"a", huge, 1, false}, {"b", huge, 1, false}, {"c", huge, 1, false}}, {0, 0}});
+  layout.groups.push_back({{"g", {{"a", huge, 1, false}, {"b", huge, 1, false}, {"c", huge, 1, false}}}, {0, 0}});
   std::istringstream in(adamx::detail::encode_shard_record(layout, 0), std::ios::binary);
   try {
     adamx::detail::read_shard_record(in);

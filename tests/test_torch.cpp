@@ -555,6 +555,121 @@ TEST(TorchAdamX, BitwiseEqualsEigenAdamXBfloat16) {
 }
 TEST(TorchAdamX, BitwiseEqualsEigenAdamXHalf) { check_half_precision_bitwise<Eigen::half>(torch::kFloat16); }
 
+// ---- the baselines through the adapter ---------------------------------------
+
+// RAdam, AdaBound and AdaMod through the adapter, bitwise against the same
+// adamx optimizer stepping the same values: two groups, the second with
+// amsgrad, maximize and non-default baseline options (final_lr, bound_speed,
+// beta_step), 60 steps (with the default β2 RAdam takes its momentum step
+// until step 5 and the rectified one after). Then the adapter's archive is
+// loaded into a second adapter, which must continue bitwise (AdaMod's third
+// array included), and one parameter goes without a gradient for a step, so
+// the per-parameter step counts run too.
+template <class Adapter, class Scalar>
+void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& archive) {
+  using Engine = adamx::Optimizer<Scalar, typename Adapter::Options::flavour_type>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  torch::manual_seed(17);
+  std::vector<torch::Tensor> params = {torch::randn({300}, dtype).requires_grad_(),
+                                       torch::randn({7, 5}, dtype).requires_grad_(),
+                                       torch::randn({4100}, dtype).requires_grad_()};
+  const auto second_options = typename Adapter::Options(2e-3)
+                                  .amsgrad(true)
+                                  .maximize(true)
+                                  .weight_decay(0.01)
+                                  .final_lr(0.05)
+                                  .bound_speed(1e-2)
+                                  .beta_step(0.99);
+  const auto make_adapter = [&](const std::vector<torch::Tensor>& ps) {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{ps[0], ps[1]});
+    groups.emplace_back(std::vector<torch::Tensor>{ps[2]},
+                        std::make_unique<typename Adapter::Options>(second_options));
+    return std::make_unique<Adapter>(groups, typename Adapter::Options(1e-2));
+  };
+  auto ours = make_adapter(params);
+
+  std::vector<Vector> theta(3), grad(3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    theta[i] = Eigen::Map<const Vector>(params[i].data_ptr<Scalar>(), params[i].numel());
+    grad[i].setZero(params[i].numel());
+  }
+  Engine reference;
+  typename Engine::Options first = Engine::default_options();
+  first.lr = 1e-2;
+  // Set field by field, not through the adapter's to_adamx(), so that an
+  // option the adapter fails to forward makes the two differ.
+  typename Engine::Options second = Engine::default_options();
+  second.lr = 2e-3;
+  second.amsgrad = true;
+  second.maximize = true;
+  second.weight_decay = 0.01;
+  second.final_lr = 0.05;
+  second.bound_speed = 1e-2;
+  second.beta_step = 0.99;
+  reference.add_group({theta[0], theta[1]}, first, "group0",
+                      {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
+  reference.add_group({theta[2]}, second, "group1", {adamx::default_tensor_name(0)});
+
+  const auto step_both = [&](int step) {
+    for (std::size_t i = 0; i < 3; ++i) {
+      params[i].mutable_grad() = torch::randn(params[i].sizes(), dtype);
+      grad[i] = Eigen::Map<const Vector>(params[i].grad().data_ptr<Scalar>(), params[i].numel());
+    }
+    ours->step();
+    reference.step({{theta[0], theta[1]}, {theta[2]}}, {{grad[0], grad[1]}, {grad[2]}});
+    for (std::size_t i = 0; i < 3; ++i)
+      ASSERT_EQ(std::memcmp(theta[i].data(), params[i].data_ptr<Scalar>(),
+                            static_cast<std::size_t>(params[i].nbytes())),
+                0)
+          << "parameter " << i << " differs after step " << step;
+  };
+  for (int step = 1; step <= 60; ++step) step_both(step);
+  EXPECT_EQ(ours->template engine<Scalar>()->state(), reference.state());
+
+  // Resume from the archive in a second adapter over copies of the parameters.
+  torch::save(*ours, archive.string());
+  std::vector<torch::Tensor> copies;
+  for (const auto& p : params) copies.push_back(p.detach().clone().requires_grad_());
+  auto resumed = make_adapter(copies);
+  torch::load(*resumed, archive.string());
+  EXPECT_EQ(resumed->template engine<Scalar>()->state(), ours->template engine<Scalar>()->state());
+  for (int step = 61; step <= 70; ++step) {
+    // The same gradients for both adapters; parameter 1 has none at step 65.
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : params) grads.push_back(torch::randn(p.sizes(), dtype));
+    for (std::size_t i = 0; i < 3; ++i) {
+      const bool frozen = step == 65 && i == 1;
+      params[i].mutable_grad() = frozen ? torch::Tensor() : grads[i];
+      copies[i].mutable_grad() = frozen ? torch::Tensor() : grads[i].clone();
+    }
+    ours->step();
+    resumed->step();
+  }
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(torch::equal(params[i].detach(), copies[i].detach())) << "parameter " << i;
+  EXPECT_EQ(resumed->template engine<Scalar>()->state(), ours->template engine<Scalar>()->state());
+}
+
+class TorchBaselines : public ::testing::Test {
+ protected:
+  std::filesystem::path archive() const {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    return std::filesystem::temp_directory_path() /
+           ("adamx_torch_" + std::string(info->name()) + "_" + std::to_string(::getpid()) + ".pt");
+  }
+  void TearDown() override { std::filesystem::remove(archive()); }
+};
+TEST_F(TorchBaselines, RAdamFloatBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::RAdam, float>(torch::kFloat32, archive());
+}
+TEST_F(TorchBaselines, AdaBoundDoubleBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::AdaBound, double>(torch::kFloat64, archive());
+}
+TEST_F(TorchBaselines, AdaModFloatBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::AdaMod, float>(torch::kFloat32, archive());
+}
+
 // ---- parameters without a gradient ----------------------------------------------
 
 // Rule: a parameter without grad keeps its value and its m, v; the group's

@@ -1,5 +1,5 @@
-// adamx as a libtorch optimizer: adamx::torch_optim::Adam, AdamW and AdamX,
-// derived from torch::optim::Optimizer, so a libtorch training loop swaps
+// adamx as a libtorch optimizer: adamx::torch_optim::Adam, AdamW, AdamX and
+// the baselines RAdam, AdaBound and AdaMod, derived from torch::optim::Optimizer, so a libtorch training loop swaps
 // torch::optim::Adam for adamx in one line. This header is the optional
 // adamx::torch part (built when find_package(Torch) succeeds); nothing else in
 // adamx includes it.
@@ -62,6 +62,7 @@ namespace torch_optim {
 template <class Flavour>
 class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions<Flavour>> {
  public:
+  using flavour_type = Flavour;
   using Betas = std::tuple<double, double>;
   BasicOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT(google-explicit-constructor): as libtorch
   TORCH_ARG(double, lr);
@@ -72,6 +73,12 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
   TORCH_ARG(double, beta3) = Flavour::beta3;
   TORCH_ARG(double, beta_norm) = 0.99;
   TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::propagate;
+  TORCH_ARG(bool, maximize) = false;
+  // The baselines' own options (used only by AdaBound and AdaMod), with
+  // adamx's defaults.
+  TORCH_ARG(double, final_lr) = adamx::BasicOptions<Flavour>{}.final_lr;
+  TORCH_ARG(double, bound_speed) = adamx::BasicOptions<Flavour>{}.bound_speed;
+  TORCH_ARG(double, beta_step) = adamx::BasicOptions<Flavour>{}.beta_step;
 
  public:
   double get_lr() const override { return lr(); }
@@ -88,6 +95,10 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
     o.beta3 = beta3();
     o.beta_norm = beta_norm();
     o.nonfinite = nonfinite();
+    o.maximize = maximize();
+    o.final_lr = final_lr();
+    o.bound_speed = bound_speed();
+    o.beta_step = beta_step();
     return o;
   }
   static BasicOptions from_adamx(const adamx::BasicOptions<Flavour>& o) {
@@ -98,14 +109,20 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
         .amsgrad(o.amsgrad)
         .beta3(o.beta3)
         .beta_norm(o.beta_norm)
-        .nonfinite(o.nonfinite);
+        .nonfinite(o.nonfinite)
+        .maximize(o.maximize)
+        .final_lr(o.final_lr)
+        .bound_speed(o.bound_speed)
+        .beta_step(o.beta_step);
     return out;
   }
 };
 
-using AdamOptions = BasicOptions<flavour::Adam>;
-using AdamWOptions = BasicOptions<flavour::AdamW>;
-using AdamXOptions = BasicOptions<flavour::AdamX>;
+// AdamOptions, AdamWOptions, AdamXOptions, RAdamOptions, AdaBoundOptions,
+// AdaModOptions: one per optimizer of the library (optimizers.hpp's list).
+#define ADAMX_TORCH_OPTIONS_ALIAS(Name) using Name##Options = BasicOptions<flavour::Name>;
+ADAMX_FOR_EACH_OPTIMIZER(ADAMX_TORCH_OPTIONS_ALIAS)
+#undef ADAMX_TORCH_OPTIONS_ALIAS
 
 namespace detail {
 
@@ -773,12 +790,14 @@ class BasicOptimizer : public torch::optim::Optimizer {
       grad_lists_;
 };
 
-/// Adam with libtorch's semantics (L2 weight decay), stepped by adamx.
-using Adam = BasicOptimizer<flavour::Adam>;
-/// AdamW (decoupled weight decay, λ = 1e-2 by default), stepped by adamx.
-using AdamW = BasicOptimizer<flavour::AdamW>;
-/// AdamX: Adam with a per-group γ scaling the second moment (β3 = 0.99 by default).
-using AdamX = BasicOptimizer<flavour::AdamX>;
+// Every optimizer of the library as a libtorch optimizer, stepped by adamx:
+// Adam (libtorch's semantics, L2 weight decay), AdamW (decoupled decay,
+// λ = 1e-2 by default), AdamX (a per-group γ scaling the second moment,
+// β3 = 0.99 by default), and the baselines RAdam, AdaBound and AdaMod
+// (optimizers.hpp's list).
+#define ADAMX_TORCH_ALIAS(Name) using Name = BasicOptimizer<flavour::Name>;
+ADAMX_FOR_EACH_OPTIMIZER(ADAMX_TORCH_ALIAS)
+#undef ADAMX_TORCH_ALIAS
 
 }  // namespace torch_optim
 ADAMX_NAMESPACE_END  // namespace adamx
