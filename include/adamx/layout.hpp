@@ -81,6 +81,13 @@ struct GroupLayout {
     for (const TensorShape& tensor : tensors) out.push_back(tensor.size());
     return out;
   }
+  /// Each tensor's name, in order.
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    out.reserve(tensors.size());
+    for (const TensorShape& tensor : tensors) out.push_back(tensor.name);
+    return out;
+  }
 
   friend bool operator==(const GroupLayout& a, const GroupLayout& b) {
     return a.name == b.name && a.tensors == b.tensors;

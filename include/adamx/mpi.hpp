@@ -496,10 +496,8 @@ class ShardedOptimizer {
         adamx::detail::new_group_layout(Local::name(), std::move(group_name), std::move(shapes), std::move(tensor_names));
     detail::to_int(static_cast<std::size_t>(group.size()), "a group");
     group.shards = shard_group(group.sizes(), ranks_);
-    std::vector<std::string> names;
-    for (const TensorShape& tensor : group.tensors) names.push_back(tensor.name);
     const std::size_t index =
-        add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group.name, names);
+        add_shard_group(local_, group.shards[static_cast<std::size_t>(rank_)], options, group.name, group.names());
     for (const GroupShard& shard : group.shards) {
       group.counts.push_back(static_cast<int>(shard.size()));
       group.displacements.push_back(static_cast<int>(shard.begin));
@@ -526,15 +524,13 @@ class ShardedOptimizer {
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
       std::vector<ConstTensor> shapes;
-      std::vector<std::string> names;
       for (const TensorShape& shape : groups_[g].tensors) {
-        names.push_back(shape.name);
         if (shape.row_major)
           shapes.emplace_back(Eigen::Map<const RowMajor>(nullptr, shape.rows, shape.cols));
         else
           shapes.emplace_back(static_cast<const Scalar*>(nullptr), shape.rows, shape.cols);
       }
-      full.add_group(shapes, local_.options(g), groups_[g].name, names);
+      full.add_group(shapes, local_.options(g), groups_[g].name, groups_[g].names());
     }
     return full;
   }

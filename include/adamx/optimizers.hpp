@@ -17,30 +17,23 @@
 
 ADAMX_NAMESPACE_BEGIN
 
-/// Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.
-template <class Scalar>
-using Adam = Optimizer<Scalar, flavour::Adam>;
-
-/// AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, λ = 1e-2 by default.
-template <class Scalar>
-using AdamW = Optimizer<Scalar, flavour::AdamW>;
-
-/// AdamX: Adam whose second moment is scaled per group by γ (β3 = 0.99, β_n = 0.99).
-template <class Scalar>
-using AdamX = Optimizer<Scalar, flavour::AdamX>;
-
-/// RAdam (Liu et al. 2020): Adam's step rectified by r_t once ρ_t > 5, α·m̂ before.
-template <class Scalar>
-using RAdam = Optimizer<Scalar, flavour::RAdam>;
-
-/// AdaBound (Luo et al. 2019): per-element step sizes clipped to bounds that
-/// close on final_lr (SGD) as t grows.
-template <class Scalar>
-using AdaBound = Optimizer<Scalar, flavour::AdaBound>;
-
-/// AdaMod (Ding et al. 2019): per-element step sizes capped by their own EMA
-/// (rate beta_step); one more word of state per parameter.
-template <class Scalar>
-using AdaMod = Optimizer<Scalar, flavour::AdaMod>;
+// adamx::Name<Scalar> = Optimizer<Scalar, flavour::Name>, one alias per entry
+// of the list above, so the list and the aliases cannot disagree:
+//  - Adam (Kingma & Ba 2015) with PyTorch's semantics: AdamX with γ ≡ 1.
+//  - AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay,
+//    λ = 1e-2 by default.
+//  - AdamX: Adam whose second moment is scaled per group by γ (β3 = 0.99,
+//    β_n = 0.99).
+//  - RAdam (Liu et al. 2020): Adam's step rectified by r_t once ρ_t > 5, α·m̂
+//    before.
+//  - AdaBound (Luo et al. 2019): per-element step sizes clipped to bounds that
+//    close on final_lr (SGD) as t grows.
+//  - AdaMod (Ding et al. 2019): per-element step sizes capped by their own EMA
+//    (rate beta_step); one more word of state per parameter.
+#define ADAMX_OPTIMIZER_ALIAS(Name) \
+  template <class Scalar>           \
+  using Name = Optimizer<Scalar, flavour::Name>;
+ADAMX_FOR_EACH_OPTIMIZER(ADAMX_OPTIMIZER_ALIAS)
+#undef ADAMX_OPTIMIZER_ALIAS
 
 ADAMX_NAMESPACE_END  // namespace adamx
