@@ -7,8 +7,8 @@
 //                model:  200 float tensors totalling 2^22 (a model-shaped list)
 //                unfrozen: the model-shaped list after its first tensor skipped
 //                  the first step (no gradient), so that tensor's step count
-//                  stays one behind its group's: every adamx step takes the
-//                  per-count path (a copy of the state), libtorch's is as usual
+//                  stays one behind its group's: every adamx step steps a
+//                  subset with two step counts, libtorch's is as usual
 //     threads    1 or 2 (libtorch: at::set_num_threads; adamx: set_threads);
 //                unfrozen: 1 only
 //

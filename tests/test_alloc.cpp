@@ -98,6 +98,40 @@ TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {
   }
 }
 
+// Nor does stepping a subset (step_subset.hpp): per-tensor coefficients and
+// the list of stepped blocks live in storage sized by add_group.
+TYPED_TEST(NoAllocation, SubsetStepAllocatesNothing) {
+  using Scalar = typename TypeParam::scalar_type;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  for (const auto policy : {adamx::NonFinitePolicy::propagate, adamx::NonFinitePolicy::error}) {
+    Vector w1 = Vector::Ones(5000), g1 = Vector::Constant(5000, Scalar(0.1));
+    Vector b1 = Vector::Ones(70), gb1 = Vector::Constant(70, Scalar(-0.2));
+    Vector w2 = Vector::Ones(9000), g2 = Vector::Constant(9000, Scalar(0.3));
+    typename TypeParam::Options o;
+    o.nonfinite = policy;
+    TypeParam opt;
+    opt.add_group({w1, b1, w2}, o);
+    opt.step({{w1, b1, w2}}, {{g1, gb1, g2}});  // the first step: t = 1
+    adamx::StepSubset first_and_last;  // built before counting: the caller's memory
+    first_and_last.groups.resize(1);
+    first_and_last.groups[0].add(0, 1);
+    first_and_last.groups[0].add(2, 0);
+    adamx::StepSubset middle;
+    middle.groups.resize(1);
+    middle.groups[0].add(1, 1);
+    std::vector<std::vector<adamx::TensorRef<Scalar>>> params{{w1, w2}};
+    std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grads{{g1, g2}};
+
+    const long before = allocations.load();
+    for (int i = 0; i < 10; ++i) {
+      opt.step(params, grads, first_and_last);
+      opt.step({{b1}}, {{gb1}}, middle);
+    }
+    EXPECT_EQ(allocations.load() - before, 0) << "policy " << adamx::to_string(policy);
+    EXPECT_EQ(opt.state(0).t, 21);
+  }
+}
+
 // The counter is live: adding a group allocates, so a zero above is a real zero.
 TEST(NoAllocationCounter, CountsTheAllocationsOfAddGroup) {
   Eigen::VectorXf w = Eigen::VectorXf::Ones(100);

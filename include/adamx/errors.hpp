@@ -14,13 +14,22 @@ ADAMX_NAMESPACE_BEGIN
 /// gradient whose squared norm is NaN or infinite. Nothing was changed.
 class NonFiniteGradientError : public std::runtime_error {
  public:
-  NonFiniteGradientError(const std::string& message, std::size_t group)
-      : std::runtime_error(message), group_(group) {}
+  /// tensor() of a group whose first non-finite tensor is not known here
+  /// (it lies in another process's shard, or the norm spans all groups).
+  static constexpr std::size_t kUnknownTensor = static_cast<std::size_t>(-1);
+
+  NonFiniteGradientError(const std::string& message, std::size_t group,
+                         std::size_t tensor = kUnknownTensor)
+      : std::runtime_error(message), group_(group), tensor_(tensor) {}
   /// Index of the (first) offending group.
   std::size_t group() const { return group_; }
+  /// Index, within group(), of the tensor at which the group's running sum
+  /// of s first stopped being finite; kUnknownTensor if not known.
+  std::size_t tensor() const { return tensor_; }
 
  private:
   std::size_t group_;
+  std::size_t tensor_;
 };
 
 /// Thrown by load_checkpoint() and save_checkpoint() when a checkpoint cannot

@@ -33,6 +33,7 @@
 #include "adamx/report.hpp"
 #include "adamx/rules.hpp"
 #include "adamx/state.hpp"
+#include "adamx/step_subset.hpp"
 #include "adamx/tensor_ref.hpp"
 
 ADAMX_NAMESPACE_BEGIN
@@ -169,10 +170,44 @@ class Optimizer {
   template <class ParamGroups, class GradGroups, class Reducer,
             class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
                                      detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value &&
-                                     !std::is_same<std::decay_t<Reducer>, ClipGradNorm>::value>>
+                                     !std::is_same<std::decay_t<Reducer>, ClipGradNorm>::value &&
+                                     !std::is_same<std::decay_t<Reducer>, StepSubset>::value>>
   const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
                                       Reducer&& reducer) {
     return step_impl(params, grads, reducer);
+  }
+
+  // ---- stepping a subset --------------------------------------------------
+
+  /// One step of the tensors `subset` lists (step_subset.hpp; docs/design.md,
+  /// "Stepping a subset"), each bias-corrected with its own count: tensor j
+  /// of group i, listed with steps_taken c, is updated as the (c+1)-th step
+  /// of its m and v. `params` and `grads` hold, per group, only the listed
+  /// tensors, in the listed order. The other tensors' θ, m and v are not
+  /// touched. A group with at least one listed tensor advances its t by one,
+  /// its γ and h from s summed over the listed tensors only (h
+  /// bias-corrected with the group's t); a group with none does not step
+  /// (its report has applied = false and finite = true). step(params, grads)
+  /// is this with every tensor listed at its group's t, bit for bit.
+  /// Everything step(params, grads) checks is checked, and the subset too
+  /// (one entry per group, indices in range and increasing, counts from 0
+  /// to the group's t), before anything changes: std::invalid_argument. The
+  /// nonfinite policies apply to the listed tensors' s.
+  const std::vector<StepReport>& step(std::initializer_list<std::initializer_list<Tensor>> params,
+                                      std::initializer_list<std::initializer_list<ConstTensor>> grads,
+                                      const StepSubset& subset) {
+    detail::NoNormReducer none;
+    return step_impl(params, grads, none, &subset);
+  }
+  /// Same, from containers (e.g. std::vector<std::vector<TensorRef<float>>>
+  /// and std::vector<std::vector<ConstTensorRef<float>>>).
+  template <class ParamGroups, class GradGroups,
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, TensorRef<Scalar>>::value &&
+                                     detail::is_range_of_ranges<GradGroups, ConstTensorRef<Scalar>>::value>>
+  const std::vector<StepReport>& step(const ParamGroups& params, const GradGroups& grads,
+                                      const StepSubset& subset) {
+    detail::NoNormReducer none;
+    return step_impl(params, grads, none, &subset);
   }
 
   // ---- stepping with gradient clipping ------------------------------------
@@ -438,15 +473,21 @@ class Optimizer {
     work.partials.assign(work.blocks.size(), 0.0);
     work.params.assign(g.tensors.size(), nullptr);
     work.grads.assign(g.tensors.size(), nullptr);
+    Selection selection;
+    selection.coefficients.resize(g.tensors.size());
+    selection.next.resize(g.tensors.size());
+    selection.blocks.resize(work.blocks.size());
     std::size_t all_tensors = g.tensors.size();
     for (const State& other : groups_) all_tensors += other.tensors.size();
     overlap_.reserve(all_tensors);
     reports_.reserve(index + 1);
     work_.reserve(index + 1);
+    selections_.reserve(index + 1);
     shard_partials_.reserve(index + 1);
     reduced_norms_.reserve(index + 1);
     groups_.push_back(std::move(g));
     work_.push_back(std::move(work));
+    selections_.push_back(std::move(selection));
     reports_.emplace_back();
     shard_partials_.emplace_back();
     reduced_norms_.push_back(0.0);
@@ -463,14 +504,18 @@ class Optimizer {
   // Throws unless the tensors follow the memory rule (overlap.hpp): no two
   // parameters share memory, a gradient shares only its own parameter's,
   // exactly. Runs after check_structure, before anything changes.
+  // With a subset, params and grads list its tensors only.
   template <class ParamGroups, class GradGroups>
-  void check_memory(const ParamGroups& params, const GradGroups& grads) {
-    overlap_.collect<Scalar>(params, grads, groups_.size(),
-                             [&](std::size_t g) { return groups_[g].tensors.size(); });
+  void check_memory(const ParamGroups& params, const GradGroups& grads, const StepSubset* subset = nullptr) {
+    overlap_.collect<Scalar>(params, grads, groups_.size(), [&](std::size_t g) {
+      return subset != nullptr ? subset->groups[g].tensors.size() : groups_[g].tensors.size();
+    });
     const detail::MemoryConflict conflict = overlap_.find();
     if (!conflict) return;
     throw std::invalid_argument(prefix("step") + detail::conflict_message(conflict, [&](const detail::TensorSpan& span) {
-                                  return qualified(groups_[span.group], span.tensor);
+                                  return qualified(groups_[span.group], subset != nullptr
+                                                                            ? subset->groups[span.group].tensors[span.tensor]
+                                                                            : span.tensor);
                                 }));
   }
 
@@ -495,13 +540,20 @@ class Optimizer {
   }
 
   // With a reducer, s is combined across shards after the passes of every
-  // group (one call for all groups), instead of summed group by group.
+  // group (one call for all groups), instead of summed group by group. With
+  // a subset (never together with a reducer), only its tensors step, each
+  // with its own coefficients; without one, every tensor steps with its
+  // group's (select()).
   template <class ParamGroups, class GradGroups, class Reducer>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
-                                           Reducer& reducer) {
+                                           Reducer& reducer, const StepSubset* subset = nullptr) {
     constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
-    check_structure(params, grads);
-    check_memory(params, grads);
+    if (subset != nullptr)
+      detail::check_subset_step_arguments<Tensor, ConstTensor>(Flavour::name, groups_, *subset, params, grads);
+    else
+      check_structure(params, grads);
+    check_memory(params, grads, subset);
+    select(subset);
 
     // The skip and error policies read the gradients once before changing
     // anything; every error group is checked before any group is updated.
@@ -510,23 +562,18 @@ class Optimizer {
       auto grad_group = std::begin(grads);
       for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
         const State& g = groups_[gi];
-        if (g.options.nonfinite == NonFinitePolicy::propagate) continue;
-        const Coefficients c = Coefficients::make(g.options, g.t + 1, g.gamma);
-        Work& work = gather(gi, *param_group, *grad_group);
+        if (g.options.nonfinite == NonFinitePolicy::propagate || selections_[gi].idle()) continue;
+        Work& work = gather(gi, *param_group, *grad_group, subset != nullptr ? &subset->groups[gi] : nullptr);
         // Usually every gradient is small enough that s is certainly finite
         // (kernel.hpp, kSafeGradient): one comparison per element, and the
         // update pass then computes s. Only otherwise is s computed here.
         std::atomic<bool> safe{true};  // an AND: the same for any thread count
-        detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
-                               [&](Index b) {
-                                 const Block& block = work.blocks[static_cast<std::size_t>(b)];
-                                 if (!detail::gradient_within_safe_bound_block<Rule>(
-                                         c, gradient_arrays(g, work, block.tensor, block.start, true),
-                                         block.length,
-                                         gradient_arrays(g, work, block.tensor + 1, 0,
-                                                         c.gradient_reads_param())))
-                                   safe.store(false, std::memory_order_relaxed);
-                               });
+        for_each_stepped_block(gi, [&](Index, const Block& block, const Coefficients& c, std::size_t next) {
+          if (!detail::gradient_within_safe_bound_block<Rule>(
+                  c, gradient_arrays(g, work, block.tensor, block.start, true), block.length,
+                  gradient_arrays(g, work, next, 0, c.gradient_reads_param())))
+            safe.store(false, std::memory_order_relaxed);
+        });
         if (safe.load()) {
           work.checked_norm = 0.0;  // finite; the update pass computes s itself
           // Sharded, another shard may still be non-finite: this one adds
@@ -534,18 +581,14 @@ class Optimizer {
           if (sharded) std::fill(work.partials.begin(), work.partials.end(), 0.0);
           continue;
         }
-        detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work),
-                               [&](Index b) {
-                                 const Block& block = work.blocks[static_cast<std::size_t>(b)];
-                                 work.partials[static_cast<std::size_t>(b)] = detail::squared_norm_block<Rule>(
-                                     // θ is always passed (the rule reads it when
-                                     // its gradient depends on it); only the next
-                                     // tensor's prefetch depends on that.
-                                     c, gradient_arrays(g, work, block.tensor, block.start, true),
-                                     block.length,
-                                     gradient_arrays(g, work, block.tensor + 1, 0, c.gradient_reads_param()));
-                               });
-        if (!sharded) decide_nonfinite(gi, ordered_block_sum(work.partials.data(), work.partials.size()));
+        for_each_stepped_block(gi, [&](Index k, const Block& block, const Coefficients& c, std::size_t next) {
+          work.partials[static_cast<std::size_t>(k)] = detail::squared_norm_block<Rule>(
+              // θ is always passed (the rule reads it when its gradient
+              // depends on it); only the next tensor's prefetch depends on that.
+              c, gradient_arrays(g, work, block.tensor, block.start, true), block.length,
+              gradient_arrays(g, work, next, 0, c.gradient_reads_param()));
+        });
+        if (!sharded) decide_nonfinite(gi, ordered_block_sum(work.partials.data(), stepped_block_count(gi)));
       }
       // Sharded, the decision waits for s over every shard, so that all
       // shards skip (or throw) together.
@@ -564,6 +607,14 @@ class Optimizer {
     for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
       State& g = groups_[gi];
       StepReport& report = reports_[gi];
+      if (selections_[gi].idle()) {  // no tensor of the group steps: t stays
+        report.step = g.t;
+        report.grad_norm_sq = 0.0;
+        report.gamma = g.gamma;
+        report.finite = true;
+        report.applied = false;
+        continue;
+      }
       if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(work_[gi].checked_norm)) {
         report.step = g.t;
         report.grad_norm_sq = work_[gi].checked_norm;
@@ -572,14 +623,10 @@ class Optimizer {
         report.applied = false;
         continue;
       }
-      const std::int64_t t = g.t + 1;
-      const Coefficients c = Coefficients::make(g.options, t, g.gamma);
-      Work& work = gather(gi, *param_group, *grad_group);
-      detail::for_each_block(static_cast<Index>(work.blocks.size()), threads_for(work), [&](Index b) {
-        const Block& block = work.blocks[static_cast<std::size_t>(b)];
-        work.partials[static_cast<std::size_t>(b)] = detail::fused_block<Rule>(
-            c, all_arrays(g, work, block.tensor, block.start, c), block.length,
-            all_arrays(g, work, block.tensor + 1, 0, c));
+      Work& work = gather(gi, *param_group, *grad_group, subset != nullptr ? &subset->groups[gi] : nullptr);
+      for_each_stepped_block(gi, [&](Index k, const Block& block, const Coefficients& c, std::size_t next) {
+        work.partials[static_cast<std::size_t>(k)] = detail::fused_block<Rule>(
+            c, all_arrays(g, work, block.tensor, block.start, c), block.length, all_arrays(g, work, next, 0, c));
       });
       report.applied = true;
     }
@@ -591,10 +638,9 @@ class Optimizer {
       StepReport& report = reports_[gi];
       if (!report.applied) continue;
       const Work& work = work_[gi];
-      // Blocks in order, tensor after tensor: the sum does not depend on how
-      // the blocks were shared out (over threads, or over shards).
-      const double s = sharded ? reduced_norms_[gi]
-                               : ordered_block_sum(work.partials.data(), work.partials.size());
+      // Blocks in order, tensor after tensor (the stepped ones): the sum does
+      // not depend on how the blocks were shared out (over threads, or over shards).
+      const double s = sharded ? reduced_norms_[gi] : ordered_block_sum(work.partials.data(), stepped_block_count(gi));
       const std::int64_t t = g.t + 1;
       g.t = t;
       report.finite = advance_correction(g.gamma, g.h, s, t, g.options.beta3, g.options.beta_norm);
@@ -603,6 +649,47 @@ class Optimizer {
       report.gamma = g.gamma;
     }
     return reports_;
+  }
+
+  // Decides, per group, which blocks this step runs and with which
+  // coefficients (selections_, sized in add_group: no allocation here).
+  // Without a subset every block, with one Coefficients for the whole group
+  // at its t + 1; with one, the listed tensors' blocks in order, each tensor
+  // with its own count + 1 (computed once per run of equal counts). Runs
+  // after every check, and reads only options, t and γ.
+  void select(const StepSubset* subset) {
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+      const State& g = groups_[gi];
+      const Work& work = work_[gi];
+      Selection& chosen = selections_[gi];
+      chosen.whole = subset == nullptr;
+      if (chosen.whole) {
+        chosen.group_coefficients = Coefficients::make(g.options, g.t + 1, g.gamma);
+        chosen.tensors = g.tensors.size();
+        chosen.block_count = work.blocks.size();
+        chosen.elements = work.elements;
+        continue;
+      }
+      const GroupSubset& listed = subset->groups[gi];
+      chosen.tensors = listed.tensors.size();
+      chosen.block_count = 0;
+      chosen.elements = 0;
+      std::size_t block = 0;
+      for (std::size_t k = 0; k < listed.tensors.size(); ++k) {
+        const std::size_t j = listed.tensors[k];
+        const std::int64_t steps = listed.steps_taken[k];
+        if (k > 0 && steps == listed.steps_taken[k - 1])
+          chosen.coefficients[j] = chosen.coefficients[listed.tensors[k - 1]];
+        else
+          chosen.coefficients[j] = Coefficients::make(g.options, steps + 1, g.gamma);
+        chosen.next[j] = k + 1 < listed.tensors.size() ? listed.tensors[k + 1] : g.tensors.size();
+        chosen.elements += g.tensors[j].size();
+        // Blocks are stored tensor after tensor: skip to tensor j's.
+        while (block < work.blocks.size() && work.blocks[block].tensor < j) ++block;
+        for (; block < work.blocks.size() && work.blocks[block].tensor == j; ++block)
+          chosen.blocks[chosen.block_count++] = block;
+      }
+    }
   }
 
   bool any_checked() const {
@@ -630,9 +717,9 @@ class Optimizer {
     if (std::isfinite(s) || g.options.nonfinite != NonFinitePolicy::error) return;
     std::size_t first_bad = g.tensors.size();
     double running = 0.0;
-    for (std::size_t b = 0; b < work.blocks.size() && first_bad == g.tensors.size(); ++b) {
-      running += work.partials[b];
-      if (!std::isfinite(running)) first_bad = work.blocks[b].tensor;
+    for (std::size_t k = 0; k < stepped_block_count(gi) && first_bad == g.tensors.size(); ++k) {
+      running += work.partials[k];
+      if (!std::isfinite(running)) first_bad = stepped_block(gi, k).tensor;
     }
     std::ostringstream message;
     message << prefix("step") << "group '" << g.name << "': the gradient is not finite (squared norm "
@@ -640,7 +727,9 @@ class Optimizer {
             << (first_bad == g.tensors.size() ? std::string("(in another shard)")
                                               : qualified(g, first_bad))
             << "'); nothing was changed";
-    throw NonFiniteGradientError(message.str(), gi);
+    throw NonFiniteGradientError(message.str(), gi,
+                                 first_bad == g.tensors.size() ? NonFiniteGradientError::kUnknownTensor
+                                                               : first_bad);
   }
 
   // One s-block of one tensor: the unit of work and of summation.
@@ -660,13 +749,16 @@ class Optimizer {
                                          // computed it, else 0 (s certainly finite)
   };
 
-  // Records this step's data pointers of group gi (shapes were checked).
+  // Records this step's data pointers of group gi (shapes were checked):
+  // of every tensor, or of the tensors `listed` when a subset is stepped.
   template <class ParamList, class GradList>
-  Work& gather(std::size_t gi, const ParamList& params, const GradList& grads) {
+  Work& gather(std::size_t gi, const ParamList& params, const GradList& grads, const GroupSubset* listed) {
     Work& work = work_[gi];
     auto param = std::begin(params);
     auto grad = std::begin(grads);
-    for (std::size_t j = 0; j < work.params.size(); ++j, ++param, ++grad) {
+    const std::size_t count = listed != nullptr ? listed->tensors.size() : work.params.size();
+    for (std::size_t k = 0; k < count; ++k, ++param, ++grad) {
+      const std::size_t j = listed != nullptr ? listed->tensors[k] : k;
       const Tensor p = *param;
       const ConstTensor q = *grad;
       work.params[j] = p.data();
@@ -678,6 +770,51 @@ class Optimizer {
   using Rule = typename Flavour::Rule;
   using Coefficients = typename Rule::template Coefficients<state_scalar_type>;
   using Arrays = detail::TensorArrays<Scalar, state_scalar_type, Rule::kSlots>;
+
+  // Per group, what this step runs (select()): every block with one set of
+  // coefficients, or the blocks of the listed tensors with each tensor's own.
+  // Sized in add_group, so that a step does not allocate.
+  struct Selection {
+    bool whole = true;                       // every tensor, at the group's t
+    Coefficients group_coefficients{};       // whole: for every tensor
+    std::vector<Coefficients> coefficients;  // subset: per tensor (the listed ones)
+    std::vector<std::size_t> next;           // subset: per listed tensor, the next listed one
+    std::vector<std::size_t> blocks;         // subset: the listed tensors' blocks, in order
+    std::size_t block_count = 0;             // blocks stepped
+    std::size_t tensors = 0;                 // tensors stepped
+    Index elements = 0;                      // elements stepped
+    // A subset lists no tensor of the group: it does not step.
+    bool idle() const { return tensors == 0 && !whole; }
+  };
+
+  // Runs body(k, block, coefficients, next) over the blocks group gi steps
+  // this time (select()), k numbering them from 0 (where the block's partial
+  // of s goes), `next` the tensor stepped after the block's (prefetched at
+  // its end; the group's tensor count after the last).
+  template <class Body>
+  void for_each_stepped_block(std::size_t gi, const Body& body) const {
+    const Work& work = work_[gi];
+    const Selection& chosen = selections_[gi];
+    const int threads = threads_for(chosen.elements);
+    if (chosen.whole) {
+      detail::for_each_block(static_cast<Index>(work.blocks.size()), threads, [&](Index b) {
+        const Block& block = work.blocks[static_cast<std::size_t>(b)];
+        body(b, block, chosen.group_coefficients, block.tensor + 1);
+      });
+      return;
+    }
+    detail::for_each_block(static_cast<Index>(chosen.block_count), threads, [&](Index k) {
+      const Block& block = work.blocks[chosen.blocks[static_cast<std::size_t>(k)]];
+      body(k, block, chosen.coefficients[block.tensor], chosen.next[block.tensor]);
+    });
+  }
+
+  // The k-th block group gi steps this time, and how many there are.
+  const Block& stepped_block(std::size_t gi, std::size_t k) const {
+    const Selection& chosen = selections_[gi];
+    return work_[gi].blocks[chosen.whole ? k : chosen.blocks[k]];
+  }
+  std::size_t stepped_block_count(std::size_t gi) const { return selections_[gi].block_count; }
 
   // The arrays of slot k of a tensor's state, in the rule's slot order.
   static state_scalar_type* slot_data(TensorState<state_scalar_type>& ts, int k) {
@@ -714,12 +851,13 @@ class Optimizer {
     return arrays;
   }
 
-  int threads_for(const Work& work) const {
-    return work.elements >= detail::kMinParallelElements ? threads_ : 1;
+  int threads_for(Index elements) const {
+    return elements >= detail::kMinParallelElements ? threads_ : 1;
   }
 
   std::vector<State> groups_;
   std::vector<Work> work_;
+  std::vector<Selection> selections_;
   std::vector<StepReport> reports_;
   std::vector<BlockPartials> shard_partials_;  // step(…, reducer): per group, for the reducer
   std::vector<double> reduced_norms_;          // and its answer, s per group

@@ -9,7 +9,8 @@
 //    one tensor of numel() elements, with adamx's default names ("group<i>",
 //    "tensor<j>": adamx::default_group_name, adamx::default_tensor_name);
 //  - step() hands adamx's fused kernel the parameters' and gradients' own
-//    memory (data_ptr), nothing is copied;
+//    memory (data_ptr), nothing is copied, whichever parameters have
+//    gradients;
 //  - parameters must be dense, contiguous CPU tensors of one dtype (float,
 //    double, bfloat16 or half) with gradients of the same dtype; anything else
 //    is refused before anything changes, naming the parameter and the reason;
@@ -20,12 +21,9 @@
 //    corrects it. The group's own count t (steps in which at least one of its
 //    parameters had a gradient), γ and h stay per group: s (the squared
 //    gradient norm driving γ) sums over the parameters with gradients this
-//    step, and h is bias-corrected with the group's t. When every parameter of
-//    every group has a gradient and has taken its group's t steps (ordinary
-//    training) the step is zero-copy; otherwise the affected groups are
-//    stepped through a temporary adamx optimizer, one group per distinct step
-//    count, holding a copy of those moments (documented cost, see
-//    docs/from-pytorch.md).
+//    step, and h is bias-corrected with the group's t. This is adamx's own
+//    step of a subset (step_subset.hpp): each step lists the parameters with
+//    gradients and their counts, and adamx updates those in place.
 //  - torch::save / torch::load store adamx's own checkpoint (checkpoint.hpp)
 //    as one byte tensor, so its CRCs and structure checks apply unchanged,
 //    plus the per-parameter step counts; load restores the archive's options.
@@ -33,8 +31,6 @@
 
 #include <torch/torch.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -145,65 +141,6 @@ inline std::string describe(const torch::Tensor& t) {
 inline std::string parameter_name(std::size_t group, std::size_t index) {
   return "group " + std::to_string(group) + " parameter " + std::to_string(index);
 }
-
-// The number of s-blocks (kernel.hpp) a tensor of `size` elements is summed in.
-inline std::size_t norm_blocks(std::int64_t size) {
-  return static_cast<std::size_t>((size + adamx::detail::kNormBlock - 1) / adamx::detail::kNormBlock);
-}
-
-// A norm reducer (norm_reducer.hpp) for a group stepped as several adamx
-// groups, one per step count of its parameters: every part receives the s of
-// the whole group, its parts' block partials added in the group's own
-// parameter order, so s (and γ, h) are bitwise those of one adamx group
-// holding the same parameters.
-class RegroupedNorms {
- public:
-  // One parameter's blocks: in part `part`, `count` partials from `first` on.
-  struct Segment {
-    std::size_t parameter;
-    std::size_t part;
-    std::size_t first;
-    std::size_t count;
-  };
-  /// Starts a group; its parameters follow in the group's order.
-  void add_group() {
-    segments_.emplace_back();
-    parts_.emplace_back();
-    first_nonfinite_.push_back(kNone);
-  }
-  /// Adds adamx group `part` to the last group started.
-  void add_part(std::size_t part) { parts_.back().push_back(part); }
-  void add_parameter(const Segment& segment) { segments_.back().push_back(segment); }
-
-  void operator()(const std::vector<BlockPartials>& partials, std::vector<double>& s) {
-    for (std::size_t k = 0; k < segments_.size(); ++k) {
-      double running = 0.0;
-      first_nonfinite_[k] = kNone;
-      for (const Segment& seg : segments_[k]) {
-        running = ordered_block_sum(partials[seg.part].data + seg.first, seg.count, running);
-        if (first_nonfinite_[k] == kNone && !std::isfinite(running)) first_nonfinite_[k] = seg.parameter;
-      }
-      for (const std::size_t part : parts_[k]) s[part] = running;
-    }
-  }
-
-  /// The group (in add_group order) that adamx group `part` belongs to.
-  std::size_t group_of(std::size_t part) const {
-    for (std::size_t k = 0; k < parts_.size(); ++k)
-      if (std::find(parts_[k].begin(), parts_[k].end(), part) != parts_[k].end()) return k;
-    return kNone;
-  }
-  /// The parameter at which group k's running sum of s first stopped being
-  /// finite in the last reduction (kNone if it did not).
-  std::size_t first_nonfinite(std::size_t k) const { return first_nonfinite_[k]; }
-
-  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
-
- private:
-  std::vector<std::vector<Segment>> segments_;
-  std::vector<std::vector<std::size_t>> parts_;
-  std::vector<std::size_t> first_nonfinite_;
-};
 
 }  // namespace detail
 
@@ -613,155 +550,49 @@ class BasicOptimizer : public torch::optim::Optimizer {
     for (std::size_t g = 0; g < options.size(); ++g)
       if (opt.options(g) != options[g]) opt.set_options(g, options[g]);
 
-    // The views of the parameters with gradients, per group; the lists are
-    // kept across steps so a steady training loop reuses their memory.
+    // The views of the parameters with gradients, per group, and which
+    // parameters they are with their step counts; the lists are kept across
+    // steps so a steady training loop reuses their memory.
     const std::size_t groups = param_groups_.size();
     auto& params = std::get<ParamLists<Scalar>>(param_lists_);
     auto& grads = std::get<GradLists<Scalar>>(grad_lists_);
     params.resize(groups);
     grads.resize(groups);
-    std::vector<std::size_t> stepped;  // groups with at least one gradient
-    // Every parameter of every group has a gradient and has taken its group's
-    // t steps, so one adamx step (bias-corrected with t + 1) is libtorch's.
-    bool uniform = true;
+    with_gradients_.groups.resize(groups);
     for (std::size_t g = 0; g < groups; ++g) {
       params[g].clear();
       grads[g].clear();
+      with_gradients_.groups[g].clear();
       const auto& ps = param_groups_[g].params();
       for (std::size_t j = 0; j < ps.size(); ++j) {
         const torch::Tensor& p = ps[j];
-        if (!p.grad().defined()) {
-          uniform = false;
-          continue;
-        }
-        if (tensor_steps_[g][j] != opt.state(g).t) uniform = false;
+        if (!p.grad().defined()) continue;
         params[g].emplace_back(data_of<Scalar>(p), p.numel(), 1);
         grads[g].emplace_back(data_of<Scalar>(p.grad()), p.numel(), 1);
+        with_gradients_.groups[g].add(j, tensor_steps_[g][j]);
       }
-      if (!params[g].empty()) stepped.push_back(g);
     }
-    if (uniform) {
-      // The usual case: zero-copy, one fused pass per group.
-      const std::vector<StepReport>& reports = opt.step(params, grads);
-      for (std::size_t g = 0; g < groups; ++g)
-        if (reports[g].applied)
-          for (std::int64_t& steps : tensor_steps_[g]) ++steps;
-    } else if (!stepped.empty()) {
-      step_by_counts(opt, stepped);
-    }
-    for (const std::size_t g : stepped) bump_versions(g);
-  }
-
-  // Steps the listed groups' parameters that have gradients, each with its
-  // own step count, through a temporary adamx optimizer holding a copy of
-  // their state, then writes that state back. Each listed group becomes one
-  // adamx group per distinct step count of those parameters (its t is that
-  // count, so m and v are bias-corrected as libtorch does), plus, when no
-  // parameter's count is the group's t, one group of no elements with the
-  // group's t: after the step, the part whose t was the group's holds the
-  // group's new t, γ and h. Every part sees the whole group's s
-  // (RegroupedNorms), so γ and h are those of one adamx group of the
-  // parameters with gradients, and every part applies or skips together.
-  template <class Scalar>
-  void step_by_counts(adamx::Optimizer<Scalar, Flavour>& opt, const std::vector<std::size_t>& which) {
-    using Engine1 = adamx::Optimizer<Scalar, Flavour>;
-    using State = typename Engine1::State;
-    Engine1 temp;
-    temp.set_threads(threads_);
-    std::vector<State> sub;
-    std::vector<std::vector<TensorRef<Scalar>>> sub_params;
-    std::vector<std::vector<ConstTensorRef<Scalar>>> sub_grads;
-    std::vector<std::vector<std::size_t>> kept;  // per part, the parameter indices it steps
-    std::vector<std::size_t> carrier;            // per listed group, the part with the group's t
-    detail::RegroupedNorms norms;
-    for (const std::size_t g : which) {
-      const State& own = opt.state(g);
-      const auto& ps = param_groups_[g].params();
-      std::vector<std::int64_t> counts;
-      for (std::size_t j = 0; j < ps.size(); ++j)
-        if (ps[j].grad().defined()) counts.push_back(tensor_steps_[g][j]);
-      std::sort(counts.begin(), counts.end());
-      counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
-      if (!std::binary_search(counts.begin(), counts.end(), own.t)) counts.push_back(own.t);
-      norms.add_group();
-      std::vector<detail::RegroupedNorms::Segment> segment_of(ps.size());
-      for (const std::int64_t count : counts) {
-        const std::size_t part = sub.size();
-        State s = own.without_tensors();
-        s.name = own.name + "/steps" + std::to_string(count);
-        s.t = count;
-        std::vector<std::size_t> indices;
-        std::vector<ConstTensorRef<Scalar>> shapes;
-        std::vector<std::string> names;
-        std::vector<TensorRef<Scalar>> part_params;
-        std::vector<ConstTensorRef<Scalar>> part_grads;
-        std::size_t blocks = 0;
-        for (std::size_t j = 0; j < ps.size(); ++j) {
-          if (!ps[j].grad().defined() || tensor_steps_[g][j] != count) continue;
-          indices.push_back(j);
-          s.tensors.push_back(own.tensors[j]);
-          shapes.emplace_back(data_of<Scalar>(ps[j]), ps[j].numel(), 1);
-          names.push_back(own.tensors[j].name);
-          part_params.emplace_back(data_of<Scalar>(ps[j]), ps[j].numel(), 1);
-          part_grads.emplace_back(data_of<Scalar>(ps[j].grad()), ps[j].numel(), 1);
-          const std::size_t n = detail::norm_blocks(ps[j].numel());
-          segment_of[j] = {j, part, blocks, n};
-          blocks += n;
-        }
-        if (indices.empty()) {  // the group's t, γ and h only: one tensor of no elements
-          shapes.emplace_back(nullptr, 0, 1);
-          names.emplace_back("none");
-          part_params.emplace_back(nullptr, 0, 1);
-          part_grads.emplace_back(nullptr, 0, 1);
-        }
-        temp.add_group(shapes, own.options, s.name, names);
-        if (indices.empty()) s.tensors = temp.state(part).tensors;
-        if (count == own.t) carrier.push_back(part);
-        norms.add_part(part);
-        sub.push_back(std::move(s));
-        sub_params.push_back(std::move(part_params));
-        sub_grads.push_back(std::move(part_grads));
-        kept.push_back(std::move(indices));
-      }
-      for (std::size_t j = 0; j < ps.size(); ++j)
-        if (ps[j].grad().defined()) norms.add_parameter(segment_of[j]);
-    }
-    temp.restore(std::move(sub));
+    const std::vector<StepReport>* reports = nullptr;
     try {
-      temp.step(sub_params, sub_grads, norms);
+      reports = &opt.step(params, grads, with_gradients_);
     } catch (const NonFiniteGradientError& e) {
-      // Name the group and parameter as the user knows them, not the parts.
-      const std::size_t k = norms.group_of(e.group());
-      const std::size_t bad = norms.first_nonfinite(k);
+      // Name the group and parameter as libtorch numbers them (adamx's
+      // tensor j of group g is parameter j of group g).
       std::ostringstream message;
-      message << where("step") << "group " << which[k] << ": the gradient is not finite (first "
+      message << where("step") << "group " << e.group() << ": the gradient is not finite (first "
               << "non-finite at "
-              << (bad == detail::RegroupedNorms::kNone ? std::string("an unknown parameter")
-                                                        : detail::parameter_name(which[k], bad))
+              << (e.tensor() == NonFiniteGradientError::kUnknownTensor
+                      ? std::string("an unknown parameter")
+                      : detail::parameter_name(e.group(), e.tensor()))
               << "); nothing was changed";
-      throw NonFiniteGradientError(message.str(), which[k]);
+      throw NonFiniteGradientError(message.str(), e.group(), e.tensor());
     }
-    // Write back: the whole state with the stepped parts replaced.
-    std::vector<State> all = opt.state();
-    std::size_t part = 0;
-    std::vector<bool> applied(which.size());
-    for (std::size_t k = 0; k < which.size(); ++k) {
-      State& target = all[which[k]];
-      const State& carried = temp.state(carrier[k]);
-      applied[k] = temp.last_reports()[carrier[k]].applied;
-      target.t = carried.t;
-      target.gamma = carried.gamma;
-      target.h = carried.h;
-      for (; part < kept.size() && norms.group_of(part) == k; ++part)
-        for (std::size_t i = 0; i < kept[part].size(); ++i)
-          target.tensors[kept[part][i]] = temp.state(part).tensors[i];
-    }
-    opt.restore(std::move(all));
-    for (std::size_t k = 0; k < which.size(); ++k) {
-      if (!applied[k]) continue;
-      const auto& ps = param_groups_[which[k]].params();
-      for (std::size_t j = 0; j < ps.size(); ++j)
-        if (ps[j].grad().defined()) ++tensor_steps_[which[k]][j];
+    for (std::size_t g = 0; g < groups; ++g) {
+      const GroupSubset& stepped = with_gradients_.groups[g];
+      if (stepped.empty()) continue;
+      if ((*reports)[g].applied)
+        for (const std::size_t j : stepped.tensors) ++tensor_steps_[g][j];
+      bump_versions(g);
     }
   }
 
@@ -782,6 +613,8 @@ class BasicOptimizer : public torch::optim::Optimizer {
   // Per group, per parameter: the steps it has taken (libtorch's per-parameter
   // "step"); m and v are bias-corrected with it. Sized with the engine.
   std::vector<std::vector<std::int64_t>> tensor_steps_;
+  // This step's parameters with gradients and their step counts (step_with).
+  StepSubset with_gradients_;
   std::tuple<ParamLists<float>, ParamLists<double>, ParamLists<Eigen::bfloat16>,
              ParamLists<Eigen::half>>
       param_lists_;
