@@ -46,9 +46,10 @@ struct CheckpointModel {
     o.amsgrad = amsgrad;
     o.weight_decay = 0.05;
     o.nonfinite = adamx::NonFinitePolicy::skip;
-    o.final_lr = 0.05;  // AdaBound's and AdaMod's options, non-default
-    o.bound_speed = 2e-3;
-    o.beta_step = 0.99;
+    // AdaBound's and AdaMod's own options, non-default, where the optimizer has them.
+    adamx_test::set_option(o, "final_lr", 0.05);
+    adamx_test::set_option(o, "bound_speed", 2e-3);
+    adamx_test::set_option(o, "beta_step", 0.99);
     return o;
   }
 
