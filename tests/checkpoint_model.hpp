@@ -83,4 +83,30 @@ std::string saved(const Opt& opt) {
   return out.str();
 }
 
+/// The checkpoint of `opt` after the model's two groups (layer2 with
+/// busy_options(true)) took `steps` steps.
+template <class Opt>
+std::string busy_checkpoint(Opt& opt, int steps) {
+  CheckpointModel<Opt> model;
+  model.add_groups(opt, typename Opt::Options{}, CheckpointModel<Opt>::busy_options(true));
+  for (int k = 0; k < steps; ++k) model.step(opt, k);
+  return saved(opt);
+}
+
+/// What load_checkpoint says about `bytes`, loaded into a fresh optimizer
+/// with the model's groups; "" if it loads them.
+template <class Opt>
+std::string loader_message(const std::string& bytes) {
+  CheckpointModel<Opt> model;
+  Opt opt;
+  model.add_groups(opt);
+  std::istringstream in(bytes, std::ios::binary);
+  try {
+    adamx::load_checkpoint(opt, in);
+  } catch (const adamx::CheckpointError& error) {
+    return error.what();
+  }
+  return {};
+}
+
 }  // namespace adamx_test

@@ -20,7 +20,6 @@
 
 namespace {
 
-using adamx_test::CheckpointModel;
 using adamx_test::Layout;
 
 double f64_at(const std::string& bytes, std::size_t offset) {
@@ -39,27 +38,9 @@ std::string with_f64(const std::string& bytes, std::size_t offset, double value)
   return out;
 }
 
-// A checkpoint of the two-group model after two steps, second group busy.
-template <class Opt>
-std::string checkpoint_of(Opt& opt, CheckpointModel<Opt>& model) {
-  model.add_groups(opt, typename Opt::Options{}, CheckpointModel<Opt>::busy_options(true));
-  for (int k = 0; k < 2; ++k) model.step(opt, k);
-  return adamx_test::saved(opt);
-}
-
-// What loading `bytes` into a fresh model says; "" if it loads.
 template <class Opt>
 std::string load_message(const std::string& bytes) {
-  CheckpointModel<Opt> model;
-  Opt opt;
-  model.add_groups(opt);
-  std::istringstream in(bytes, std::ios::binary);
-  try {
-    adamx::load_checkpoint(opt, in);
-  } catch (const adamx::CheckpointError& error) {
-    return error.what();
-  }
-  return {};
+  return adamx_test::loader_message<Opt>(bytes);
 }
 
 // The three baseline slots of group g, in file order.
@@ -72,9 +53,8 @@ BaselineSlots slots_of(const std::string& bytes, std::size_t group) {
 }
 
 TEST(CheckpointV2Options, AnOptimizerWithoutTheBaselineOptionsWritesVersionTwosValues) {
-  CheckpointModel<adamx::AdamX<float>> model;
   adamx::AdamX<float> opt;
-  const std::string bytes = checkpoint_of(opt, model);
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
   for (std::size_t g = 0; g < 2; ++g) {
     const BaselineSlots slots = slots_of(bytes, g);
     EXPECT_EQ(slots.final_lr, 0.1);
@@ -85,18 +65,16 @@ TEST(CheckpointV2Options, AnOptimizerWithoutTheBaselineOptionsWritesVersionTwosV
 
 TEST(CheckpointV2Options, EachBaselineWritesItsOwnOptionsAndVersionTwosValuesForTheOthers) {
   {
-    CheckpointModel<adamx::AdaBound<double>> model;
     adamx::AdaBound<double> opt;
-    const BaselineSlots slots = slots_of(checkpoint_of(opt, model), 1);
+    const BaselineSlots slots = slots_of(adamx_test::busy_checkpoint(opt, 2), 1);
     EXPECT_EQ(slots.final_lr, opt.options(1).final_lr);
     EXPECT_EQ(slots.bound_speed, opt.options(1).bound_speed);
     EXPECT_EQ(slots.beta_step, 0.999);
     EXPECT_NE(opt.options(1).final_lr, 0.1);  // busy_options set non-defaults
   }
   {
-    CheckpointModel<adamx::AdaMod<float>> model;
     adamx::AdaMod<float> opt;
-    const BaselineSlots slots = slots_of(checkpoint_of(opt, model), 1);
+    const BaselineSlots slots = slots_of(adamx_test::busy_checkpoint(opt, 2), 1);
     EXPECT_EQ(slots.final_lr, 0.1);
     EXPECT_EQ(slots.bound_speed, 1e-3);
     EXPECT_EQ(slots.beta_step, opt.options(1).beta_step);
@@ -105,9 +83,8 @@ TEST(CheckpointV2Options, EachBaselineWritesItsOwnOptionsAndVersionTwosValuesFor
 }
 
 TEST(CheckpointV2Options, ASlotOfAnOptionTheOptimizerLacksMustHoldVersionTwosValue) {
-  CheckpointModel<adamx::Adam<double>> model;
   adamx::Adam<double> opt;
-  const std::string bytes = checkpoint_of(opt, model);
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
   ASSERT_EQ(load_message<adamx::Adam<double>>(bytes), "");
   const std::size_t at = Layout(bytes).groups.at(1).final_lr;
   const std::string message = load_message<adamx::Adam<double>>(with_f64(bytes, at, 0.05));
@@ -119,9 +96,8 @@ TEST(CheckpointV2Options, ASlotOfAnOptionTheOptimizerLacksMustHoldVersionTwosVal
 }
 
 TEST(CheckpointV2Options, AnOwnOptionOutOfItsRangeIsRefusedAsBefore) {
-  CheckpointModel<adamx::AdaBound<float>> model;
   adamx::AdaBound<float> opt;
-  const std::string bytes = checkpoint_of(opt, model);
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
   const std::size_t at = Layout(bytes).groups.at(0).final_lr;
   const std::string message = load_message<adamx::AdaBound<float>>(with_f64(bytes, at + 8, 0.0));
   EXPECT_TRUE(adamx_test::Contains(message, "invalid bound_speed = 0")) << message;
