@@ -46,9 +46,10 @@ struct CheckpointModel {
     o.amsgrad = amsgrad;
     o.weight_decay = 0.05;
     o.nonfinite = adamx::NonFinitePolicy::skip;
-    o.final_lr = 0.05;  // AdaBound's and AdaMod's options, non-default
-    o.bound_speed = 2e-3;
-    o.beta_step = 0.99;
+    // AdaBound's and AdaMod's own options, non-default, where the optimizer has them.
+    adamx_test::set_option(o, "final_lr", 0.05);
+    adamx_test::set_option(o, "bound_speed", 2e-3);
+    adamx_test::set_option(o, "beta_step", 0.99);
     return o;
   }
 
@@ -80,6 +81,32 @@ std::string saved(const Opt& opt) {
   std::ostringstream out(std::ios::binary);
   adamx::save_checkpoint(opt, out);
   return out.str();
+}
+
+/// The checkpoint of `opt` after the model's two groups (layer2 with
+/// busy_options(true)) took `steps` steps.
+template <class Opt>
+std::string busy_checkpoint(Opt& opt, int steps) {
+  CheckpointModel<Opt> model;
+  model.add_groups(opt, typename Opt::Options{}, CheckpointModel<Opt>::busy_options(true));
+  for (int k = 0; k < steps; ++k) model.step(opt, k);
+  return saved(opt);
+}
+
+/// What load_checkpoint says about `bytes`, loaded into a fresh optimizer
+/// with the model's groups; "" if it loads them.
+template <class Opt>
+std::string loader_message(const std::string& bytes) {
+  CheckpointModel<Opt> model;
+  Opt opt;
+  model.add_groups(opt);
+  std::istringstream in(bytes, std::ios::binary);
+  try {
+    adamx::load_checkpoint(opt, in);
+  } catch (const adamx::CheckpointError& error) {
+    return error.what();
+  }
+  return {};
 }
 
 }  // namespace adamx_test

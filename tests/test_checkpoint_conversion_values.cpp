@@ -118,27 +118,11 @@ std::vector<BadValue> bad_values() {
 // layer2 (so v_max is in the files too).
 template <class Opt>
 std::string valid_checkpoint() {
-  CheckpointModel<Opt> model;
   Opt opt;
-  model.add_groups(opt, typename Opt::Options{}, CheckpointModel<Opt>::busy_options(true));
-  for (int k = 0; k < 4; ++k) model.step(opt, k);
-  return adamx_test::saved(opt);
+  return adamx_test::busy_checkpoint(opt, 4);
 }
 
-// What load_checkpoint says about `bytes`; "" if it loads them.
-template <class Opt>
-std::string loader_message(const std::string& bytes) {
-  CheckpointModel<Opt> model;
-  Opt opt;
-  model.add_groups(opt);
-  std::istringstream in(bytes, std::ios::binary);
-  try {
-    adamx::load_checkpoint(opt, in);
-  } catch (const adamx::CheckpointError& error) {
-    return error.what();
-  }
-  return {};
-}
+using adamx_test::loader_message;
 
 // Success iff `convert` throws CheckpointError whose message holds the
 // loader's message and names `file`, and `dir` still holds only `inputs`.

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "reference/naive_adamx.hpp"
+#include "test_util.hpp"
 
 namespace {
 
@@ -202,16 +203,16 @@ Options options_for(Variant v) {
     // Bounds that bite: the lower one from t ≈ 10, the upper one on the
     // 1e-3-scaled tensor and in stretches of zero gradient.
     case Variant::adabound:
-      o.final_lr = 1e-2;
-      o.bound_speed = 1e-2;
+      EXPECT_TRUE(adamx_test::set_option(o, "final_lr", 1e-2));
+      EXPECT_TRUE(adamx_test::set_option(o, "bound_speed", 1e-2));
       break;
     case Variant::adabound_amsgrad:
-      o.final_lr = 1e-2;
-      o.bound_speed = 1e-2;
+      EXPECT_TRUE(adamx_test::set_option(o, "final_lr", 1e-2));
+      EXPECT_TRUE(adamx_test::set_option(o, "bound_speed", 1e-2));
       o.amsgrad = true;
       break;
     // A short horizon for η's average, so that the cap moves within the run.
-    case Variant::adamod: o.beta_step = 0.99; break;
+    case Variant::adamod: EXPECT_TRUE(adamx_test::set_option(o, "beta_step", 0.99)); break;
     case Variant::adamod_decoupled:
       o.weight_decay = 0.1;
       o.decay_mode = adamx::WeightDecayMode::decoupled;
@@ -231,9 +232,10 @@ naive::Hyper hyper_from(const adamx::BasicOptions<Flavour>& o) {
     case adamx::Algorithm::adabound: h.rule = naive::Rule::adabound; break;
     case adamx::Algorithm::adamod: h.rule = naive::Rule::adamod; break;
   }
-  h.final_lr = o.final_lr;
-  h.bound_speed = o.bound_speed;
-  h.beta_step = o.beta_step;
+  // AdaBound's and AdaMod's own options; the reference reads them only for their rule.
+  h.final_lr = adamx_test::option_or(o, "final_lr", h.final_lr);
+  h.bound_speed = adamx_test::option_or(o, "bound_speed", h.bound_speed);
+  h.beta_step = adamx_test::option_or(o, "beta_step", h.beta_step);
   h.lr = o.lr;
   h.beta1 = o.beta1;
   h.beta2 = o.beta2;

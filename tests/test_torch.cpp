@@ -26,6 +26,8 @@
 
 #include <unistd.h>
 
+#include "test_util.hpp"
+
 namespace {
 
 namespace to = adamx::torch_optim;
@@ -573,13 +575,11 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   std::vector<torch::Tensor> params = {torch::randn({300}, dtype).requires_grad_(),
                                        torch::randn({7, 5}, dtype).requires_grad_(),
                                        torch::randn({4100}, dtype).requires_grad_()};
-  const auto second_options = typename Adapter::Options(2e-3)
-                                  .amsgrad(true)
-                                  .maximize(true)
-                                  .weight_decay(0.01)
-                                  .final_lr(0.05)
-                                  .bound_speed(1e-2)
-                                  .beta_step(0.99);
+  auto second_options = typename Adapter::Options(2e-3).amsgrad(true).maximize(true).weight_decay(0.01);
+  // AdaBound's and AdaMod's own options, on the optimizer that has them.
+  adamx_test::call_if_declared(second_options,
+                               [](auto& o) -> decltype(o.final_lr(0.0), void()) { o.final_lr(0.05).bound_speed(1e-2); });
+  adamx_test::call_if_declared(second_options, [](auto& o) -> decltype(o.beta_step(0.0), void()) { o.beta_step(0.99); });
   const auto make_adapter = [&](const std::vector<torch::Tensor>& ps) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(std::vector<torch::Tensor>{ps[0], ps[1]});
@@ -604,9 +604,9 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   second.amsgrad = true;
   second.maximize = true;
   second.weight_decay = 0.01;
-  second.final_lr = 0.05;
-  second.bound_speed = 1e-2;
-  second.beta_step = 0.99;
+  adamx_test::set_option(second, "final_lr", 0.05);
+  adamx_test::set_option(second, "bound_speed", 1e-2);
+  adamx_test::set_option(second, "beta_step", 0.99);
   reference.add_group({theta[0], theta[1]}, first, "group0",
                       {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
   reference.add_group({theta[2]}, second, "group1", {adamx::default_tensor_name(0)});

@@ -52,6 +52,52 @@ struct OptimizerName {
   }
 };
 
+// ---- options by name ---------------------------------------------------------
+
+/// Sets the option named `name` of `o` to `value` (converted to the field's
+/// type; an enumeration from its code), found through the options' field
+/// list. False, changing nothing, if `o` has no such option (AdaBound's
+/// final_lr on Adam, say).
+template <class Options>
+bool set_option(Options& o, const std::string& name, double value) {
+  bool found = false;
+  adamx::for_each_option_field<Options>([&](const auto& field) {
+    using T = typename std::decay_t<decltype(field)>::value_type;
+    if (found || name != field.name) return;
+    found = true;
+    if constexpr (std::is_enum<T>::value)
+      o.*field.member = static_cast<T>(static_cast<int>(value));
+    else
+      o.*field.member = static_cast<T>(value);
+  });
+  return found;
+}
+
+/// The double option named `name` of `o`, or `fallback` if `o` has none.
+template <class Options>
+double option_or(const Options& o, const std::string& name, double fallback) {
+  double value = fallback;
+  adamx::for_each_option_field<Options>([&](const auto& field) {
+    using T = typename std::decay_t<decltype(field)>::value_type;
+    if constexpr (std::is_same<T, double>::value)
+      if (name == field.name) value = o.*field.member;
+  });
+  return value;
+}
+
+/// Calls `call(target)` if that compiles (a setter only some optimizers
+/// have: write `call` with a trailing decltype return type); returns whether
+/// it did.
+template <class Target, class Call>
+bool call_if_declared(Target& target, const Call& call) {
+  if constexpr (std::is_invocable<const Call&, Target&>::value) {
+    call(target);
+    return true;
+  } else {
+    return false;
+  }
+}
+
 // ---- deterministic data ----------------------------------------------------
 
 /// Fills n elements with reproducible values in [-scale, scale], none zero

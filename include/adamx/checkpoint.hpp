@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <istream>
+#include <iterator>
 #include <ostream>
 #include <sstream>
 #include <streambuf>
@@ -328,40 +329,89 @@ void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string
     }
 }
 
+// Version 2's options block: every optimizer's options in one fixed union
+// layout, in this order (docs/checkpoints.md). Each slot is found by name in
+// the optimizer's field list (options.hpp). An optimizer without the field
+// writes `absent`, the value version 2 always held there for it (AdaBound's
+// and AdaMod's defaults); reading refuses any other value in such a slot and
+// drops it. Every optimizer has the Adam family's eleven fields, so their
+// `absent` is never used. This table is the one place that knows the layout.
+enum class V2Encoding { f64, u8 };
+struct V2OptionSlot {
+  const char* name;
+  V2Encoding encoding;
+  double absent;
+};
+inline constexpr V2OptionSlot kV2OptionsLayout[] = {
+    {"lr", V2Encoding::f64, 0.0},           {"beta1", V2Encoding::f64, 0.0},
+    {"beta2", V2Encoding::f64, 0.0},        {"beta3", V2Encoding::f64, 0.0},
+    {"beta_norm", V2Encoding::f64, 0.0},    {"eps", V2Encoding::f64, 0.0},
+    {"weight_decay", V2Encoding::f64, 0.0}, {"decay_mode", V2Encoding::u8, 0.0},
+    {"amsgrad", V2Encoding::u8, 0.0},       {"maximize", V2Encoding::u8, 0.0},
+    {"nonfinite", V2Encoding::u8, 0.0},     {"final_lr", V2Encoding::f64, 0.1},
+    {"bound_speed", V2Encoding::f64, 1e-3}, {"beta_step", V2Encoding::f64, 0.999},
+};
+
+// One field's value in its slot: a double as f64, a bool or an enumeration's
+// code as u8.
+inline void put_option_value(std::string& out, double value) { put_f64(out, value); }
+inline void put_option_value(std::string& out, bool value) { put_u8(out, value ? 1 : 0); }
+template <class Enum, class = std::enable_if_t<std::is_enum<Enum>::value>>
+void put_option_value(std::string& out, Enum value) {
+  put_u8(out, static_cast<std::uint8_t>(value));
+}
+inline void get_option_value(HeaderReader& in, const char* name, double& value) { value = in.f64(name); }
+inline void get_option_value(HeaderReader& in, const char* name, bool& value) { value = in.boolean(name); }
+template <class Enum, class = std::enable_if_t<std::is_enum<Enum>::value>>
+void get_option_value(HeaderReader& in, const char* name, Enum& value) {
+  const std::uint8_t code = in.u8(name);
+  if (code >= std::size(OptionEnum<Enum>::names))
+    in.malformed(std::string(name) + " code " + std::to_string(code) + " is unknown");
+  value = static_cast<Enum>(code);
+}
+
+// Calls `present(field)` with the field of Options named `name`, or returns
+// false if Options has none.
+template <class Options, class Present>
+bool with_option_field(const char* name, Present&& present) {
+  bool found = false;
+  for_each_option_field<Options>([&](const auto& field) {
+    if (found || std::strcmp(field.name, name) != 0) return;
+    found = true;
+    present(field);
+  });
+  return found;
+}
+
 template <class Flavour>
 void put_options(std::string& out, const BasicOptions<Flavour>& o) {
-  for (const double value : {o.lr, o.beta1, o.beta2, o.beta3, o.beta_norm, o.eps, o.weight_decay})
-    put_f64(out, value);
-  put_u8(out, static_cast<std::uint8_t>(o.decay_mode));
-  put_u8(out, o.amsgrad ? 1 : 0);
-  put_u8(out, o.maximize ? 1 : 0);
-  put_u8(out, static_cast<std::uint8_t>(o.nonfinite));
-  for (const double value : {o.final_lr, o.bound_speed, o.beta_step}) put_f64(out, value);
+  using Options = BasicOptions<Flavour>;
+  for (const V2OptionSlot& slot : kV2OptionsLayout) {
+    const bool present = with_option_field<Options>(slot.name, [&](const auto& field) {
+      put_option_value(out, o.*field.member);
+    });
+    if (present) continue;
+    if (slot.encoding == V2Encoding::f64)
+      put_f64(out, slot.absent);
+    else
+      put_u8(out, static_cast<std::uint8_t>(slot.absent));
+  }
 }
 
 template <class Flavour>
 BasicOptions<Flavour> get_options(HeaderReader& in) {
-  BasicOptions<Flavour> o;
-  o.lr = in.f64("lr");
-  o.beta1 = in.f64("beta1");
-  o.beta2 = in.f64("beta2");
-  o.beta3 = in.f64("beta3");
-  o.beta_norm = in.f64("beta_norm");
-  o.eps = in.f64("eps");
-  o.weight_decay = in.f64("weight_decay");
-  const std::uint8_t decay_mode = in.u8("decay_mode");
-  if (decay_mode > static_cast<std::uint8_t>(WeightDecayMode::decoupled))
-    in.malformed("decay_mode code " + std::to_string(decay_mode) + " is unknown");
-  o.decay_mode = static_cast<WeightDecayMode>(decay_mode);
-  o.amsgrad = in.boolean("amsgrad");
-  o.maximize = in.boolean("maximize");
-  const std::uint8_t nonfinite = in.u8("nonfinite");
-  if (nonfinite > static_cast<std::uint8_t>(NonFinitePolicy::error))
-    in.malformed("nonfinite code " + std::to_string(nonfinite) + " is unknown");
-  o.nonfinite = static_cast<NonFinitePolicy>(nonfinite);
-  o.final_lr = in.f64("final_lr");
-  o.bound_speed = in.f64("bound_speed");
-  o.beta_step = in.f64("beta_step");
+  using Options = BasicOptions<Flavour>;
+  Options o;
+  for (const V2OptionSlot& slot : kV2OptionsLayout) {
+    const bool present = with_option_field<Options>(slot.name, [&](const auto& field) {
+      get_option_value(in, field.name, o.*field.member);
+    });
+    if (present) continue;
+    const double value = slot.encoding == V2Encoding::f64 ? in.f64(slot.name) : in.u8(slot.name);
+    if (!(value == slot.absent))
+      in.malformed(std::string(slot.name) + " = " + format_value(value) + ", but " + Flavour::name +
+                   " has no option " + slot.name + " (its files hold " + format_value(slot.absent) + " there)");
+  }
   return o;
 }
 

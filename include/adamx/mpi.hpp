@@ -455,9 +455,16 @@ class ShardedOptimizer {
   void set_amsgrad(std::size_t group, bool amsgrad) { local_.set_amsgrad(group, amsgrad); }
   void set_maximize(std::size_t group, bool maximize) { local_.set_maximize(group, maximize); }
   void set_nonfinite(std::size_t group, NonFinitePolicy policy) { local_.set_nonfinite(group, policy); }
+  // A flavour's own options (AdaBound's, AdaMod's): only where its options have the field.
+  template <class O = Options, class = decltype(&O::final_lr)>
   void set_final_lr(std::size_t group, double final_lr) { local_.set_final_lr(group, final_lr); }
+  template <class O = Options, class = decltype(&O::bound_speed)>
   void set_bound_speed(std::size_t group, double bound_speed) { local_.set_bound_speed(group, bound_speed); }
+  template <class O = Options, class = decltype(&O::beta_step)>
   void set_beta_step(std::size_t group, double beta_step) { local_.set_beta_step(group, beta_step); }
+  /// Sets one option of a group, as Optimizer::set does.
+  template <class T, class Owner>
+  void set(std::size_t group, T Owner::*field, adamx::detail::option_value_t<T> value) { local_.set(group, field, value); }
 
   // ---- state ----------------------------------------------------------------
 

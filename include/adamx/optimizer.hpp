@@ -278,41 +278,45 @@ class Optimizer {
     g.options = options;
   }
 
-  // Typed setters, one per option; each validates like set_options.
-  void set_lr(std::size_t group, double lr) { modify(group, [&](Options& o) { o.lr = lr; }); }
+  /// Sets one option of a group, validated like set_options: `field` is a
+  /// member of this optimizer's options (`&Options::lr`,
+  /// `&AdaBoundOptions::final_lr`); another optimizer's option is a compile
+  /// error.
+  template <class T, class Owner>
+  void set(std::size_t group, T Owner::*field, detail::option_value_t<T> value) {
+    static_assert(std::is_base_of<Owner, Options>::value,
+                  "adamx: this option is not one of this optimizer's (see its Options)");
+    modify(group, [&](Options& o) { o.*field = value; });
+  }
+
+  // Typed setters, one per option; each validates like set_options. The
+  // setters of a flavour's own options (AdaBound's, AdaMod's) exist only on
+  // the optimizers whose options have that field.
+  void set_lr(std::size_t group, double lr) { set(group, &Options::lr, lr); }
   void set_betas(std::size_t group, double beta1, double beta2) {
     modify(group, [&](Options& o) { o.set_betas(beta1, beta2); });
   }
-  void set_beta3(std::size_t group, double beta3) {
-    modify(group, [&](Options& o) { o.beta3 = beta3; });
-  }
-  void set_beta_norm(std::size_t group, double beta_norm) {
-    modify(group, [&](Options& o) { o.beta_norm = beta_norm; });
-  }
-  void set_eps(std::size_t group, double eps) { modify(group, [&](Options& o) { o.eps = eps; }); }
+  void set_beta3(std::size_t group, double beta3) { set(group, &Options::beta3, beta3); }
+  void set_beta_norm(std::size_t group, double beta_norm) { set(group, &Options::beta_norm, beta_norm); }
+  void set_eps(std::size_t group, double eps) { set(group, &Options::eps, eps); }
   void set_weight_decay(std::size_t group, double weight_decay) {
-    modify(group, [&](Options& o) { o.weight_decay = weight_decay; });
+    set(group, &Options::weight_decay, weight_decay);
   }
-  void set_decay_mode(std::size_t group, WeightDecayMode mode) {
-    modify(group, [&](Options& o) { o.decay_mode = mode; });
-  }
-  void set_amsgrad(std::size_t group, bool amsgrad) {
-    modify(group, [&](Options& o) { o.amsgrad = amsgrad; });
-  }
-  void set_maximize(std::size_t group, bool maximize) {
-    modify(group, [&](Options& o) { o.maximize = maximize; });
-  }
-  void set_nonfinite(std::size_t group, NonFinitePolicy policy) {
-    modify(group, [&](Options& o) { o.nonfinite = policy; });
-  }
+  void set_decay_mode(std::size_t group, WeightDecayMode mode) { set(group, &Options::decay_mode, mode); }
+  void set_amsgrad(std::size_t group, bool amsgrad) { set(group, &Options::amsgrad, amsgrad); }
+  void set_maximize(std::size_t group, bool maximize) { set(group, &Options::maximize, maximize); }
+  void set_nonfinite(std::size_t group, NonFinitePolicy policy) { set(group, &Options::nonfinite, policy); }
+  template <class O = Options, class = decltype(&O::final_lr)>
   void set_final_lr(std::size_t group, double final_lr) {
-    modify(group, [&](Options& o) { o.final_lr = final_lr; });
+    set(group, &O::final_lr, final_lr);
   }
+  template <class O = Options, class = decltype(&O::bound_speed)>
   void set_bound_speed(std::size_t group, double bound_speed) {
-    modify(group, [&](Options& o) { o.bound_speed = bound_speed; });
+    set(group, &O::bound_speed, bound_speed);
   }
+  template <class O = Options, class = decltype(&O::beta_step)>
   void set_beta_step(std::size_t group, double beta_step) {
-    modify(group, [&](Options& o) { o.beta_step = beta_step; });
+    set(group, &O::beta_step, beta_step);
   }
   /// Sets lr on every group (a schedule driving the whole model). Validated
   /// before any group changes.

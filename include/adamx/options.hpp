@@ -1,21 +1,20 @@
 // Hyperparameters of the Adam family (Adam, AdamW, AdamX and the baselines
-// RAdam, AdaBound, AdaMod) and the one place that knows every valid range.
+// RAdam, AdaBound, AdaMod), each optimizer's declared once as a field list
+// (option_fields.hpp) that validation, comparison, checkpoints, the typed
+// setters and the libtorch adapter are all made from.
 //
-// The optimizers share every option; they differ in their defaults and in
-// how m and v become a step (a "flavour"), so each gets its own option type
-// with the right defaults and a mix-up (AdamX options handed to Adam) is a
-// compile error, not a silent change of algorithm. Options a flavour does not
-// use (final_lr for Adam, say) are still validated and stored, so that one
-// option type and one checkpoint layout serve them all.
+// Every optimizer has the Adam family's options; AdaBound adds final_lr and
+// bound_speed, AdaMod beta_step. The flavours differ in their defaults and in
+// how m and v become a step, so each gets its own option type with the right
+// defaults and fields, and a mix-up (AdamX options handed to Adam, final_lr
+// set on Adam) is a compile error, not a silent change of algorithm.
 #pragma once
 
-#include <cmath>
-#include <cstdlib>
-#include <sstream>
-#include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "adamx/abi.hpp"
+#include "adamx/option_fields.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
@@ -50,6 +49,86 @@ inline const char* to_string(NonFinitePolicy policy) {
   return "invalid";
 }
 
+template <>
+struct OptionEnum<WeightDecayMode> {
+  static constexpr const char* names[] = {"l2", "decoupled"};
+  static constexpr const char* rule = "must be WeightDecayMode::l2 or ::decoupled";
+};
+template <>
+struct OptionEnum<NonFinitePolicy> {
+  static constexpr const char* names[] = {"propagate", "skip", "error"};
+  static constexpr const char* rule = "must be NonFinitePolicy::propagate, ::skip or ::error";
+};
+
+/// The options of every rule built on Adam's moments (all of the library's),
+/// with the defaults that do not depend on the flavour. Field names and
+/// defaults follow torch.optim.Adam/AdamW; beta3 and beta_norm are AdamX's
+/// (see docs/design.md).
+template <class Flavour>
+struct AdamFamilyOptions {
+  double lr = 1e-3;          ///< α, step size
+  double beta1 = 0.9;        ///< EMA rate of the first moment m
+  double beta2 = 0.999;      ///< EMA rate of the second moment v
+  double beta3 = Flavour::beta3;  ///< EMA rate of γ; 1 freezes γ at 1 (Adam)
+  double beta_norm = 0.99;   ///< β_n, EMA rate of the group's squared gradient norm h
+  double eps = 1e-8;         ///< added to sqrt(v̂), outside the root, as PyTorch does
+  double weight_decay = Flavour::weight_decay;  ///< λ
+  WeightDecayMode decay_mode = Flavour::decay_mode;
+  bool amsgrad = false;      ///< use max(v_max, v) in the denominator (Reddi et al. 2018)
+  bool maximize = false;     ///< ascend instead of descend (g ← −g)
+  NonFinitePolicy nonfinite = NonFinitePolicy::propagate;
+
+  static auto option_fields() {
+    using O = AdamFamilyOptions;
+    // γ moves only where the flavour lets it (AdamX); elsewhere β3 must be 1.
+    constexpr OptionCheck<double> gamma_fixed{
+        Flavour::gamma_fixed ? &option_range::exactly_one : nullptr,
+        "must be 1 for every optimizer but AdamX, whose γ alone moves; use adamx::AdamX for beta3 < 1"};
+    return std::make_tuple(
+        option_field("lr", &O::lr, option_range::non_negative),
+        option_field("beta1", &O::beta1, option_range::rate),
+        option_field("beta2", &O::beta2, option_range::rate),
+        option_field("beta3", &O::beta3,
+                     OptionCheck<double>{&option_range::closed_unit_interval, "must be in [0, 1]; 1 makes AdamX Adam"},
+                     gamma_fixed),
+        option_field("beta_norm", &O::beta_norm, option_range::rate),
+        option_field("eps", &O::eps, option_range::non_negative),
+        option_field("weight_decay", &O::weight_decay, option_range::non_negative),
+        option_enum("decay_mode", &O::decay_mode),
+        option_flag("amsgrad", &O::amsgrad),
+        option_flag("maximize", &O::maximize),
+        option_enum("nonfinite", &O::nonfinite));
+  }
+};
+
+/// No options beyond the Adam family's.
+struct NoOwnOptions {
+  static std::tuple<> option_fields() { return {}; }
+};
+
+/// AdaBound's own options (Luo et al. 2019). The paper calls bound_speed γ;
+/// it is renamed here so that it cannot be confused with AdamX's γ.
+struct AdaBoundOwnOptions {
+  double final_lr = 0.1;       ///< α*, the SGD step size both bounds close on
+  double bound_speed = 1e-3;   ///< γ_b: the bounds are α*(1 ∓ 1/(γ_b t + …))
+
+  static auto option_fields() {
+    using O = AdaBoundOwnOptions;
+    return std::make_tuple(option_field("final_lr", &O::final_lr, option_range::non_negative),
+                           option_field("bound_speed", &O::bound_speed, option_range::positive));
+  }
+};
+
+/// AdaMod's own option (Ding et al. 2019), whose paper calls it β3 (AdamX's
+/// β3 is γ's rate).
+struct AdaModOwnOptions {
+  double beta_step = 0.999;    ///< EMA rate of the per-element step size
+
+  static auto option_fields() {
+    return std::make_tuple(option_field("beta_step", &AdaModOwnOptions::beta_step, option_range::rate));
+  }
+};
+
 /// How a flavour turns the moments into a step (its update rule, include/adamx/rules/,
 /// has the equations).
 enum class Algorithm {
@@ -78,6 +157,7 @@ struct Adam {
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
   static constexpr bool gamma_fixed = true;
   static constexpr Algorithm algorithm = Algorithm::adam;
+  using OwnOptions = NoOwnOptions;
 };
 struct AdamW {
   static constexpr const char* name = "AdamW";
@@ -87,6 +167,7 @@ struct AdamW {
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::decoupled;
   static constexpr bool gamma_fixed = true;
   static constexpr Algorithm algorithm = Algorithm::adam;
+  using OwnOptions = NoOwnOptions;
 };
 struct AdamX {
   static constexpr const char* name = "AdamX";
@@ -96,6 +177,7 @@ struct AdamX {
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
   static constexpr bool gamma_fixed = false;
   static constexpr Algorithm algorithm = Algorithm::adam;
+  using OwnOptions = NoOwnOptions;
 };
 // The baselines the article compares AdamX with (docs/design.md, "Baselines").
 // Their γ is fixed at 1: they are the published algorithms, not AdamX variants.
@@ -104,6 +186,7 @@ struct Baseline {
   static constexpr double weight_decay = 0.0;
   static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
   static constexpr bool gamma_fixed = true;
+  using OwnOptions = NoOwnOptions;
 };
 struct RAdam : Baseline {
   static constexpr const char* name = "RAdam";
@@ -114,11 +197,13 @@ struct AdaBound : Baseline {
   static constexpr const char* name = "AdaBound";
   using Rule = rules::AdaBound;
   static constexpr Algorithm algorithm = Algorithm::adabound;
+  using OwnOptions = AdaBoundOwnOptions;
 };
 struct AdaMod : Baseline {
   static constexpr const char* name = "AdaMod";
   using Rule = rules::AdaMod;
   static constexpr Algorithm algorithm = Algorithm::adamod;
+  using OwnOptions = AdaModOwnOptions;
 };
 }  // namespace flavour
 
@@ -127,44 +212,23 @@ struct AdaMod : Baseline {
 template <class Flavour>
 constexpr bool keeps_step_average = Flavour::algorithm == Algorithm::adamod;
 
-/// Per-group options. Field names and defaults follow torch.optim.Adam/AdamW;
-/// beta3 and beta_norm are AdamX's (see docs/design.md).
+/// Per-group options of the optimizer `Flavour` names: the Adam family's,
+/// then the flavour's own (AdaBound's, AdaMod's), its fields listed by
+/// option_fields() in that order.
 template <class Flavour>
-struct BasicOptions {
-  double lr = 1e-3;          ///< α, step size
-  double beta1 = 0.9;        ///< EMA rate of the first moment m
-  double beta2 = 0.999;      ///< EMA rate of the second moment v
-  double beta3 = Flavour::beta3;  ///< EMA rate of γ; 1 freezes γ at 1 (Adam)
-  double beta_norm = 0.99;   ///< β_n, EMA rate of the group's squared gradient norm h
-  double eps = 1e-8;         ///< added to sqrt(v̂), outside the root, as PyTorch does
-  double weight_decay = Flavour::weight_decay;  ///< λ
-  WeightDecayMode decay_mode = Flavour::decay_mode;
-  bool amsgrad = false;      ///< use max(v_max, v) in the denominator (Reddi et al. 2018)
-  bool maximize = false;     ///< ascend instead of descend (g ← −g)
-  NonFinitePolicy nonfinite = NonFinitePolicy::propagate;
-  // AdaBound (Luo et al. 2019). The paper calls bound_speed γ; it is renamed
-  // here so that it cannot be confused with AdamX's γ.
-  double final_lr = 0.1;       ///< α*, the SGD step size both bounds close on
-  double bound_speed = 1e-3;   ///< γ_b: the bounds are α*(1 ∓ 1/(γ_b t + …))
-  // AdaMod (Ding et al. 2019), whose paper calls it β3 (AdamX's β3 is γ's rate).
-  double beta_step = 0.999;    ///< EMA rate of the per-element step size
+struct BasicOptions : AdamFamilyOptions<Flavour>, Flavour::OwnOptions {
+  static auto option_fields() {
+    return std::tuple_cat(AdamFamilyOptions<Flavour>::option_fields(), Flavour::OwnOptions::option_fields());
+  }
 
   /// Sets beta1 and beta2 together, like PyTorch's `betas=(b1, b2)`.
   BasicOptions& set_betas(double b1, double b2) {
-    beta1 = b1;
-    beta2 = b2;
+    this->beta1 = b1;
+    this->beta2 = b2;
     return *this;
   }
 
-  friend bool operator==(const BasicOptions& a, const BasicOptions& b) {
-    // Bitwise-meaningful comparison of the doubles: options are copied, never
-    // recomputed, so exact equality is the right test.
-    return a.lr == b.lr && a.beta1 == b.beta1 && a.beta2 == b.beta2 && a.beta3 == b.beta3 &&
-           a.beta_norm == b.beta_norm && a.eps == b.eps && a.weight_decay == b.weight_decay &&
-           a.decay_mode == b.decay_mode && a.amsgrad == b.amsgrad && a.maximize == b.maximize &&
-           a.nonfinite == b.nonfinite && a.final_lr == b.final_lr &&
-           a.bound_speed == b.bound_speed && a.beta_step == b.beta_step;
-  }
+  friend bool operator==(const BasicOptions& a, const BasicOptions& b) { return option_fields_equal(a, b); }
   friend bool operator!=(const BasicOptions& a, const BasicOptions& b) { return !(a == b); }
 };
 
@@ -175,71 +239,11 @@ using RAdamOptions = BasicOptions<flavour::RAdam>;
 using AdaBoundOptions = BasicOptions<flavour::AdaBound>;
 using AdaModOptions = BasicOptions<flavour::AdaMod>;
 
-namespace detail {
-
-// Writes a double the way a user typed it: shortest round-trip form.
-inline std::string format_value(double value) {
-  if (!std::isfinite(value)) return std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf");
-  // The shortest representation that reads back exactly (strtod, not stod:
-  // stod throws on subnormal values).
-  std::string text;
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::ostringstream trial;
-    trial.precision(digits);
-    trial << value;
-    text = trial.str();
-    if (std::strtod(text.c_str(), nullptr) == value) break;
-  }
-  return text;
-}
-
-[[noreturn]] inline void throw_invalid_option(const char* optimizer, const std::string& group,
-                                              const char* field, const std::string& value,
-                                              const char* rule) {
-  std::ostringstream message;
-  message << "adamx::" << optimizer << ": invalid " << field << " = " << value;
-  if (!group.empty()) message << " for group '" << group << "'";
-  message << " (" << rule << ")";
-  throw std::invalid_argument(message.str());
-}
-
-}  // namespace detail
-
 /// Throws std::invalid_argument naming the first invalid field, its value and
 /// the rule it breaks (docs/design.md, "Errors and the strong guarantee"). `group` is used in the message only.
 template <class Flavour>
 void validate(const BasicOptions<Flavour>& o, const std::string& group = {}) {
-  const auto fail = [&](const char* field, double value, const char* rule) {
-    detail::throw_invalid_option(Flavour::name, group, field, detail::format_value(value), rule);
-  };
-  const auto in_unit = [](double x) { return std::isfinite(x) && x >= 0.0 && x < 1.0; };
-  if (!(std::isfinite(o.lr) && o.lr >= 0.0)) fail("lr", o.lr, "must be finite and >= 0");
-  if (!in_unit(o.beta1)) fail("beta1", o.beta1, "must be in [0, 1)");
-  if (!in_unit(o.beta2)) fail("beta2", o.beta2, "must be in [0, 1)");
-  if (!(std::isfinite(o.beta3) && o.beta3 >= 0.0 && o.beta3 <= 1.0))
-    fail("beta3", o.beta3, "must be in [0, 1]; 1 makes AdamX Adam");
-  if (Flavour::gamma_fixed && o.beta3 != 1.0)
-    fail("beta3", o.beta3,
-         "must be 1 for every optimizer but AdamX, whose γ alone moves; use adamx::AdamX for "
-         "beta3 < 1");
-  if (!in_unit(o.beta_norm)) fail("beta_norm", o.beta_norm, "must be in [0, 1)");
-  if (!(std::isfinite(o.eps) && o.eps >= 0.0)) fail("eps", o.eps, "must be finite and >= 0");
-  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0))
-    fail("weight_decay", o.weight_decay, "must be finite and >= 0");
-  if (!(std::isfinite(o.final_lr) && o.final_lr >= 0.0))
-    fail("final_lr", o.final_lr, "must be finite and >= 0");
-  if (!(std::isfinite(o.bound_speed) && o.bound_speed > 0.0))
-    fail("bound_speed", o.bound_speed, "must be finite and > 0");
-  if (!in_unit(o.beta_step)) fail("beta_step", o.beta_step, "must be in [0, 1)");
-  if (o.decay_mode != WeightDecayMode::l2 && o.decay_mode != WeightDecayMode::decoupled)
-    detail::throw_invalid_option(Flavour::name, group, "decay_mode",
-                                 std::to_string(static_cast<int>(o.decay_mode)),
-                                 "must be WeightDecayMode::l2 or ::decoupled");
-  if (o.nonfinite != NonFinitePolicy::propagate && o.nonfinite != NonFinitePolicy::skip &&
-      o.nonfinite != NonFinitePolicy::error)
-    detail::throw_invalid_option(Flavour::name, group, "nonfinite",
-                                 std::to_string(static_cast<int>(o.nonfinite)),
-                                 "must be NonFinitePolicy::propagate, ::skip or ::error");
+  validate_option_fields(o, Flavour::name, group);
 }
 
 ADAMX_NAMESPACE_END  // namespace adamx

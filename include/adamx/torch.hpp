@@ -53,65 +53,66 @@ namespace torch_optim {
 
 /// Options in libtorch's style (chainable setters named like the fields):
 /// AdamOptions(1e-3).betas({0.9, 0.999}).weight_decay(0.1).amsgrad(true).
-/// The defaults are libtorch's (AdamW: weight_decay 1e-2) plus AdamX's β3
-/// (0.99 for AdamX, fixed at 1 for Adam and AdamW) and β_n = 0.99.
+/// They hold adamx's own options (options.hpp), so every default and every
+/// field is adamx's: libtorch's defaults (AdamW: weight_decay 1e-2) plus
+/// AdamX's β3 (0.99 for AdamX, fixed at 1 elsewhere) and β_n = 0.99, and a
+/// flavour's own options (final_lr, bound_speed, beta_step) only on the
+/// optimizer that has them. The decay mode is the flavour's.
 template <class Flavour>
 class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions<Flavour>> {
+  using Adamx = adamx::BasicOptions<Flavour>;
+
  public:
   using flavour_type = Flavour;
   using Betas = std::tuple<double, double>;
-  BasicOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT(google-explicit-constructor): as libtorch
-  TORCH_ARG(double, lr);
-  TORCH_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
-  TORCH_ARG(double, eps) = 1e-8;
-  TORCH_ARG(double, weight_decay) = Flavour::weight_decay;
-  TORCH_ARG(bool, amsgrad) = false;
-  TORCH_ARG(double, beta3) = Flavour::beta3;
-  TORCH_ARG(double, beta_norm) = 0.99;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::propagate;
-  TORCH_ARG(bool, maximize) = false;
-  // The baselines' own options (used only by AdaBound and AdaMod), with
-  // adamx's defaults.
-  TORCH_ARG(double, final_lr) = adamx::BasicOptions<Flavour>{}.final_lr;
-  TORCH_ARG(double, bound_speed) = adamx::BasicOptions<Flavour>{}.bound_speed;
-  TORCH_ARG(double, beta_step) = adamx::BasicOptions<Flavour>{}.beta_step;
+  BasicOptions() = default;
+  BasicOptions(double lr) { options_.lr = lr; }  // NOLINT(google-explicit-constructor): as libtorch
 
- public:
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-
-  /// The same options as adamx's own (decay mode fixed by the flavour).
-  adamx::BasicOptions<Flavour> to_adamx() const {
-    adamx::BasicOptions<Flavour> o;
-    o.lr = lr();
-    o.set_betas(std::get<0>(betas()), std::get<1>(betas()));
-    o.eps = eps();
-    o.weight_decay = weight_decay();
-    o.amsgrad = amsgrad();
-    o.beta3 = beta3();
-    o.beta_norm = beta_norm();
-    o.nonfinite = nonfinite();
-    o.maximize = maximize();
-    o.final_lr = final_lr();
-    o.bound_speed = bound_speed();
-    o.beta_step = beta_step();
-    return o;
+// A chainable setter and a getter for the adamx option `field`, declared
+// only where adamx's options have that field (the template parameter makes
+// the field's type a substitution that can fail).
+#define ADAMX_TORCH_OPTION(field)                                                     \
+  template <class O = Adamx>                                                          \
+  BasicOptions& field(const decltype(O::field)& value) {                              \
+    options_.field = value;                                                           \
+    return *this;                                                                     \
+  }                                                                                   \
+  template <class O = Adamx>                                                          \
+  auto field() const->decltype(O::field) {                                            \
+    return options_.field;                                                            \
   }
-  static BasicOptions from_adamx(const adamx::BasicOptions<Flavour>& o) {
-    BasicOptions out(o.lr);
-    out.betas(std::make_tuple(o.beta1, o.beta2))
-        .eps(o.eps)
-        .weight_decay(o.weight_decay)
-        .amsgrad(o.amsgrad)
-        .beta3(o.beta3)
-        .beta_norm(o.beta_norm)
-        .nonfinite(o.nonfinite)
-        .maximize(o.maximize)
-        .final_lr(o.final_lr)
-        .bound_speed(o.bound_speed)
-        .beta_step(o.beta_step);
+  ADAMX_TORCH_OPTION(lr)
+  ADAMX_TORCH_OPTION(eps)
+  ADAMX_TORCH_OPTION(weight_decay)
+  ADAMX_TORCH_OPTION(amsgrad)
+  ADAMX_TORCH_OPTION(beta3)
+  ADAMX_TORCH_OPTION(beta_norm)
+  ADAMX_TORCH_OPTION(nonfinite)
+  ADAMX_TORCH_OPTION(maximize)
+  ADAMX_TORCH_OPTION(final_lr)
+  ADAMX_TORCH_OPTION(bound_speed)
+  ADAMX_TORCH_OPTION(beta_step)
+#undef ADAMX_TORCH_OPTION
+  /// β1 and β2 together, as libtorch's `betas`.
+  BasicOptions& betas(const Betas& value) {
+    options_.set_betas(std::get<0>(value), std::get<1>(value));
+    return *this;
+  }
+  Betas betas() const { return std::make_tuple(options_.beta1, options_.beta2); }
+
+  double get_lr() const override { return options_.lr; }
+  void set_lr(const double lr) override { options_.lr = lr; }
+
+  /// The same options as adamx's own.
+  const Adamx& to_adamx() const { return options_; }
+  static BasicOptions from_adamx(const Adamx& o) {
+    BasicOptions out;
+    out.options_ = o;
     return out;
   }
+
+ private:
+  Adamx options_;
 };
 
 // AdamOptions, AdamWOptions, AdamXOptions, RAdamOptions, AdaBoundOptions,

@@ -22,16 +22,13 @@ namespace rules {
 // are this rule's own.
 struct AdaBound : Adam {
   template <class Scalar>
-  struct Coefficients : Adam::Coefficients<Scalar> {
-    Scalar step_size;  // α·sqrt(1 − β2^t) / (1 − β1^t), the numerator of η
+  struct Coefficients : Adam::StepSizeCoefficients<Scalar> {
     Scalar lower;      // final_lr·(1 − 1/(γ_b t + 1))
     Scalar upper;      // final_lr·(1 + 1/(γ_b t))
 
     template <class Options>
     static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
-      c.step_size = -c.neg_step_size;  // exactly: rounding is symmetric about 0
-      c.eps = static_cast<Scalar>(o.eps);
+      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
       const double td = static_cast<double>(t);
       c.lower = static_cast<Scalar>(o.final_lr * (1.0 - 1.0 / (o.bound_speed * td + 1.0)));
       c.upper = static_cast<Scalar>(o.final_lr * (1.0 + 1.0 / (o.bound_speed * td)));

@@ -82,7 +82,12 @@ struct Adam {
     /// For step t (≥ 1) with the group's γ_{t−1}.
     template <class Options>
     static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      const BiasCorrections b = bias_corrections(o, t);
+      return make(o, gamma, bias_corrections(o, t));
+    }
+    /// The same from the step's bias corrections `b` (bias_corrections(o, t)),
+    /// for a rule that needs them too (RAdam) and computes them once.
+    template <class Options>
+    static Coefficients make(const Options& o, double gamma, const BiasCorrections& b) {
       const double bias1 = b.bias1;
       const double sqrt_bias2 = b.sqrt_bias2;
       Coefficients c;
@@ -105,8 +110,12 @@ struct Adam {
     /// struct), with Adam's part filled in.
     template <class Derived, class Options>
     static Derived extended(const Options& o, std::int64_t t, double gamma) {
+      return extended<Derived>(o, gamma, bias_corrections(o, t));
+    }
+    template <class Derived, class Options>
+    static Derived extended(const Options& o, double gamma, const BiasCorrections& b) {
       Derived c;
-      static_cast<Coefficients&>(c) = make(o, t, gamma);
+      static_cast<Coefficients&>(c) = make(o, gamma, b);
       return c;
     }
 
@@ -115,6 +124,25 @@ struct Adam {
     bool gradient_reads_param() const { return use_l2; }
     /// Whether slot k is in use this step.
     bool uses_slot(int k) const { return k != v_max || amsgrad; }
+  };
+
+  /// The coefficients of the rules that clip or cap Adam's per-element step
+  /// size η = step_size/(sqrt(v) + ε) (AdaBound, AdaMod): Adam's, plus the
+  /// numerator α·sqrt(1 − β2^t)/(1 − β1^t), with ε unscaled, added to
+  /// sqrt(v) before the bias correction as the authors' code does.
+  template <class Scalar>
+  struct StepSizeCoefficients : Coefficients<Scalar> {
+    Scalar step_size;  // α·sqrt(1 − β2^t) / (1 − β1^t), the numerator of η
+
+    /// The coefficients of a rule built on these (`Derived` extends this
+    /// struct), with Adam's part and the step size filled in.
+    template <class Derived, class Options>
+    static Derived extended(const Options& o, std::int64_t t, double gamma) {
+      auto c = Coefficients<Scalar>::template extended<Derived>(o, t, gamma);
+      c.step_size = -c.neg_step_size;  // exactly: rounding is symmetric about 0
+      c.eps = static_cast<Scalar>(o.eps);
+      return c;
+    }
   };
 
   /// The gradient the moments see: sign flipped for maximize, plus λθ for L2

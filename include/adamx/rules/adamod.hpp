@@ -32,16 +32,13 @@ struct AdaMod : Adam {
   static constexpr int kBoundSlots = Adam::kBoundSlots;  // step_avg after v_max, which may be unbound
 
   template <class Scalar>
-  struct Coefficients : Adam::Coefficients<Scalar> {
-    Scalar step_size;  // α·sqrt(1 − β2^t) / (1 − β1^t), the numerator of η
+  struct Coefficients : Adam::StepSizeCoefficients<Scalar> {
     Scalar beta_step;  // the EMA rate of η
     Scalar one_minus_beta_step;
 
     template <class Options>
     static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
-      c.step_size = -c.neg_step_size;  // exactly: rounding is symmetric about 0
-      c.eps = static_cast<Scalar>(o.eps);
+      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
       c.beta_step = static_cast<Scalar>(o.beta_step);
       c.one_minus_beta_step = static_cast<Scalar>(1.0 - o.beta_step);
       return c;

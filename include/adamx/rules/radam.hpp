@@ -44,8 +44,8 @@ struct RAdam : Adam {
 
     template <class Options>
     static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
       const BiasCorrections b = bias_corrections(o, t);
+      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, gamma, b);
       const Rectification r = rectification(o.beta2, t);
       c.rectified = r.rectified;
       if (r.rectified) {

@@ -1,0 +1,38 @@
+// Compiled by tests/compile_error/expect_compile_error.cmake: with
+// ADAMX_CASE=0 each optimizer sets options it has and it must compile (so the
+// other cases fail for their foreign option, not for a slip in this file);
+// each other case sets an option of another optimizer (AdaBound's or
+// AdaMod's own), which must not compile: options.hpp gives each optimizer
+// only its own fields, and the setters exist only for those.
+#include <adamx/adamx.hpp>
+
+#ifndef ADAMX_CASE
+#define ADAMX_CASE 0
+#endif
+
+int main() {
+  Eigen::VectorXf w = Eigen::VectorXf::Zero(4);
+  adamx::AdaBound<float> bound;
+  bound.add_group({w});
+  bound.set_final_lr(0, 0.05);
+  bound.set(0, &adamx::AdaBoundOptions::bound_speed, 1e-2);
+  adamx::AdaMod<float> mod;
+  mod.add_group({w});
+  mod.set_beta_step(0, 0.9);
+  adamx::Adam<float> adam;
+  adam.add_group({w});
+  adam.set(0, &adamx::AdamOptions::lr, 1e-2);
+  adamx::RAdam<float> radam;
+  radam.add_group({w});
+  adamx::AdamWOptions options;
+#if ADAMX_CASE == 1  // AdaBound's final_lr on Adam
+  adam.set_final_lr(0, 0.05);
+#elif ADAMX_CASE == 2  // AdaMod's beta_step on RAdam
+  radam.set_beta_step(0, 0.9);
+#elif ADAMX_CASE == 3  // AdaBound's bound_speed on AdaMod, through the generic setter
+  mod.set(0, &adamx::AdaBoundOptions::bound_speed, 1e-2);
+#elif ADAMX_CASE == 4  // the field itself is not in AdamW's options
+  options.final_lr = 0.05;
+#endif
+  return options.lr > 0 ? 0 : 1;
+}

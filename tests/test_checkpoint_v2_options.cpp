@@ -1,0 +1,107 @@
+// Version 2's options block is one union layout for every optimizer (lr ...
+// nonfinite, then AdaBound's final_lr and bound_speed and AdaMod's
+// beta_step: docs/checkpoints.md), while each optimizer's options now hold
+// only its own fields. These tests pin how the two meet: an optimizer writes
+// its own fields where they are and, where it has no field, the value
+// version 2 always held (AdaBound's and AdaMod's defaults of that version);
+// reading drops those slots but refuses any other value in them.
+#include "checkpoint_layout.hpp"
+#include "checkpoint_model.hpp"
+#include "test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <adamx/adamx.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+namespace {
+
+using adamx_test::Layout;
+
+double f64_at(const std::string& bytes, std::size_t offset) {
+  const std::uint64_t bits = adamx_test::read_le(bytes, offset, 8);
+  double value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+std::string with_f64(const std::string& bytes, std::size_t offset, double value) {
+  std::string out = bytes;
+  std::uint64_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  adamx_test::write_le(out, offset, bits, 8);
+  Layout(out).reseal(out);
+  return out;
+}
+
+template <class Opt>
+std::string load_message(const std::string& bytes) {
+  return adamx_test::loader_message<Opt>(bytes);
+}
+
+// The three baseline slots of group g, in file order.
+struct BaselineSlots {
+  double final_lr, bound_speed, beta_step;
+};
+BaselineSlots slots_of(const std::string& bytes, std::size_t group) {
+  const std::size_t at = Layout(bytes).groups.at(group).final_lr;
+  return {f64_at(bytes, at), f64_at(bytes, at + 8), f64_at(bytes, at + 16)};
+}
+
+TEST(CheckpointV2Options, AnOptimizerWithoutTheBaselineOptionsWritesVersionTwosValues) {
+  adamx::AdamX<float> opt;
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
+  for (std::size_t g = 0; g < 2; ++g) {
+    const BaselineSlots slots = slots_of(bytes, g);
+    EXPECT_EQ(slots.final_lr, 0.1);
+    EXPECT_EQ(slots.bound_speed, 1e-3);
+    EXPECT_EQ(slots.beta_step, 0.999);
+  }
+}
+
+TEST(CheckpointV2Options, EachBaselineWritesItsOwnOptionsAndVersionTwosValuesForTheOthers) {
+  {
+    adamx::AdaBound<double> opt;
+    const BaselineSlots slots = slots_of(adamx_test::busy_checkpoint(opt, 2), 1);
+    EXPECT_EQ(slots.final_lr, opt.options(1).final_lr);
+    EXPECT_EQ(slots.bound_speed, opt.options(1).bound_speed);
+    EXPECT_EQ(slots.beta_step, 0.999);
+    EXPECT_NE(opt.options(1).final_lr, 0.1);  // busy_options set non-defaults
+  }
+  {
+    adamx::AdaMod<float> opt;
+    const BaselineSlots slots = slots_of(adamx_test::busy_checkpoint(opt, 2), 1);
+    EXPECT_EQ(slots.final_lr, 0.1);
+    EXPECT_EQ(slots.bound_speed, 1e-3);
+    EXPECT_EQ(slots.beta_step, opt.options(1).beta_step);
+    EXPECT_NE(opt.options(1).beta_step, 0.999);
+  }
+}
+
+TEST(CheckpointV2Options, ASlotOfAnOptionTheOptimizerLacksMustHoldVersionTwosValue) {
+  adamx::Adam<double> opt;
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
+  ASSERT_EQ(load_message<adamx::Adam<double>>(bytes), "");
+  const std::size_t at = Layout(bytes).groups.at(1).final_lr;
+  const std::string message = load_message<adamx::Adam<double>>(with_f64(bytes, at, 0.05));
+  EXPECT_TRUE(adamx_test::Contains(message, "final_lr = 0.05")) << message;
+  EXPECT_TRUE(adamx_test::Contains(message, "Adam has no option final_lr")) << message;
+  EXPECT_TRUE(adamx_test::Contains(message, "0.1")) << message;
+  const std::string step_message = load_message<adamx::Adam<double>>(with_f64(bytes, at + 16, 0.9));
+  EXPECT_TRUE(adamx_test::Contains(step_message, "beta_step = 0.9")) << step_message;
+}
+
+TEST(CheckpointV2Options, AnOwnOptionOutOfItsRangeIsRefusedAsBefore) {
+  adamx::AdaBound<float> opt;
+  const std::string bytes = adamx_test::busy_checkpoint(opt, 2);
+  const std::size_t at = Layout(bytes).groups.at(0).final_lr;
+  const std::string message = load_message<adamx::AdaBound<float>>(with_f64(bytes, at + 8, 0.0));
+  EXPECT_TRUE(adamx_test::Contains(message, "invalid bound_speed = 0")) << message;
+  EXPECT_TRUE(adamx_test::Contains(message, "must be finite and > 0")) << message;
+}
+
+}  // namespace
