@@ -332,24 +332,37 @@ void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string
 // Version 2's options block: every optimizer's options in one fixed union
 // layout, in this order (docs/checkpoints.md). Each slot is found by name in
 // the optimizer's field list (options.hpp). An optimizer without the field
-// writes `absent`, the value version 2 always held there for it (AdaBound's
-// and AdaMod's defaults); reading refuses any other value in such a slot and
-// drops it. Every optimizer has the Adam family's eleven fields, so their
-// `absent` is never used. This table is the one place that knows the layout.
+// writes `absent`, the value version 2 held there by default (AdaBound's
+// and AdaMod's defaults). Version 2 let every optimizer set those fields, so
+// reading accepts any value version 2 accepted there (`range`: AdaBound's or
+// AdaMod's own check) and drops it; a value outside it is refused as version
+// 2 refused it. Every optimizer has the Adam family's eleven fields, so their
+// `absent` and `range` are never used. This table is the one place that
+// knows the layout.
 enum class V2Encoding { f64, u8 };
 struct V2OptionSlot {
   const char* name;
   V2Encoding encoding;
   double absent;
+  OptionCheck<double> range;
 };
+// The Adam family's slots: every optimizer has the field.
+inline constexpr OptionCheck<double> kEveryOptimizerHasIt{nullptr, nullptr};
 inline constexpr V2OptionSlot kV2OptionsLayout[] = {
-    {"lr", V2Encoding::f64, 0.0},           {"beta1", V2Encoding::f64, 0.0},
-    {"beta2", V2Encoding::f64, 0.0},        {"beta3", V2Encoding::f64, 0.0},
-    {"beta_norm", V2Encoding::f64, 0.0},    {"eps", V2Encoding::f64, 0.0},
-    {"weight_decay", V2Encoding::f64, 0.0}, {"decay_mode", V2Encoding::u8, 0.0},
-    {"amsgrad", V2Encoding::u8, 0.0},       {"maximize", V2Encoding::u8, 0.0},
-    {"nonfinite", V2Encoding::u8, 0.0},     {"final_lr", V2Encoding::f64, 0.1},
-    {"bound_speed", V2Encoding::f64, 1e-3}, {"beta_step", V2Encoding::f64, 0.999},
+    {"lr", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"beta1", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"beta2", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"beta3", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"beta_norm", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"eps", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"weight_decay", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
+    {"decay_mode", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
+    {"amsgrad", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
+    {"maximize", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
+    {"nonfinite", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
+    {"final_lr", V2Encoding::f64, 0.1, option_range::non_negative},
+    {"bound_speed", V2Encoding::f64, 1e-3, option_range::positive},
+    {"beta_step", V2Encoding::f64, 0.999, option_range::rate},
 };
 
 // One field's value in its slot: a double as f64, a bool or an enumeration's
@@ -407,10 +420,11 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
       get_option_value(in, field.name, o.*field.member);
     });
     if (present) continue;
-    const double value = slot.encoding == V2Encoding::f64 ? in.f64(slot.name) : in.u8(slot.name);
-    if (!(value == slot.absent))
-      in.malformed(std::string(slot.name) + " = " + format_value(value) + ", but " + Flavour::name +
-                   " has no option " + slot.name + " (its files hold " + format_value(slot.absent) + " there)");
+    // Only f64 slots can be absent (the u8 ones are the Adam family's).
+    const double value = in.f64(slot.name);
+    if (slot.range.holds != nullptr && !slot.range.holds(value))
+      in.malformed("invalid " + std::string(slot.name) + " = " + format_value(value) + " (" + slot.range.rule +
+                   "); " + Flavour::name + " has no option " + slot.name + " and ignores it");
   }
   return o;
 }
