@@ -411,14 +411,14 @@ class BasicOptimizer : public torch::optim::Optimizer {
       const std::exception_ptr refusal = std::current_exception();
       Engine1 old_names;
       for (std::size_t g = 0; g < opt.num_groups(); ++g) {
-        const auto& own = opt.state(g);
+        const GroupLayout& own = opt.layout(g);
         std::vector<ConstTensorRef<Scalar>> shapes;
         std::vector<std::string> names;
         for (std::size_t j = 0; j < own.tensors.size(); ++j) {
           shapes.emplace_back(static_cast<const Scalar*>(nullptr), own.tensors[j].rows, own.tensors[j].cols);
           names.push_back("param" + std::to_string(j));
         }
-        old_names.add_group(shapes, own.options, own.name, names);
+        old_names.add_group(shapes, opt.options(g), own.name, names);
       }
       try {
         std::istringstream again(blob);
@@ -429,7 +429,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
       std::vector<typename Engine1::State> states = old_names.state();
       for (std::size_t g = 0; g < states.size(); ++g)
         for (std::size_t j = 0; j < states[g].tensors.size(); ++j)
-          states[g].tensors[j].name = opt.state(g).tensors[j].name;
+          states[g].tensors[j].name = opt.layout(g).tensors[j].name;
       opt.restore(std::move(states));  // the same structure and checked values: cannot fail
     }
   }
@@ -449,7 +449,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
   std::vector<std::vector<std::int64_t>> loaded_steps(const Engine1& opt, const std::int64_t* saved) const {
     std::vector<std::vector<std::int64_t>> steps(param_groups_.size());
     for (std::size_t g = 0; g < param_groups_.size(); ++g) {
-      const std::int64_t t = opt.state(g).t;
+      const std::int64_t t = opt.step_count(g);
       for (std::size_t j = 0; j < param_groups_[g].params().size(); ++j) {
         const std::int64_t count = saved != nullptr ? *saved++ : t;
         if (count < 0 || count > t)
@@ -634,7 +634,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
           uniform = false;
           continue;
         }
-        if (tensor_steps_[g][j] != opt.state(g).t) uniform = false;
+        if (tensor_steps_[g][j] != opt.step_count(g)) uniform = false;
         params[g].emplace_back(data_of<Scalar>(p), p.numel(), 1);
         grads[g].emplace_back(data_of<Scalar>(p.grad()), p.numel(), 1);
       }
@@ -747,14 +747,13 @@ class BasicOptimizer : public torch::optim::Optimizer {
     std::vector<bool> applied(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) {
       State& target = all[which[k]];
-      const State& carried = temp.state(carrier[k]);
       applied[k] = temp.last_reports()[carrier[k]].applied;
-      target.t = carried.t;
-      target.gamma = carried.gamma;
-      target.h = carried.h;
+      target.t = temp.step_count(carrier[k]);
+      target.gamma = temp.gamma(carrier[k]);
+      target.h = temp.h(carrier[k]);
       for (; part < kept.size() && norms.group_of(part) == k; ++part)
         for (std::size_t i = 0; i < kept[part].size(); ++i)
-          target.tensors[kept[part][i]] = temp.state(part).tensors[i];
+          target.tensors[kept[part][i]] = temp.tensor_state(part, i);
     }
     opt.restore(std::move(all));
     for (std::size_t k = 0; k < which.size(); ++k) {
