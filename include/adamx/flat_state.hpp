@@ -106,6 +106,9 @@ class FlatState {
   const Scalar* data(int k, std::size_t j) const {
     return in_use(k) && slots_[k].data() ? slots_[k].data() + offsets_[j] : nullptr;
   }
+  /// The same without the checks, for the step's per-block set-up: slot k
+  /// must be in use. (Null plus 0 when the group has no elements.)
+  Scalar* segment(int k, std::size_t j) { return slots_[k].data() + offsets_[j]; }
   /// Where tensor j's segment starts in every slot buffer, in elements.
   Index offset(std::size_t j) const { return offsets_[j]; }
   /// Elements of one slot buffer, padding included.

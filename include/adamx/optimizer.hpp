@@ -796,7 +796,7 @@ class Optimizer {
     arrays.param = work.params[t] + start;
     arrays.grad = work.grads[t] + start;
     for (int k = 0; k < Rule::kSlots; ++k)
-      arrays.slot[k] = c.uses_slot(k) ? g.slots.data(k, t) + start : nullptr;
+      arrays.slot[k] = c.uses_slot(k) ? g.slots.segment(k, t) + start : nullptr;
     arrays.size = g.tensors[t].size() - start;
     return arrays;
   }
