@@ -14,6 +14,7 @@
 //   roofline/float/N           4-read-3-write copy over four arrays, software prefetch: the bound
 //   naive_eigen_adam/float/N   Adam as three whole-array Eigen expressions
 //   multitensor/AdamX/float/tensors:<k>/N       one group of k tensors, N elements in all
+//   multitensor/AdamX/float/tensors:1:again/N   tensors:1 run once more (A/A: the run's noise)
 //   threads/AdamX/float/threads:<t>/N/real_time AdamX with set_threads(t)
 //   nonfinite/AdamX/float/<policy>/N            NonFinitePolicy propagate, skip, error
 //   step/AdamX/bfloat16/N                       bfloat16 parameters and gradients, float state
@@ -333,6 +334,13 @@ void register_benchmarks() {
         ->Arg(std::int64_t{1} << 24)
         ->Unit(benchmark::kMicrosecond);
   }
+  // The one-tensor case again, later in the same run: its ratio to the first
+  // (A/A, ideally 1) shows how far noise moves the multitensor ratios.
+  benchmark::RegisterBenchmark("multitensor/AdamX/float/tensors:1:again", bm_step<adamx::AdamX<float>>,
+                               std::int64_t{1}, adamx::NonFinitePolicy::propagate)
+      ->Arg(std::int64_t{1} << 20)
+      ->Arg(std::int64_t{1} << 24)
+      ->Unit(benchmark::kMicrosecond);
 
   for (const int threads : {1, 2}) {
     const std::string name = "threads/AdamX/float/threads:" + std::to_string(threads);

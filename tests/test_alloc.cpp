@@ -1,7 +1,10 @@
 // step() performs no heap allocation after a group's first step: every buffer
 // it needs is allocated by add_group (docs/design.md, "State layout and
 // allocation"). The global allocation functions are replaced in this test
-// binary by counting ones.
+// binary by counting ones, which can also be told to fail one allocation:
+// set_options, restore and add_group, each allocation failed in turn, must
+// leave the optimizer as it was (docs/design.md, "Errors and the strong
+// guarantee").
 #include <gtest/gtest.h>
 
 #include <adamx/adamx.hpp>
@@ -13,6 +16,10 @@
 
 namespace {
 std::atomic<long> allocations{0};
+std::atomic<long> fail_at{-1};  // the allocation (by count) that throws; -1: none
+
+// Counts one allocation; true if it is the one that must fail.
+bool count_and_fail() { return ++allocations == fail_at.load(); }
 }  // namespace
 
 // These are the replaceable global allocation functions, written over malloc
@@ -23,13 +30,13 @@ std::atomic<long> allocations{0};
 #endif
 
 void* operator new(std::size_t size) {
-  ++allocations;
+  if (count_and_fail()) throw std::bad_alloc();
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t size) { return operator new(size); }
 void* operator new(std::size_t size, std::align_val_t alignment) {
-  ++allocations;
+  if (count_and_fail()) throw std::bad_alloc();
   const std::size_t a = static_cast<std::size_t>(alignment);
   if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
   throw std::bad_alloc();
@@ -130,6 +137,49 @@ TYPED_TEST(NoAllocation, SubsetStepAllocatesNothing) {
     EXPECT_EQ(allocations.load() - before, 0) << "policy " << adamx::to_string(policy);
     EXPECT_EQ(opt.state(0).t, 21);
   }
+}
+
+// Each allocation of an operation that allocates failed in turn, until the
+// operation succeeds: every failure throws std::bad_alloc and leaves the
+// optimizer's groups and state bitwise as they were.
+TYPED_TEST(NoAllocation, AFailedAllocationChangesNothing) {
+  using Scalar = typename TypeParam::scalar_type;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Vector w1 = Vector::Ones(70), g1 = Vector::Constant(70, Scalar(0.1));
+  Vector w2 = Vector::Ones(33), g2 = Vector::Constant(33, Scalar(-0.2));
+  Vector w3 = Vector::Ones(5);
+  TypeParam opt;
+  opt.add_group({w1}, {}, "fc1");
+  opt.add_group({w2}, {}, "fc2");
+  opt.step({{w1}, {w2}}, {{g1}, {g2}});
+  const auto each_failure = [&](const char* what, auto operation) {
+    long failures = 0;
+    for (long k = 1;; ++k) {
+      const auto before = opt.state();
+      const std::size_t groups = opt.num_groups();
+      fail_at = allocations.load() + k;
+      bool failed = false;
+      try {
+        operation();
+      } catch (const std::bad_alloc&) {
+        failed = true;
+      }
+      fail_at = -1;
+      if (!failed) break;
+      ++failures;
+      EXPECT_EQ(opt.num_groups(), groups) << what << ", allocation " << k << " failed";
+      EXPECT_TRUE(opt.state() == before) << what << ", allocation " << k << " failed";
+    }
+    EXPECT_GT(failures, 0) << what << " allocated nothing: the test would prove nothing";
+  };
+  each_failure("set_amsgrad(true)", [&] { opt.set_amsgrad(1, true); });
+  opt.step({{w1}, {w2}}, {{g1}, {g2}});
+  const auto saved = opt.state();
+  opt.step({{w1}, {w2}}, {{g1}, {g2}});
+  each_failure("restore", [&] { opt.restore(saved); });
+  EXPECT_TRUE(opt.state() == saved);
+  each_failure("add_group", [&] { opt.add_group({w3}, {}, "fc3"); });
+  EXPECT_EQ(opt.num_groups(), 3u);
 }
 
 // The counter is live: adding a group allocates, so a zero above is a real zero.

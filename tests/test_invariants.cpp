@@ -97,8 +97,8 @@ TYPED_TEST(Invariants, BetaThreeOneIsAdamBitwise) {
     EXPECT_TRUE(bitwise_equal(w_adam, w_x));
     EXPECT_TRUE(bitwise_equal(b_adam, b_x));
     for (std::size_t j = 0; j < 2; ++j) {
-      const auto& a = adam.state(0).tensors[j];
-      const auto& x = adamx_opt.state(0).tensors[j];
+      const auto a = adam.state(0).tensors[j];
+      const auto x = adamx_opt.state(0).tensors[j];
       EXPECT_TRUE(bitwise_equal(a.m, x.m));
       EXPECT_TRUE(bitwise_equal(a.v, x.v));
       EXPECT_TRUE(bitwise_equal(a.v_max, x.v_max));

@@ -558,7 +558,7 @@ TYPED_TEST(OptimizerTest, SetAmsgradMidRunStartsVMaxAtZeroAndOffDropsIt) {
   opt.set_amsgrad(0, true);
   EXPECT_TRUE(opt.options(0).amsgrad);
   for (std::size_t j = 0; j < 2; ++j) {
-    const auto& ts = opt.state(0).tensors[j];
+    const auto ts = opt.state(0).tensors[j];  // a copy: state() returns one
     ASSERT_EQ(ts.v_max.size(), ts.size());
     using Array = typename adamx::TensorState<typename T::S>::Array;
     const Array zeros = Array::Zero(ts.size());
@@ -779,7 +779,8 @@ TYPED_TEST(OptimizerTest, StateIsAPlainCopyableStructComparedBitwise) {
   static_assert(std::is_copy_constructible<State>::value && std::is_copy_assignable<State>::value, "");
   static_assert(std::is_aggregate<State>::value, "GroupState is a plain struct");
   static_assert(std::is_aggregate<adamx::TensorState<typename T::S>>::value, "TensorState is a plain struct");
-  static_assert(std::is_same<decltype(std::declval<const TypeParam&>().state()), const std::vector<State>&>::value, "");
+  static_assert(std::is_same<decltype(std::declval<const TypeParam&>().state()), std::vector<State>>::value,
+                "state() returns a copy built from the flat storage");
 
   typename T::Mat w = typename T::Mat(3, 2), g = typename T::Mat(3, 2);
   adamx_test::fill(w, 1);

@@ -113,6 +113,10 @@ def build(times, errors):
         r.ratio(key, "1024 tensors / 1 tensor, time (AdamX float)", size_label(n) + " total",
                 "multitensor/AdamX/float/tensors:1024/%d" % n,
                 "multitensor/AdamX/float/tensors:1/%d" % n)
+    for n, key in ((P20, "multitensor_aa"), (P24, "multitensor_aa_2p24")):
+        r.ratio(key, "1 tensor, run again / run first, time (A/A: noise)", size_label(n) + " total",
+                "multitensor/AdamX/float/tensors:1:again/%d" % n,
+                "multitensor/AdamX/float/tensors:1/%d" % n)
 
     for n, key in ((P22, "two_threads_over_one_2p22"), (P24, "two_threads_over_one")):
         r.ratio(key, "2 threads / 1 thread, time (AdamX float)", size_label(n),

@@ -552,7 +552,11 @@ inline void write_checked_block(std::ostream& out, Crc32& crc, const char (&magi
 /// the stream fails (what was written by then is incomplete).
 template <class Scalar, class Flavour>
 void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& out) {
-  const std::string header = detail::encode_header<Scalar, Flavour>(optimizer.state());
+  // The header from the scalars and shapes alone, the arrays written from
+  // the optimizer's storage in place: saving never copies the state.
+  std::vector<typename Optimizer<Scalar, Flavour>::State> headers;
+  for (std::size_t g = 0; g < optimizer.num_groups(); ++g) headers.push_back(optimizer.state_without_arrays(g));
+  const std::string header = detail::encode_header<Scalar, Flavour>(headers);
   if (header.size() > detail::kMaxHeaderBytes)
     throw CheckpointError("adamx::save_checkpoint: the header would be " +
                           std::to_string(header.size()) + " bytes, more than the format's " +
@@ -560,8 +564,9 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
   Crc32 crc;
   // The header's CRC is itself covered by the final CRC.
   detail::write_checked_block(out, crc, detail::kCheckpointMagic, kCheckpointVersion, header);
-  for (const auto& g : optimizer.state())
-    for (const auto& ts : g.tensors) {
+  for (std::size_t g = 0; g < optimizer.num_groups(); ++g)
+    for (std::size_t j = 0; j < headers[g].tensors.size(); ++j) {
+      const auto ts = optimizer.state_view(g, j);
       detail::write_array(out, crc, ts.m.data(), ts.m.size());
       detail::write_array(out, crc, ts.v.data(), ts.v.size());
       detail::write_array(out, crc, ts.v_max.data(), ts.v_max.size());

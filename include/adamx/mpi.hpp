@@ -998,8 +998,7 @@ class ShardedOptimizer {
   // Group g's whole state: its scalars and every rank's shard of its arrays
   // (collective).
   State gather_group(std::size_t g) {
-    const State& mine = local_.state(g);
-    State full = mine.without_tensors();
+    State full = local_.state_without_arrays(g).without_tensors();
     for (const TensorShape& shape : groups_[g].tensors) {
       TensorState<StateScalar> ts;
       static_cast<TensorShape&>(ts) = shape;
@@ -1007,22 +1006,23 @@ class ShardedOptimizer {
     }
     gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
     gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
-    if (mine.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
+    if (full.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
     if (keeps_step_average<Flavour>) gather_array(g, full, [](auto& ts) -> auto& { return ts.step_avg; });
     return full;
   }
 
   // All-gathers one array (m, v, v_max or step_avg, chosen by `field`) of
-  // group g into the full group state `full`.
+  // group g into the full group state `full`. This rank's part is read in
+  // place (state_view), not copied first.
   template <class Field>
   void gather_array(std::size_t g, State& full, Field field) {
     const Group& group = groups_[g];
     const GroupShard& shard = group.shards[static_cast<std::size_t>(rank_)];
-    const State& mine = local_.state(g);
     std::vector<StateScalar> whole(static_cast<std::size_t>(group.shards.back().end));
     Index at = shard.begin;
     for (std::size_t k = 0; k < shard.pieces.size(); ++k) {
-      const auto& array = field(mine.tensors[k]);
+      const TensorStateView<StateScalar> view = local_.state_view(g, k);
+      const auto& array = field(view);
       std::copy(array.data(), array.data() + array.size(), whole.begin() + at);
       at += array.size();
     }
@@ -1040,7 +1040,7 @@ class ShardedOptimizer {
   // This rank's part of group g's whole state (whose structure was checked).
   State slice(std::size_t g, const State& whole) const {
     const GroupShard& shard = groups_[g].shards[static_cast<std::size_t>(rank_)];
-    const State& mine = local_.state(g);
+    const GroupLayout& mine = local_.layout(g);
     State out = whole.without_tensors();
     for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
       TensorState<StateScalar> ts;

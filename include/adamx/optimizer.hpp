@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -24,6 +25,7 @@
 #include "adamx/clip.hpp"
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
+#include "adamx/flat_state.hpp"
 #include "adamx/kernel.hpp"
 #include "adamx/layout.hpp"
 #include "adamx/norm_reducer.hpp"
@@ -94,6 +96,24 @@ class Optimizer {
   using Tensor = TensorRef<Scalar>;
   using ConstTensor = ConstTensorRef<Scalar>;
 
+ private:
+  using Rule = typename Flavour::Rule;
+  using Coefficients = typename Rule::template Coefficients<state_scalar_type>;
+  static_assert(Rule::m == 0 && Rule::v == 1 && Rule::v_max == 2 && Rule::kSlots <= 4,
+                "adamx: a rule's slots must number as TensorState::slot does");
+
+  // One group as the optimizer holds it: the name and shapes, the scalars,
+  // and the per-element state flat, one buffer per slot (flat_state.hpp).
+  // State (state.hpp) is the plain-data form built from it on request.
+  struct Group : GroupLayout {
+    Options options;
+    std::int64_t t = 0;
+    double gamma = 1.0;
+    double h = 0.0;
+    detail::FlatState<state_scalar_type, Rule::kSlots> slots;
+  };
+
+ public:
   static constexpr const char* name() { return Flavour::name; }
 
   /// The defaults of this optimizer (PyTorch's, plus AdamX's β3 and β_n).
@@ -264,17 +284,16 @@ class Optimizer {
   /// naming the field, nothing changed). Turning amsgrad on starts v_max at
   /// zero, as a fresh AMSGrad run would; turning it off drops v_max.
   void set_options(std::size_t group, const Options& options) {
-    State& g = at(group);
+    Group& g = at(group);
     validate(options, g.name);
-    if (options.amsgrad != g.options.amsgrad) {
-      // Allocate every new buffer first, then swap: an allocation failure
-      // leaves the group as it was.
-      std::vector<typename TensorState<state_scalar_type>::Array> fresh(g.tensors.size());
-      if (options.amsgrad)
-        for (std::size_t j = 0; j < g.tensors.size(); ++j)
-          fresh[j].setZero(g.tensors[j].size());
-      for (std::size_t j = 0; j < g.tensors.size(); ++j) g.tensors[j].v_max.swap(fresh[j]);
-    }
+    // Allocate every new slot buffer first, then swap: an allocation failure
+    // leaves the group as it was.
+    const std::array<bool, Rule::kSlots> next = slots_in_use(options);
+    detail::AlignedArray<state_scalar_type> fresh[Rule::kSlots];
+    for (int k = 0; k < Rule::kSlots; ++k)
+      if (next[k] != g.slots.in_use(k)) fresh[k] = g.slots.fresh_slot(next[k]);
+    for (int k = 0; k < Rule::kSlots; ++k)
+      if (next[k] != g.slots.in_use(k)) g.slots.replace_slot(k, next[k], fresh[k]);
     g.options = options;
   }
 
@@ -326,19 +345,80 @@ class Optimizer {
       checked.lr = lr;
       validate(checked);
     }
-    for (const State& g : groups_) {
+    for (const Group& g : groups_) {
       Options o = g.options;
       o.lr = lr;
       validate(o, g.name);
     }
-    for (State& g : groups_) g.options.lr = lr;
+    for (Group& g : groups_) g.options.lr = lr;
   }
 
   // ---- state --------------------------------------------------------------
 
-  /// The full state of every group, as plain data.
-  const std::vector<State>& state() const { return groups_; }
-  const State& state(std::size_t group) const { return at(group); }
+  /// The full state of every group, as plain data: a copy, built from the
+  /// optimizer's flat storage (docs/design.md, "State layout and
+  /// allocation"), as large as the state itself. To read a few scalars, use
+  /// step_count(), gamma(), h(), layout() or options(); to read arrays in
+  /// place (e.g. to save them), state_view().
+  std::vector<State> state() const {
+    std::vector<State> out;
+    out.reserve(groups_.size());
+    for (std::size_t g = 0; g < groups_.size(); ++g) out.push_back(state(g));
+    return out;
+  }
+  /// Group `group`'s state, as plain data (a copy, as state()).
+  State state(std::size_t group) const {
+    State out = state_without_arrays(group);
+    for (std::size_t j = 0; j < out.tensors.size(); ++j) out.tensors[j] = tensor_state(group, j);
+    return out;
+  }
+  /// Tensor `tensor` of group `group`'s state alone (a copy of its arrays).
+  TensorState<state_scalar_type> tensor_state(std::size_t group, std::size_t tensor) const {
+    const TensorStateView<state_scalar_type> view = state_view(group, tensor);
+    TensorState<state_scalar_type> ts;
+    static_cast<TensorShape&>(ts) = view.shape;
+    ts.m = view.m;
+    ts.v = view.v;
+    ts.v_max = view.v_max;
+    ts.step_avg = view.step_avg;
+    return ts;
+  }
+  /// Tensor `tensor` of group `group`'s state read in place, without a
+  /// copy (what save_checkpoint writes from): valid until the storage
+  /// changes (TensorStateView, state.hpp). Throws std::out_of_range for a
+  /// bad index.
+  TensorStateView<state_scalar_type> state_view(std::size_t group, std::size_t tensor) const {
+    const Group& g = at(group);
+    if (tensor >= g.tensors.size())
+      throw std::out_of_range(prefix("state_view") + "tensor index " + std::to_string(tensor) +
+                              " is out of range (group '" + g.name + "' has " +
+                              std::to_string(g.tensors.size()) + " tensors)");
+    using Map = typename TensorStateView<state_scalar_type>::Map;
+    const Index n = g.tensors[tensor].size();
+    const auto slot = [&](int k) {
+      return g.slots.in_use(k) ? Map(g.slots.data(k, tensor), n) : Map(nullptr, 0);
+    };
+    return {g.tensors[tensor], slot(0), slot(1), slot(2), slot(3)};
+  }
+  /// Group `group`'s name, options, t, γ, h and its tensors' names and
+  /// shapes, every array left empty: what a checkpoint's header holds, at
+  /// the cost of copying the names.
+  State state_without_arrays(std::size_t group) const {
+    const Group& g = at(group);
+    State out;
+    copy_scalars(g, out);
+    out.tensors.resize(g.tensors.size());
+    for (std::size_t j = 0; j < g.tensors.size(); ++j)
+      static_cast<TensorShape&>(out.tensors[j]) = g.tensors[j];
+    return out;
+  }
+
+  /// Cheap reads of one group, without copying its state: the name and
+  /// tensor shapes, the steps taken (t), AdamX's γ and h.
+  const GroupLayout& layout(std::size_t group) const { return at(group); }
+  std::int64_t step_count(std::size_t group) const { return at(group).t; }
+  double gamma(std::size_t group) const { return at(group).gamma; }
+  double h(std::size_t group) const { return at(group).h; }
 
   /// The ways `states` differs in structure from this optimizer's groups:
   /// group count, order and names, tensor count, order, names and shapes.
@@ -364,7 +444,11 @@ class Optimizer {
       throw std::invalid_argument(message);
     }
     for (const State& g : states) check_values(g);
-    for (std::size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi] = std::move(states[gi]);
+    // Everything is allocated and copied before any group changes.
+    std::vector<Group> fresh;
+    fresh.reserve(states.size());
+    for (const State& g : states) fresh.push_back(make_group(g));
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi] = std::move(fresh[gi]);
   }
 
   /// Throws std::invalid_argument unless the scalars of group state `g` could
@@ -424,14 +508,14 @@ class Optimizer {
  private:
   static std::string prefix(const char* function) { return detail::message_prefix(Flavour::name, function); }
 
-  const State& at(std::size_t group) const {
+  const Group& at(std::size_t group) const {
     if (group >= groups_.size())
       throw std::out_of_range(prefix("group") + "group index " + std::to_string(group) +
                               " is out of range (the optimizer has " +
                               std::to_string(groups_.size()) + " groups)");
     return groups_[group];
   }
-  State& at(std::size_t group) { return const_cast<State&>(std::as_const(*this).at(group)); }
+  Group& at(std::size_t group) { return const_cast<Group&>(std::as_const(*this).at(group)); }
 
   template <class Change>
   void modify(std::size_t group, Change change) {
@@ -440,7 +524,7 @@ class Optimizer {
     set_options(group, o);
   }
 
-  static std::string qualified(const State& g, std::size_t tensor) {
+  static std::string qualified(const Group& g, std::size_t tensor) {
     return g.name + "." + g.tensors[tensor].name;
   }
 
@@ -448,22 +532,15 @@ class Optimizer {
   std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
                              std::vector<std::string> tensor_names) {
     const std::size_t index = groups_.size();
-    State g;
-    g.name = detail::new_group_name(Flavour::name, std::move(group_name), groups_);
-    validate(options, g.name);
-    g.options = options;
+    std::string name = detail::new_group_name(Flavour::name, std::move(group_name), groups_);
+    validate(options, name);
     std::vector<TensorShape> shapes;
     for (const auto& tensor : tensors) shapes.push_back(ConstTensor(tensor).layout().shape());
-    GroupLayout layout = detail::new_group_layout(Flavour::name, g.name, std::move(shapes), std::move(tensor_names));
-    for (TensorShape& shape : layout.tensors) {
-      TensorState<state_scalar_type> ts;
-      static_cast<TensorShape&>(ts) = std::move(shape);
-      ts.m.setZero(ts.size());
-      ts.v.setZero(ts.size());
-      if (options.amsgrad) ts.v_max.setZero(ts.size());
-      if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
-      g.tensors.push_back(std::move(ts));
-    }
+    Group g;
+    static_cast<GroupLayout&>(g) =
+        detail::new_group_layout(Flavour::name, std::move(name), std::move(shapes), std::move(tensor_names));
+    g.options = options;
+    g.slots = detail::FlatState<state_scalar_type, Rule::kSlots>(g.sizes(), slots_in_use(options));
     // Everything step() needs is allocated here, before the group is
     // published, so a failure leaves the optimizer as it was and step()
     // never allocates.
@@ -482,7 +559,7 @@ class Optimizer {
     selection.next.resize(g.tensors.size());
     selection.blocks.resize(work.blocks.size());
     std::size_t all_tensors = g.tensors.size();
-    for (const State& other : groups_) all_tensors += other.tensors.size();
+    for (const Group& other : groups_) all_tensors += other.tensors.size();
     overlap_.reserve(all_tensors);
     reports_.reserve(index + 1);
     work_.reserve(index + 1);
@@ -565,7 +642,7 @@ class Optimizer {
       auto param_group = std::begin(params);
       auto grad_group = std::begin(grads);
       for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
-        const State& g = groups_[gi];
+        const Group& g = groups_[gi];
         if (g.options.nonfinite == NonFinitePolicy::propagate || selections_[gi].idle()) continue;
         Work& work = gather(gi, *param_group, *grad_group, subset != nullptr ? &subset->groups[gi] : nullptr);
         // Usually every gradient is small enough that s is certainly finite
@@ -609,7 +686,7 @@ class Optimizer {
     auto param_group = std::begin(params);
     auto grad_group = std::begin(grads);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group, ++grad_group) {
-      State& g = groups_[gi];
+      Group& g = groups_[gi];
       StepReport& report = reports_[gi];
       if (selections_[gi].idle()) {  // no tensor of the group steps: t stays
         report.step = g.t;
@@ -638,7 +715,7 @@ class Optimizer {
     // the element passes: no second pass over memory.
     if constexpr (sharded) reduce_norms(reducer);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
-      State& g = groups_[gi];
+      Group& g = groups_[gi];
       StepReport& report = reports_[gi];
       if (!report.applied) continue;
       const Work& work = work_[gi];
@@ -663,7 +740,7 @@ class Optimizer {
   // after every check, and reads only options, t and γ.
   void select(const StepSubset* subset) {
     for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
-      const State& g = groups_[gi];
+      const Group& g = groups_[gi];
       const Work& work = work_[gi];
       Selection& chosen = selections_[gi];
       chosen.whole = subset == nullptr;
@@ -697,7 +774,7 @@ class Optimizer {
   }
 
   bool any_checked() const {
-    for (const State& g : groups_)
+    for (const Group& g : groups_)
       if (g.options.nonfinite != NonFinitePolicy::propagate) return true;
     return false;
   }
@@ -715,7 +792,7 @@ class Optimizer {
   // the policy is error, throws naming the first tensor (of this process's
   // part of the group) where the running sum stops being finite.
   void decide_nonfinite(std::size_t gi, double s) {
-    const State& g = groups_[gi];
+    const Group& g = groups_[gi];
     Work& work = work_[gi];
     work.checked_norm = s;
     if (std::isfinite(s) || g.options.nonfinite != NonFinitePolicy::error) return;
@@ -771,8 +848,6 @@ class Optimizer {
     return work;
   }
 
-  using Rule = typename Flavour::Rule;
-  using Coefficients = typename Rule::template Coefficients<state_scalar_type>;
   using Arrays = detail::TensorArrays<Scalar, state_scalar_type, Rule::kSlots>;
 
   // Per group, what this step runs (select()): every block with one set of
@@ -820,32 +895,55 @@ class Optimizer {
   }
   std::size_t stepped_block_count(std::size_t gi) const { return selections_[gi].block_count; }
 
-  // The arrays of slot k of a tensor's state, in the rule's slot order.
-  static state_scalar_type* slot_data(TensorState<state_scalar_type>& ts, int k) {
-    switch (k) {
-      case 0: return ts.m.data();
-      case 1: return ts.v.data();
-      case 2: return ts.v_max.data();
-      default: return ts.step_avg.data();
-    }
+  // The slots a group with `options` keeps: those its rule's update uses
+  // (rules/, uses_slot), which depend on the options alone.
+  static std::array<bool, Rule::kSlots> slots_in_use(const Options& options) {
+    const Coefficients c = Coefficients::make(options, 1, 1.0);
+    std::array<bool, Rule::kSlots> in_use{};
+    for (int k = 0; k < Rule::kSlots; ++k) in_use[static_cast<std::size_t>(k)] = c.uses_slot(k);
+    return in_use;
+  }
+
+  // The name, options, t, γ and h of a Group or State into another.
+  template <class From, class To>
+  static void copy_scalars(const From& from, To& to) {
+    to.name = from.name;
+    to.options = from.options;
+    to.t = from.t;
+    to.gamma = from.gamma;
+    to.h = from.h;
+  }
+
+  // A group holding `state` (checked by check_values): its flat storage
+  // allocated and filled.
+  static Group make_group(const State& state) {
+    Group g;
+    copy_scalars(state, g);
+    for (const TensorState<state_scalar_type>& ts : state.tensors) g.tensors.push_back(ts.shape());
+    g.slots = detail::FlatState<state_scalar_type, Rule::kSlots>(g.sizes(), slots_in_use(g.options));
+    for (std::size_t j = 0; j < g.tensors.size(); ++j)
+      for (int k = 0; k < Rule::kSlots; ++k)
+        if (g.slots.in_use(k))
+          std::copy(state.tensors[j].slot(k).data(), state.tensors[j].slot(k).data() + g.tensors[j].size(),
+                    g.slots.data(k, j));
+    return g;
   }
 
   // Tensor t's arrays from element `start` on, the slots this step uses
   // bound; size 0 past the last tensor.
-  static Arrays all_arrays(State& g, const Work& work, std::size_t t, Index start, const Coefficients& c) {
+  static Arrays all_arrays(Group& g, const Work& work, std::size_t t, Index start, const Coefficients& c) {
     Arrays arrays{};
     if (t >= g.tensors.size()) return arrays;
-    TensorState<state_scalar_type>& ts = g.tensors[t];
     arrays.param = work.params[t] + start;
     arrays.grad = work.grads[t] + start;
     for (int k = 0; k < Rule::kSlots; ++k)
-      arrays.slot[k] = c.uses_slot(k) ? slot_data(ts, k) + start : nullptr;
-    arrays.size = ts.size() - start;
+      arrays.slot[k] = c.uses_slot(k) ? g.slots.segment(k, t) + start : nullptr;
+    arrays.size = g.tensors[t].size() - start;
     return arrays;
   }
   // The same for the checking pass, which reads only g (and θ when the
   // rule's gradient depends on it).
-  static Arrays gradient_arrays(const State& g, const Work& work, std::size_t t, Index start,
+  static Arrays gradient_arrays(const Group& g, const Work& work, std::size_t t, Index start,
                                 bool with_params) {
     Arrays arrays{};
     if (t >= g.tensors.size()) return arrays;
@@ -859,7 +957,7 @@ class Optimizer {
     return elements >= detail::kMinParallelElements ? threads_ : 1;
   }
 
-  std::vector<State> groups_;
+  std::vector<Group> groups_;
   std::vector<Work> work_;
   std::vector<Selection> selections_;
   std::vector<StepReport> reports_;

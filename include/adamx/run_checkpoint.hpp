@@ -133,7 +133,7 @@ void check_run_arguments(const Optimizer<Scalar, Flavour>& optimizer, const Para
     fail("got " + std::to_string(params.size()) + " parameter groups, the optimizer has " +
          std::to_string(optimizer.num_groups()));
   for (std::size_t g = 0; g < params.size(); ++g) {
-    const auto& own = optimizer.state(g);
+    const GroupLayout& own = optimizer.layout(g);
     if (params[g].size() != own.tensors.size())
       fail("group '" + own.name + "' has " + std::to_string(own.tensors.size()) + " tensors but got " +
            std::to_string(params[g].size()) + " parameters");
@@ -220,7 +220,8 @@ std::string encode_run_record(const Optimizer<Scalar, Flavour>& optimizer,
   std::string out;
   put_u8(out, scalar_code<Scalar>::value);
   put_u32(out, static_cast<std::uint32_t>(optimizer.num_groups()));
-  for (const auto& g : optimizer.state()) {
+  for (std::size_t gi = 0; gi < optimizer.num_groups(); ++gi) {
+    const GroupLayout& g = optimizer.layout(gi);
     put_string(out, g.name);
     put_u32(out, static_cast<std::uint32_t>(g.tensors.size()));
     for (const auto& ts : g.tensors) {

@@ -303,7 +303,7 @@ std::string shard_structure_problem(const Optimizer<Scalar, Flavour>& optimizer,
     return "the optimizer has " + std::to_string(optimizer.num_groups()) + " group(s), the layout " +
            std::to_string(expected.size());
   for (std::size_t g = 0; g < expected.size(); ++g) {
-    const State& mine = optimizer.state(g);
+    const GroupLayout& mine = optimizer.layout(g);
     if (mine.name != expected[g].name) return "group " + std::to_string(g) + " is '" + mine.name + "', the layout's '" + expected[g].name + "'";
     if (mine.tensors.size() != expected[g].tensors.size())
       return "group '" + mine.name + "' has " + std::to_string(mine.tensors.size()) + " tensor(s), rank " +

@@ -32,6 +32,11 @@ struct TensorState : TensorShape {
   /// The name and shape alone.
   const TensorShape& shape() const { return *this; }
 
+  /// State slot k in the numbering every update rule shares (rules/:
+  /// m = 0, v = 1, v_max = 2, step_avg = 3).
+  Array& slot(int k) { return k == 0 ? m : k == 1 ? v : k == 2 ? v_max : step_avg; }
+  const Array& slot(int k) const { return const_cast<TensorState&>(*this).slot(k); }
+
   /// Bitwise equality of every field (NaNs compare by bit pattern).
   friend bool operator==(const TensorState& a, const TensorState& b) {
     const auto same = [](const Array& x, const Array& y) {
@@ -44,6 +49,22 @@ struct TensorState : TensorShape {
            same(a.v_max, b.v_max) && same(a.step_avg, b.step_avg);
   }
   friend bool operator!=(const TensorState& a, const TensorState& b) { return !(a == b); }
+};
+
+/// One tensor's state read in place, inside the optimizer's storage
+/// (Optimizer::state_view): the same fields as TensorState, without a copy.
+/// Valid until the optimizer's storage changes (restore(), set_options()
+/// turning a slot on or off, add_group(), destruction); a slot the group
+/// does not keep has size 0.
+template <class Scalar>
+struct TensorStateView {
+  using Map = Eigen::Map<const typename TensorState<Scalar>::Array>;
+
+  const TensorShape& shape;
+  Map m;
+  Map v;
+  Map v_max;
+  Map step_avg;
 };
 
 /// Everything one parameter group carries from step to step.

@@ -185,7 +185,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
 
   /// γ of group i after the last step (1 before the first, and always for Adam/AdamW).
   double gamma(std::size_t group) const {
-    return std::visit([&](const auto& opt) { return opt ? opt->state(group).gamma : 1.0; }, engine_);
+    return std::visit([&](const auto& opt) { return opt ? opt->gamma(group) : 1.0; }, engine_);
   }
 
   /// The steps parameter `index` of group `group` has taken (libtorch's
@@ -264,7 +264,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
     if (code < 0) {
       // Saved before the first step: nothing to restore but nothing may exist here either.
       bool fresh = true;
-      std::visit([&](const auto& opt) { fresh = !opt || opt->state().empty() || opt->state(0).t == 0; },
+      std::visit([&](const auto& opt) { fresh = !opt || opt->num_groups() == 0 || opt->step_count(0) == 0; },
                  engine_);
       if (!fresh)
         throw CheckpointError(
@@ -349,14 +349,14 @@ class BasicOptimizer : public torch::optim::Optimizer {
       const std::exception_ptr refusal = std::current_exception();
       Engine1 old_names;
       for (std::size_t g = 0; g < opt.num_groups(); ++g) {
-        const auto& own = opt.state(g);
+        const GroupLayout& own = opt.layout(g);
         std::vector<ConstTensorRef<Scalar>> shapes;
         std::vector<std::string> names;
         for (std::size_t j = 0; j < own.tensors.size(); ++j) {
           shapes.emplace_back(static_cast<const Scalar*>(nullptr), own.tensors[j].rows, own.tensors[j].cols);
           names.push_back("param" + std::to_string(j));
         }
-        old_names.add_group(shapes, own.options, own.name, names);
+        old_names.add_group(shapes, opt.options(g), own.name, names);
       }
       try {
         std::istringstream again(blob);
@@ -367,7 +367,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
       std::vector<typename Engine1::State> states = old_names.state();
       for (std::size_t g = 0; g < states.size(); ++g)
         for (std::size_t j = 0; j < states[g].tensors.size(); ++j)
-          states[g].tensors[j].name = opt.state(g).tensors[j].name;
+          states[g].tensors[j].name = opt.layout(g).tensors[j].name;
       opt.restore(std::move(states));  // the same structure and checked values: cannot fail
     }
   }
@@ -387,7 +387,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
   std::vector<std::vector<std::int64_t>> loaded_steps(const Engine1& opt, const std::int64_t* saved) const {
     std::vector<std::vector<std::int64_t>> steps(param_groups_.size());
     for (std::size_t g = 0; g < param_groups_.size(); ++g) {
-      const std::int64_t t = opt.state(g).t;
+      const std::int64_t t = opt.step_count(g);
       for (std::size_t j = 0; j < param_groups_[g].params().size(); ++j) {
         const std::int64_t count = saved != nullptr ? *saved++ : t;
         if (count < 0 || count > t)
@@ -479,7 +479,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
                                         "; nothing was changed");
           for (std::size_t g = 0; g < opt->num_groups(); ++g) {
             const auto& params = param_groups_[g].params();
-            const auto& tensors = opt->state(g).tensors;
+            const auto& tensors = opt->layout(g).tensors;
             if (params.size() != tensors.size())
               throw std::invalid_argument("adamx::torch_optim: group " + std::to_string(g) + " has " +
                                           std::to_string(params.size()) + " parameters, it had " +
