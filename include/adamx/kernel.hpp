@@ -181,54 +181,88 @@ struct LaneState {
   }
 };
 
-/// Prefetches for the chunk at `i` of a pass over `here`: kPrefetchDistance
-/// (or prefetch_distance's) elements ahead, in this tensor or, past its end,
-/// in the next one of the group. With Bound > 0 (the fused pass), θ and the
-/// slots below Bound of `here` are bound, not tested.
-template <int Bound = 0, class Param, class Scalar, int Slots>
-ADAMX_ALWAYS_INLINE void prefetch_ahead(const TensorArrays<Param, Scalar, Slots>& here,
-                                        const TensorArrays<Param, Scalar, Slots>& next, Index distance,
-                                        Index i) {
-  const Index at = i + distance;
-  if (at < here.size) {
-    prefetch_arrays<Bound>(here, at);
-  } else if (at - here.size < next.size) {
-    prefetch_arrays(next, at - here.size);
+/// Runs chunk(i) for each whole chunk of a block of a pass over `here` (n
+/// elements from here's pointers on), with the prefetches that go with it:
+/// `distance` (prefetch_distance's) elements ahead, in this tensor or, past
+/// its end, in the next one of the group, or none past that. Stops early,
+/// returning false, when chunk returns false; returns the index after the
+/// last whole chunk otherwise (through `end`). The chunks are split into
+/// those three runs up front rather than asking per chunk where its prefetch
+/// goes: a tensor of a few thousand elements prefetches only the next one
+/// (prefetch_distance), and a test and two branches per chunk there cost
+/// about 1 700 instructions per 1024-element tensor, more than the rest of
+/// a step's per-tensor work. With Bound > 0 (the fused pass, whose next
+/// tensor binds the same arrays as this one), θ and the slots below Bound
+/// are bound in both tensors, not tested.
+template <int Bound = 0, class Param, class Scalar, int Slots, class OnChunk>
+ADAMX_ALWAYS_INLINE bool for_each_chunk_prefetching(const TensorArrays<Param, Scalar, Slots> here,
+                                                    const TensorArrays<Param, Scalar, Slots> next, Index n,
+                                                    Index& end, OnChunk chunk) {
+  const Index distance = prefetch_distance(here.size);
+  const Index whole = n - n % kNormLanes;
+  // The first chunk index at or after `limit` (a chunk starts at a multiple of kNormLanes).
+  const auto chunk_stop = [whole](Index limit) {
+    if (limit <= 0) return Index{0};
+    const Index rounded = (limit + kNormLanes - 1) / kNormLanes * kNormLanes;
+    return rounded < whole ? rounded : whole;
+  };
+  // Chunk i prefetches here's element i + distance while that is < here.size,
+  // then next's element i + distance − here.size while that is < next.size.
+  const Index in_here = chunk_stop(here.size - distance);
+  const Index in_next = chunk_stop(here.size - distance + next.size);
+  Index i = 0;
+  for (; i < in_here; i += kNormLanes) {
+    prefetch_arrays<Bound>(here, i + distance);
+    if (!chunk(i)) return false;
   }
+  // `at` as an induction variable of its own: each prefetch is then one
+  // instruction, as in the loop above, not an address computation and one.
+  for (Index at = i + distance - here.size; i < in_next; i += kNormLanes, at += kNormLanes) {
+    prefetch_arrays<Bound>(next, at);
+    if (!chunk(i)) return false;
+  }
+  for (; i < whole; i += kNormLanes)
+    if (!chunk(i)) return false;
+  end = i;
+  return true;
 }
 
-/// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
-/// fused update by Rule (rules/): θ and the state slots updated, and the
-/// block's partial of s = Σg² (g as the rule transforms it) returned. Param
-/// is the type of the parameters and gradients, Scalar that of the state and
-/// the arithmetic (float for bfloat16 and half parameters, converted on load
-/// and rounded once on store). The rule's update is one function template:
-/// here it runs on chunks of kNormLanes elements, then on the scalars of the
-/// block's last partial chunk, the same operations in the same order.
-template <class Rule, class Param, class Scalar, int Slots>
-ADAMX_OPTIMISED_PASS double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
-                                        const TensorArrays<Param, Scalar, Slots> here, Index n,
-                                        const TensorArrays<Param, Scalar, Slots> next) {
+/// Whether a rule's Coefficients offer visit(f): f called with a type that
+/// holds a per-step choice of the rule's as a constant (docs/design.md,
+/// "Update rules").
+struct VisitProbe {
+  template <class T>
+  int operator()(const T&) const { return 0; }
+};
+template <class C, class = void>
+struct HasVisit : std::false_type {};
+template <class C>
+struct HasVisit<C, std::void_t<decltype(std::declval<const C&>().visit(VisitProbe{}))>> : std::true_type {};
+
+/// The loops of fused_block, for coefficients `coefficients` of type C (the
+/// rule's Coefficients or a specialisation its visit gives).
+template <class Rule, class Param, class Scalar, int Slots, class C>
+ADAMX_ALWAYS_INLINE double fused_block_loops(const C& coefficients, const TensorArrays<Param, Scalar, Slots> here,
+                                             Index n, const TensorArrays<Param, Scalar, Slots> next) {
   Param* const param = here.param;
   const Param* const grad = here.grad;
   // A local copy: stores through θ and the slots could alias the caller's
   // struct as far as the compiler knows, which would make it reload and
   // re-broadcast every constant in every chunk.
-  const typename Rule::template Coefficients<Scalar> c = coefficients;
+  const C c = coefficients;
   using Chunk = ChunkOf<Scalar>;
-  const Index distance = prefetch_distance(here.size);
   Lanes lanes;
   Index i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes) {
-    prefetch_ahead<Rule::kBoundSlots>(here, next, distance, i);
+  for_each_chunk_prefetching<Rule::kBoundSlots>(here, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
     LaneState<Chunk, Scalar, Slots> state;
     for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
-    state.at = i;
+    state.at = at;
     Chunk g;
-    const Chunk updated = Rule::update(c, load_chunk<Scalar>(param + i), load_chunk<Scalar>(grad + i), g, state);
-    store_chunk<Param>(updated, param + i);
+    const Chunk updated = Rule::update(c, load_chunk<Scalar>(param + at), load_chunk<Scalar>(grad + at), g, state);
+    store_chunk<Param>(updated, param + at);
     add_squares8(g.data(), lanes.lane);
-  }
+    return true;
+  });
   for (int lane = 0; i < n; ++i, ++lane) {
     LaneState<Scalar, Scalar, Slots> state;
     for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
@@ -239,6 +273,31 @@ ADAMX_OPTIMISED_PASS double fused_block(const typename Rule::template Coefficien
     lanes.lane[lane] += square(static_cast<double>(g));
   }
   return combine_lanes(lanes);
+}
+
+/// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
+/// fused update by Rule (rules/): θ and the state slots updated, and the
+/// block's partial of s = Σg² (g as the rule transforms it) returned. Param
+/// is the type of the parameters and gradients, Scalar that of the state and
+/// the arithmetic (float for bfloat16 and half parameters, converted on load
+/// and rounded once on store). The rule's update is one function template:
+/// here it runs on chunks of kNormLanes elements, then on the scalars of the
+/// block's last partial chunk, the same operations in the same order. When
+/// the rule's Coefficients offer visit (HasVisit), the loops are compiled
+/// once per variant it names and the choice is made once per block, not by
+/// a branch per chunk.
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_OPTIMISED_PASS double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                        const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                        const TensorArrays<Param, Scalar, Slots> next) {
+  using C = typename Rule::template Coefficients<Scalar>;
+  if constexpr (HasVisit<C>::value) {
+    return coefficients.visit([&](const auto& c) ADAMX_ALWAYS_INLINE_LAMBDA {
+      return fused_block_loops<Rule>(c, here, n, next);
+    });
+  } else {
+    return fused_block_loops<Rule>(coefficients, here, n, next);
+  }
 }
 
 /// Visits one block's transformed gradient (the g the moments would see) for
@@ -255,16 +314,14 @@ ADAMX_OPTIMISED_PASS bool visit_transformed_gradient(
   const typename Rule::template Coefficients<Scalar> c = coefficients;  // see fused_block
   const Param* const param = here.param;
   const Param* const grad = here.grad;
-  using Chunk = ChunkOf<Scalar>;
-  const Index distance = prefetch_distance(here.size);
   TensorArrays<Param, Scalar, Slots> ahead = here;  // the caller leaves the slots null
   if (!c.gradient_reads_param()) ahead.param = nullptr;
   Index i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes) {
-    prefetch_ahead(ahead, next, distance, i);
-    const Chunk g = Rule::gradient(c, load_chunk<Scalar>(grad + i), [&] { return load_chunk<Scalar>(param + i); });
-    if (!on_chunk(g)) return false;
-  }
+  const bool reached_end = for_each_chunk_prefetching(ahead, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
+    return on_chunk(
+        Rule::gradient(c, load_chunk<Scalar>(grad + at), [&] { return load_chunk<Scalar>(param + at); }));
+  });
+  if (!reached_end) return false;
   for (int k = 0; i < n; ++i, ++k)
     if (!on_element(Rule::gradient(c, static_cast<Scalar>(grad[i]), [&] { return static_cast<Scalar>(param[i]); }),
                     k))

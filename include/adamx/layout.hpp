@@ -195,30 +195,46 @@ inline GroupLayout new_group_layout(const char* optimizer, std::string group_nam
 
 // ---- step -----------------------------------------------------------------
 
-// Throws unless view `layout` (with data unless `has_data` is false) fits
-// tensor j of `group` (anything with .name and .tensors of TensorShapes):
-// its shape, contiguous, with memory. `role` is "parameter" or "gradient".
+// Whether view `layout` (with data unless `has_data` is false) fits the
+// tensor `expected`: its shape, contiguous, with memory. A few integer
+// comparisons and no TensorShape built: step() asks this of every tensor.
+inline bool view_fits(const TensorShape& expected, const TensorLayout& layout, bool has_data) {
+  if (layout.rows != expected.rows || layout.cols != expected.cols) return false;
+  // The memory order matters only for a matrix (TensorShape::same_shape).
+  const bool matrix = expected.rows > 1 && expected.cols > 1;
+  if (matrix && layout.row_major != expected.row_major) return false;
+  return layout.contiguous() && (has_data || expected.size() == 0);
+}
+
+// Throws the message for a view that does not fit tensor j of `group`
+// (view_fits is false): a function of its own, so that the check a step
+// makes per tensor stays a few comparisons.
 template <class Group>
-void check_view(const char* optimizer, const Group& group, std::size_t j, const char* role,
-                const TensorLayout& layout, bool has_data) {
+[[noreturn]] void fail_view(const char* optimizer, const Group& group, std::size_t j, const char* role,
+                            const TensorLayout& layout) {
   const TensorShape& expected = group.tensors[j];
   const TensorShape given = layout.shape();
-  const bool shape_ok = given.same_shape(expected);
-  const bool contiguous = layout.contiguous();
-  const bool memory_ok = has_data || expected.size() == 0;
-  if (shape_ok && contiguous && memory_ok) return;  // the message is built only on failure:
-                                                    // step() must not allocate
   std::ostringstream message;
   message << message_prefix(optimizer, "step") << "tensor '" << group.name << "." << expected.name << "': the "
           << role;
-  if (!shape_ok)
+  if (!given.same_shape(expected))
     message << " has shape " << given.describe() << " but the group was created with " << expected.describe();
-  else if (!contiguous)
+  else if (!layout.contiguous())
     message << " is not contiguous (inner stride " << layout.inner_stride << ", outer stride "
             << layout.outer_stride << "); pass a Matrix, Array or Map over contiguous memory";
   else
     message << " has no memory (null data pointer)";
   throw std::invalid_argument(message.str());
+}
+
+// Throws unless view `layout` (with data unless `has_data` is false) fits
+// tensor j of `group` (anything with .name and .tensors of TensorShapes):
+// its shape, contiguous, with memory. `role` is "parameter" or "gradient".
+// The message is built only on failure: step() must not allocate.
+template <class Group>
+void check_view(const char* optimizer, const Group& group, std::size_t j, const char* role,
+                const TensorLayout& layout, bool has_data) {
+  if (!view_fits(group.tensors[j], layout, has_data)) fail_view(optimizer, group, j, role, layout);
 }
 
 // step()'s checks of its arguments against `groups`: one list of parameters

@@ -10,7 +10,8 @@
 // element of θ is written, in every pass.
 //
 // The check sorts the parameters' address ranges, O(n log n) in the number
-// of tensors, in buffers sized by reserve() so that a step allocates nothing;
+// of tensors (O(n) when they are already in address order), in buffers sized
+// by reserve() so that a step allocates nothing;
 // when a step passes the very same memory as the last checked one (the usual
 // training loop), one comparison per tensor replaces the sort.
 #pragma once
@@ -141,9 +142,13 @@ class OverlapCheck {
     sorted_.clear();
     for (const TensorSpan& p : params_)
       if (!p.empty()) sorted_.push_back(p);  // empty tensors have no memory to share
-    std::sort(sorted_.begin(), sorted_.end(), [](const TensorSpan& a, const TensorSpan& b) {
+    const auto by_address = [](const TensorSpan& a, const TensorSpan& b) {
       return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
-    });
+    };
+    // Tensors allocated one after another are often already in address
+    // order: one pass then replaces the sort.
+    if (!std::is_sorted(sorted_.begin(), sorted_.end(), by_address))
+      std::sort(sorted_.begin(), sorted_.end(), by_address);
     // Sorted by start, ranges overlap iff one starts before the furthest end
     // so far; that furthest range is the one it overlaps.
     for (std::size_t i = 1, widest = 0; i < sorted_.size(); ++i) {

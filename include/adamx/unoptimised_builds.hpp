@@ -7,6 +7,9 @@
 //   kernel.hpp). g++ and clang++ inline these at every optimisation level,
 //   so a pass makes no call per chunk. With clang++ -O0 this is what there
 //   is: the pass is then inlined but unoptimised code.
+// ADAMX_ALWAYS_INLINE_LAMBDA: the same for a lambda (after its parameter
+//   list), for a chunk's body handed to a loop helper: called from more
+//   than one loop, it would otherwise be compiled once out of line.
 // ADAMX_OPTIMISED_PASS: on the functions that loop over elements. With g++
 //   in an unoptimised build it compiles them (and the always-inlined helpers
 //   in them) at -O2, so they run at the speed of a release build; in an
@@ -19,8 +22,10 @@
 
 #if defined(__GNUC__)
 #define ADAMX_ALWAYS_INLINE inline __attribute__((always_inline))
+#define ADAMX_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define ADAMX_ALWAYS_INLINE inline
+#define ADAMX_ALWAYS_INLINE_LAMBDA
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)

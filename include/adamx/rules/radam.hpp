@@ -55,14 +55,39 @@ struct RAdam : Adam {
       }
       return c;
     }
+
+    /// The same coefficients with `rectified` known at compile time
+    /// (Phase<true> or Phase<false>) handed to f: the kernel runs its element
+    /// loop once per phase (kernel.hpp, HasVisit), so that the choice
+    /// is made once per block, not per chunk.
+    template <class F>
+    decltype(auto) visit(F f) const {
+      if (rectified) return f(Phase<Scalar, true>{*this});
+      return f(Phase<Scalar, false>{*this});
+    }
   };
 
-  template <class Scalar, class L, class State>
-  static ADAMX_ALWAYS_INLINE L update(const Coefficients<Scalar>& c, const L& theta, const L& grad, L& g,
-                                      State& state) {
+  /// Coefficients whose `rectified` is the constant Rectified.
+  template <class Scalar, bool Rectified>
+  struct Phase : Coefficients<Scalar> {
+    static constexpr bool kRectified = Rectified;
+  };
+
+  /// Whether the step is rectified: known at compile time for a Phase.
+  template <class Scalar>
+  static ADAMX_ALWAYS_INLINE bool is_rectified(const Coefficients<Scalar>& c) {
+    return c.rectified;
+  }
+  template <class Scalar, bool Rectified>
+  static constexpr bool is_rectified(const Phase<Scalar, Rectified>&) {
+    return Rectified;
+  }
+
+  template <class C, class L, class State>
+  static ADAMX_ALWAYS_INLINE L update(const C& c, const L& theta, const L& grad, L& g, State& state) {
     L m, second;
     const L p = decay_and_moments(c, theta, grad, g, m, second, state);
-    if (!c.rectified) return p + c.neg_step_size * m;
+    if (!is_rectified(c)) return p + c.neg_step_size * m;
     const L denominator = detail::lane_sqrt(second) + c.eps;
     return p + (c.neg_step_size * m) / denominator;
   }
