@@ -76,9 +76,9 @@ void set_field(Options& o, const std::string& field, double value) {
 // of an option an optimizer lacks does not compile: tests/compile_error).
 template <class Opt>
 bool must_have_option(const std::string& field) {
-  const adamx::Algorithm algorithm = adamx_test::FlavourOf_t<Opt>::algorithm;
-  if (field == "final_lr" || field == "bound_speed") return algorithm == adamx::Algorithm::adabound;
-  if (field == "beta_step") return algorithm == adamx::Algorithm::adamod;
+  using Flavour = adamx_test::FlavourOf_t<Opt>;
+  if (field == "final_lr" || field == "bound_speed") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaBound>;
+  if (field == "beta_step") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaMod>;
   return true;
 }
 

@@ -163,7 +163,7 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   EXPECT_EQ(adamx_test::read_le(bytes, layout.groups[0].t, 8), 3u);
   // Arrays: layer1 (15 + 5 elements) with m, v, v_max; layer2 (20) with m,
   // v; AdaMod adds step_avg to both.
-  const std::size_t per_element = adamx::keeps_step_average<adamx_test::FlavourOf_t<Opt>> ? 1 : 0;
+  const std::size_t per_element = adamx_test::kKeepsStepAverage<Opt> ? 1 : 0;
   EXPECT_EQ(layout.file_crc - layout.arrays,
             (20 * (3 + per_element) + 20 * (2 + per_element)) * sizeof(StateScalar));
   // The AdaBound/AdaMod options follow the four option bytes.

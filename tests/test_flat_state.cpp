@@ -101,8 +101,8 @@ TYPED_TEST(FlatState, SegmentsAreAlignedAndFollowEachOtherInOneBuffer) {
   // step_avg exactly when the rule keeps it (AdaMod), else empty.
   for (std::size_t j = 0; j < count; ++j)
     EXPECT_EQ(opt.state_view(0, j).step_avg.size(),
-              adamx::keeps_step_average<adamx_test::FlavourOf_t<TypeParam>> ? opt.state_view(0, j).shape.size() : 0);
-  if (adamx::keeps_step_average<adamx_test::FlavourOf_t<TypeParam>>)
+              adamx_test::kKeepsStepAverage<TypeParam> ? opt.state_view(0, j).shape.size() : 0);
+  if (adamx_test::kKeepsStepAverage<TypeParam>)
     segments([](const auto& view) -> const auto& { return view.step_avg; });
   // The three (or four) slots are separate buffers: m's and v's first
   // elements differ.
@@ -217,7 +217,7 @@ TYPED_TEST(FlatState, RestoreWithBadSizesChangesNothing) {
   refused([](auto& states) { states[0].tensors[8].v_max.resize(15); });                 // amsgrad: must be 16
   refused([](auto& states) { states[1].tensors[0].v_max.setZero(1); });               // no amsgrad: must be empty
   refused([](auto& states) { states[1].tensors[1].step_avg.setZero(
-                                 adamx::keeps_step_average<adamx_test::FlavourOf_t<TypeParam>> ? 2 : 3); });
+                                 adamx_test::kKeepsStepAverage<TypeParam> ? 2 : 3); });
 }
 
 // For every optimizer whose γ is fixed at 1 the update of an element does

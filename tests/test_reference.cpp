@@ -226,12 +226,10 @@ template <class Flavour>
 naive::Hyper hyper_from(const adamx::BasicOptions<Flavour>& o) {
   // The reference receives the same double values the library was given.
   naive::Hyper h;
-  switch (Flavour::algorithm) {
-    case adamx::Algorithm::adam: h.rule = naive::Rule::adam; break;
-    case adamx::Algorithm::radam: h.rule = naive::Rule::radam; break;
-    case adamx::Algorithm::adabound: h.rule = naive::Rule::adabound; break;
-    case adamx::Algorithm::adamod: h.rule = naive::Rule::adamod; break;
-  }
+  if (adamx_test::kStepsWith<Flavour, adamx::rules::Adam>) h.rule = naive::Rule::adam;
+  if (adamx_test::kStepsWith<Flavour, adamx::rules::RAdam>) h.rule = naive::Rule::radam;
+  if (adamx_test::kStepsWith<Flavour, adamx::rules::AdaBound>) h.rule = naive::Rule::adabound;
+  if (adamx_test::kStepsWith<Flavour, adamx::rules::AdaMod>) h.rule = naive::Rule::adamod;
   // AdaBound's and AdaMod's own options; the reference reads them only for their rule.
   h.final_lr = adamx_test::option_or(o, "final_lr", h.final_lr);
   h.bound_speed = adamx_test::option_or(o, "bound_speed", h.bound_speed);
@@ -340,7 +338,7 @@ void run_case(const Case& c) {
 
   // bfloat16/half parameters: θ is stored narrower than the float arithmetic.
   const bool narrow_parameters = !std::is_same<Scalar, typename Opt::state_scalar_type>::value;
-  const bool modulated = adamx::keeps_step_average<Flavour>;
+  const bool modulated = adamx_test::kStepsWith<Flavour, adamx::rules::AdaMod>;
   Gradients source(c.regime, sizes);
   std::vector<std::vector<double>> g;
   std::vector<std::vector<Real>> g_ref(3);

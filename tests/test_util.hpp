@@ -32,6 +32,13 @@ struct FlavourOf<adamx::Optimizer<S, F>> {
 };
 template <class Opt>
 using FlavourOf_t = typename FlavourOf<Opt>::type;
+/// Whether `Flavour` steps with the update rule `Rule` (adamx::rules::AdaMod, ...).
+template <class Flavour, class Rule>
+constexpr bool kStepsWith = std::is_same<typename Flavour::Rule, Rule>::value;
+/// Whether optimizer `Opt` keeps AdaMod's per-element EMA of the step size
+/// (the state slot step_avg): AdaMod alone does.
+template <class Opt>
+constexpr bool kKeepsStepAverage = kStepsWith<FlavourOf_t<Opt>, adamx::rules::AdaMod>;
 /// True for every optimizer but AdamX: γ is fixed at 1 (β3 must be 1).
 template <class Opt>
 constexpr bool kGammaFixed = FlavourOf<Opt>::type::gamma_fixed;

@@ -336,9 +336,10 @@ void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string
 // and AdaMod's defaults). Version 2 let every optimizer set those fields, so
 // reading accepts any value version 2 accepted there (`range`: AdaBound's or
 // AdaMod's own check) and drops it; a value outside it is refused as version
-// 2 refused it. Every optimizer has the Adam family's eleven fields, so their
-// `absent` and `range` are never used. This table is the one place that
-// knows the layout.
+// 2 refused it. The library's optimizers all have the Adam family's eleven
+// fields; a rule without some of them (its options are its own: docs/design.md,
+// "Options") writes Adam's default there and reads any value back, dropping
+// it. This table is the one place that knows the layout.
 enum class V2Encoding { f64, u8 };
 struct V2OptionSlot {
   const char* name;
@@ -346,20 +347,20 @@ struct V2OptionSlot {
   double absent;
   OptionCheck<double> range;
 };
-// The Adam family's slots: every optimizer has the field.
-inline constexpr OptionCheck<double> kEveryOptimizerHasIt{nullptr, nullptr};
+// The Adam family's slots: every optimizer of the library has the field.
+inline constexpr OptionCheck<double> kAdamFamilyField{nullptr, nullptr};
 inline constexpr V2OptionSlot kV2OptionsLayout[] = {
-    {"lr", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"beta1", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"beta2", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"beta3", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"beta_norm", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"eps", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"weight_decay", V2Encoding::f64, 0.0, kEveryOptimizerHasIt},
-    {"decay_mode", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
-    {"amsgrad", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
-    {"maximize", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
-    {"nonfinite", V2Encoding::u8, 0.0, kEveryOptimizerHasIt},
+    {"lr", V2Encoding::f64, 1e-3, kAdamFamilyField},
+    {"beta1", V2Encoding::f64, 0.9, kAdamFamilyField},
+    {"beta2", V2Encoding::f64, 0.999, kAdamFamilyField},
+    {"beta3", V2Encoding::f64, 1.0, kAdamFamilyField},
+    {"beta_norm", V2Encoding::f64, 0.99, kAdamFamilyField},
+    {"eps", V2Encoding::f64, 1e-8, kAdamFamilyField},
+    {"weight_decay", V2Encoding::f64, 0.0, kAdamFamilyField},
+    {"decay_mode", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"amsgrad", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"maximize", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"nonfinite", V2Encoding::u8, 0.0, kAdamFamilyField},
     {"final_lr", V2Encoding::f64, 0.1, option_range::non_negative},
     {"bound_speed", V2Encoding::f64, 1e-3, option_range::positive},
     {"beta_step", V2Encoding::f64, 0.999, option_range::rate},
@@ -420,7 +421,10 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
       get_option_value(in, field.name, o.*field.member);
     });
     if (present) continue;
-    // Only f64 slots can be absent (the u8 ones are the Adam family's).
+    if (slot.encoding == V2Encoding::u8) {  // an Adam family flag or code: any byte, dropped
+      static_cast<void>(in.u8(slot.name));
+      continue;
+    }
     const double value = in.f64(slot.name);
     if (slot.range.holds != nullptr && !slot.range.holds(value))
       in.malformed("invalid " + std::string(slot.name) + " = " + format_value(value) + " (" + slot.range.rule +
@@ -431,6 +435,31 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
 
 // The header block: everything but the arrays, of the groups `states` (whose
 // arrays are not read: a re-sharding writes headers of states it never holds).
+// Version 2 stores two group scalars after t, whatever the rule: γ and h
+// (the Adam family's, group_scalars.hpp). A rule without one writes the
+// value the Adam family starts from and reads only that value back.
+struct V2GroupScalar {
+  const char* name;
+  double absent;  // written for a rule without it, and the only value it reads
+};
+inline constexpr V2GroupScalar kV2GroupScalars[] = {{"gamma", 1.0}, {"h", 0.0}};
+
+template <class Scalars>
+void put_v2_group_scalars(std::string& out, const Scalars& scalars) {
+  for (const V2GroupScalar& slot : kV2GroupScalars) put_f64(out, group_scalar_or(scalars, slot.name, slot.absent));
+}
+
+template <class Input, class Scalars>
+void get_v2_group_scalars(Input& in, Scalars& scalars) {
+  for (const V2GroupScalar& slot : kV2GroupScalars) {
+    const double value = in.f64(slot.name);
+    if (!set_group_scalar(scalars, slot.name, value) && float_bits(value) != float_bits(slot.absent))
+      checkpoint_failure(std::string("the group scalar ") + slot.name + " = " + format_value(value) +
+                         " has no place in this optimizer (it keeps none; version 2 files hold " +
+                         format_value(slot.absent) + " there)");
+  }
+}
+
 template <class Scalar, class Flavour>
 std::string encode_header(const std::vector<typename Optimizer<Scalar, Flavour>::State>& states) {
   using State = typename Optimizer<Scalar, Flavour>::State;
@@ -444,8 +473,7 @@ std::string encode_header(const std::vector<typename Optimizer<Scalar, Flavour>:
     put_string(out, g.name);
     put_options(out, g.options);
     put_i64(out, g.t);
-    put_f64(out, g.gamma);
-    put_f64(out, g.h);
+    put_v2_group_scalars(out, g.scalars());
     put_u32(out, static_cast<std::uint32_t>(g.tensors.size()));
     for (const auto& ts : g.tensors) {
       put_string(out, ts.name);
@@ -485,8 +513,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std:
     g.name = in.string("group name");
     g.options = get_options<Flavour>(in);
     g.t = in.i64("t");
-    g.gamma = in.f64("gamma");
-    g.h = in.f64("h");
+    get_v2_group_scalars(in, g.scalars());
     const std::uint32_t tensor_count = in.u32("tensor count");
     for (std::uint32_t j = 0; j < tensor_count; ++j) {
       TensorState<StateScalar> ts;
@@ -567,10 +594,8 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
   for (std::size_t g = 0; g < optimizer.num_groups(); ++g)
     for (std::size_t j = 0; j < headers[g].tensors.size(); ++j) {
       const auto ts = optimizer.state_view(g, j);
-      detail::write_array(out, crc, ts.m.data(), ts.m.size());
-      detail::write_array(out, crc, ts.v.data(), ts.v.size());
-      detail::write_array(out, crc, ts.v_max.data(), ts.v_max.size());
-      detail::write_array(out, crc, ts.step_avg.data(), ts.step_avg.size());
+      for (int k = 0; k < TensorState<typename Optimizer<Scalar, Flavour>::state_scalar_type>::kSlots; ++k)
+        detail::write_array(out, crc, ts.slot(k).data(), ts.slot(k).size());
     }
   detail::write_crc(out, crc);
   out.flush();
@@ -661,20 +686,18 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
     detail::checkpoint_failure(message);
   }
   check_header_values<Scalar, Flavour>(states);
+  // Every tensor's slots follow in slot order (m, v, v_max, step_avg), a
+  // slot the group does not keep with its options taking no bytes.
+  using Tensor = TensorState<typename Opt::state_scalar_type>;
   for (State& g : states)
-    for (auto& ts : g.tensors) {
-      ts.m.setZero(ts.size());
-      ts.v.setZero(ts.size());
-      if (g.options.amsgrad) ts.v_max.setZero(ts.size());
-      if (keeps_step_average<Flavour>) ts.step_avg.setZero(ts.size());
-    }
+    for (auto& ts : g.tensors)
+      for (int k = 0; k < Tensor::kSlots; ++k)
+        if (Opt::keeps_slot(g.options, k)) ts.slot(k).setZero(ts.size());
   for (State& g : states)
     for (auto& ts : g.tensors) {
       const std::string where = "tensor '" + g.name + "." + ts.name + "'";
-      detail::read_array(input, ts.m.data(), ts.m.size(), "m of " + where);
-      detail::read_array(input, ts.v.data(), ts.v.size(), "v of " + where);
-      detail::read_array(input, ts.v_max.data(), ts.v_max.size(), "v_max of " + where);
-      detail::read_array(input, ts.step_avg.data(), ts.step_avg.size(), "step_avg of " + where);
+      for (int k = 0; k < Tensor::kSlots; ++k)
+        detail::read_array(input, ts.slot(k).data(), ts.slot(k).size(), Tensor::slot_names[k] + (" of " + where));
     }
   const std::uint32_t crc = input.crc();
   const std::uint32_t stored_crc = input.u32("the checksum");

@@ -725,9 +725,13 @@ class ShardedOptimizer {
     // Files of different saves (a crash between two ranks' renames) differ
     // in their group scalars; every rank sees every rank's and refuses alike.
     std::string mine;
-    for (const State& g : states)
-      mine += "'" + g.name + "': t=" + std::to_string(g.t) + " gamma=" + detail::hex_bits(g.gamma) +
-              " h=" + detail::hex_bits(g.h) + " options=" + options_digest(g.options) + "; ";
+    for (const State& g : states) {
+      mine += "'" + g.name + "': t=" + std::to_string(g.t);
+      for_each_group_scalar<typename State::Scalars>([&](const auto& field) {
+        mine += std::string(" ") + field.name + "=" + detail::hex_bits(g.scalars().*field.member);
+      });
+      mine += " options=" + options_digest(g.options) + "; ";
+    }
     const std::vector<std::string> all = detail::allgather_strings(comm_, mine);
     std::string differences;
     for (std::size_t r = 1; r < all.size(); ++r)
@@ -821,7 +825,10 @@ class ShardedOptimizer {
       out << (g == 0 ? " " : "; ") << groups_[g].name << "{";
       for (std::size_t t = 0; t < groups_[g].tensors.size(); ++t)
         out << (t == 0 ? "" : ", ") << groups_[g].tensors[t].name << ":" << groups_[g].tensors[t].size();
-      out << "} amsgrad=" << o.amsgrad << " nonfinite=" << static_cast<int>(o.nonfinite);
+      out << "} slots=";  // the state slots the group keeps (amsgrad adds v_max)
+      for (int k = 0; k < TensorState<StateScalar>::kSlots; ++k)
+        if (Local::keeps_slot(o, k)) out << TensorState<StateScalar>::slot_names[k] << ",";
+      out << " nonfinite=" << static_cast<int>(o.nonfinite);
     }
     return out.str();
   }
@@ -1004,14 +1011,12 @@ class ShardedOptimizer {
       static_cast<TensorShape&>(ts) = shape;
       full.tensors.push_back(std::move(ts));
     }
-    gather_array(g, full, [](auto& ts) -> auto& { return ts.m; });
-    gather_array(g, full, [](auto& ts) -> auto& { return ts.v; });
-    if (full.options.amsgrad) gather_array(g, full, [](auto& ts) -> auto& { return ts.v_max; });
-    if (keeps_step_average<Flavour>) gather_array(g, full, [](auto& ts) -> auto& { return ts.step_avg; });
+    for (int k = 0; k < TensorState<StateScalar>::kSlots; ++k)
+      if (Local::keeps_slot(full.options, k)) gather_array(g, full, [k](auto& ts) -> auto& { return ts.slot(k); });
     return full;
   }
 
-  // All-gathers one array (m, v, v_max or step_avg, chosen by `field`) of
+  // All-gathers one array (a state slot, chosen by `field`) of
   // group g into the full group state `full`. This rank's part is read in
   // place (state_view), not copied first.
   template <class Field>
@@ -1050,16 +1055,9 @@ class ShardedOptimizer {
       if (k < shard.pieces.size()) {
         const ShardPiece& piece = shard.pieces[k];
         const TensorState<StateScalar>& from = whole.tensors[piece.tensor];
-        ts.m = from.m.segment(piece.start, piece.length);
-        ts.v = from.v.segment(piece.start, piece.length);
-        if (from.v_max.size() != 0) ts.v_max = from.v_max.segment(piece.start, piece.length);
-        if (from.step_avg.size() != 0) ts.step_avg = from.step_avg.segment(piece.start, piece.length);
-      } else {  // the empty shard's one empty tensor
-        ts.m.resize(0);
-        ts.v.resize(0);
-        if (whole.options.amsgrad) ts.v_max.resize(0);
-        if (keeps_step_average<Flavour>) ts.step_avg.resize(0);
-      }
+        for (int s = 0; s < TensorState<StateScalar>::kSlots; ++s)
+          if (from.slot(s).size() != 0) ts.slot(s) = from.slot(s).segment(piece.start, piece.length);
+      }  // else the empty shard's one empty tensor: every slot empty
       out.tensors.push_back(std::move(ts));
     }
     return out;

@@ -26,6 +26,7 @@
 #include "adamx/correction.hpp"
 #include "adamx/errors.hpp"
 #include "adamx/flat_state.hpp"
+#include "adamx/group_scalars.hpp"
 #include "adamx/kernel.hpp"
 #include "adamx/layout.hpp"
 #include "adamx/norm_reducer.hpp"
@@ -99,17 +100,19 @@ class Optimizer {
  private:
   using Rule = typename Flavour::Rule;
   using Coefficients = typename Rule::template Coefficients<state_scalar_type>;
-  static_assert(Rule::m == 0 && Rule::v == 1 && Rule::v_max == 2 && Rule::kSlots <= 4,
-                "adamx: a rule's slots must number as TensorState::slot does");
+  // The rule's per-group scalars (group_scalars.hpp): γ and h for the Adam family.
+  using Scalars = GroupScalarsOf<Rule>;
+  static_assert(std::is_same<Scalars, GroupScalarsFor<Options>>::value,
+                "adamx: the options' flavour must name this rule");
+  static_assert(detail::slots_named_as_tensor_state<Rule, TensorState<state_scalar_type>>(),
+                "adamx: a rule's slots must be named and numbered as TensorState's (state.hpp)");
 
   // One group as the optimizer holds it: the name and shapes, the scalars,
   // and the per-element state flat, one buffer per slot (flat_state.hpp).
   // State (state.hpp) is the plain-data form built from it on request.
-  struct Group : GroupLayout {
+  struct Group : GroupLayout, Scalars {
     Options options;
     std::int64_t t = 0;
-    double gamma = 1.0;
-    double h = 0.0;
     detail::FlatState<state_scalar_type, Rule::kSlots> slots;
   };
 
@@ -417,7 +420,8 @@ class Optimizer {
   /// tensor shapes, the steps taken (t), AdamX's γ and h.
   const GroupLayout& layout(std::size_t group) const { return at(group); }
   std::int64_t step_count(std::size_t group) const { return at(group).t; }
-  double gamma(std::size_t group) const { return at(group).gamma; }
+  /// γ for the Adam family; 1 for a rule that has no γ.
+  double gamma(std::size_t group) const { return group_scalar_or(scalars_of(at(group)), "gamma", 1.0); }
   double h(std::size_t group) const { return at(group).h; }
 
   /// The ways `states` differs in structure from this optimizer's groups:
@@ -459,19 +463,24 @@ class Optimizer {
     const auto fail = [&](const std::string& what) {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
-    for (const TensorState<state_scalar_type>& ts : g.tensors) {
-      const Index step_avg_size = keeps_step_average<Flavour> ? ts.size() : 0;
-      if (ts.step_avg.size() != step_avg_size)
-        fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has step_avg of size " +
-             std::to_string(ts.step_avg.size()) + " (expected " + std::to_string(step_avg_size) +
-             (keeps_step_average<Flavour> ? ")" : ": only AdaMod keeps it)"));
-      const Index v_max_size = g.options.amsgrad ? ts.size() : 0;
-      if (ts.m.size() != ts.size() || ts.v.size() != ts.size() || ts.v_max.size() != v_max_size)
-        fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has m, v, v_max of sizes " +
-             std::to_string(ts.m.size()) + ", " + std::to_string(ts.v.size()) + ", " +
-             std::to_string(ts.v_max.size()) + " (expected " + std::to_string(ts.size()) + ", " +
-             std::to_string(ts.size()) + ", " + std::to_string(v_max_size) + ")");
-    }
+    using Tensor = TensorState<state_scalar_type>;
+    for (const Tensor& ts : g.tensors)
+      for (int k = 0; k < Tensor::kSlots; ++k) {
+        const bool kept = keeps_slot(g.options, k);
+        const Index expected = kept ? ts.size() : 0;
+        if (ts.slot(k).size() != expected)
+          fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + Tensor::slot_names[k] +
+               " of size " + std::to_string(ts.slot(k).size()) + " (expected " + std::to_string(expected) +
+               (kept ? ")" : std::string(": ") + Flavour::name + " does not keep it with these options)"));
+      }
+  }
+
+  /// Whether a group with `options` keeps state slot k (TensorState's
+  /// numbering, state.hpp): whether its update rule has the slot and uses
+  /// it with these options (rules/, uses_slot). A slot not kept has size 0
+  /// in state(), checkpoints and shards.
+  static bool keeps_slot(const Options& options, int k) {
+    return k >= 0 && k < Rule::kSlots && slots_in_use(options)[static_cast<std::size_t>(k)];
   }
 
   /// The part of check_values() that needs no arrays: throws
@@ -484,13 +493,15 @@ class Optimizer {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
     if (g.t < 0) fail("invalid t = " + std::to_string(g.t) + " (must be >= 0)");
-    if (!(std::isfinite(g.gamma) && g.gamma >= 0.0))
-      fail("invalid gamma = " + detail::format_value(g.gamma) + " (must be finite and >= 0)");
-    if (Flavour::gamma_fixed && g.gamma != 1.0)
-      fail("invalid gamma = " + detail::format_value(g.gamma) + " (" + Flavour::name +
-           "'s gamma is always 1)");
-    if (!(std::isfinite(g.h) && g.h >= 0.0))
-      fail("invalid h = " + detail::format_value(g.h) + " (must be finite and >= 0)");
+    // The rule's group scalars (γ and h: finite and >= 0), then what the
+    // rule refuses beyond them (γ != 1 where the flavour fixes it).
+    for_each_group_scalar<Scalars>([&](const auto& field) {
+      const double value = scalars_of(g).*field.member;
+      if (field.check.holds != nullptr && !field.check.holds(value))
+        fail(std::string("invalid ") + field.name + " = " + detail::format_value(value) + " (" + field.check.rule + ")");
+    });
+    const std::string problem = group_scalars_problem<Flavour>(scalars_of(g));
+    if (!problem.empty()) fail(problem);
   }
 
   /// The checks step() makes of its arguments' counts, shapes and
@@ -691,7 +702,7 @@ class Optimizer {
       if (selections_[gi].idle()) {  // no tensor of the group steps: t stays
         report.step = g.t;
         report.grad_norm_sq = 0.0;
-        report.gamma = g.gamma;
+        report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
         report.finite = true;
         report.applied = false;
         continue;
@@ -699,7 +710,7 @@ class Optimizer {
       if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(work_[gi].checked_norm)) {
         report.step = g.t;
         report.grad_norm_sq = work_[gi].checked_norm;
-        report.gamma = g.gamma;
+        report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
         report.finite = false;
         report.applied = false;
         continue;
@@ -724,10 +735,13 @@ class Optimizer {
       const double s = sharded ? reduced_norms_[gi] : ordered_block_sum(work.partials.data(), stepped_block_count(gi));
       const std::int64_t t = g.t + 1;
       g.t = t;
-      report.finite = advance_correction(g.gamma, g.h, s, t, g.options.beta3, g.options.beta_norm);
+      // A non-finite s leaves the group's scalars as they were (D5): one
+      // bad gradient must not poison every later step.
+      report.finite = std::isfinite(s);
+      if (report.finite) advance_group_scalars<Rule>(scalars_of(g), s, t, g.options);
       report.step = t;
       report.grad_norm_sq = s;
-      report.gamma = g.gamma;
+      report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
     }
     return reports_;
   }
@@ -745,7 +759,7 @@ class Optimizer {
       Selection& chosen = selections_[gi];
       chosen.whole = subset == nullptr;
       if (chosen.whole) {
-        chosen.group_coefficients = Coefficients::make(g.options, g.t + 1, g.gamma);
+        chosen.group_coefficients = Coefficients::make(g.options, g.t + 1, scalars_of(g));
         chosen.tensors = g.tensors.size();
         chosen.block_count = work.blocks.size();
         chosen.elements = work.elements;
@@ -762,7 +776,7 @@ class Optimizer {
         if (k > 0 && steps == listed.steps_taken[k - 1])
           chosen.coefficients[j] = chosen.coefficients[listed.tensors[k - 1]];
         else
-          chosen.coefficients[j] = Coefficients::make(g.options, steps + 1, g.gamma);
+          chosen.coefficients[j] = Coefficients::make(g.options, steps + 1, scalars_of(g));
         chosen.next[j] = k + 1 < listed.tensors.size() ? listed.tensors[k + 1] : g.tensors.size();
         chosen.elements += g.tensors[j].size();
         // Blocks are stored tensor after tensor: skip to tensor j's.
@@ -898,20 +912,23 @@ class Optimizer {
   // The slots a group with `options` keeps: those its rule's update uses
   // (rules/, uses_slot), which depend on the options alone.
   static std::array<bool, Rule::kSlots> slots_in_use(const Options& options) {
-    const Coefficients c = Coefficients::make(options, 1, 1.0);
+    const Coefficients c = Coefficients::make(options, 1, Scalars{});
     std::array<bool, Rule::kSlots> in_use{};
     for (int k = 0; k < Rule::kSlots; ++k) in_use[static_cast<std::size_t>(k)] = c.uses_slot(k);
     return in_use;
   }
 
-  // The name, options, t, γ and h of a Group or State into another.
+  // The scalars part of a Group or a State.
+  static Scalars& scalars_of(Scalars& g) { return g; }
+  static const Scalars& scalars_of(const Scalars& g) { return g; }
+
+  // The name, options, t and scalars (γ, h) of a Group or State into another.
   template <class From, class To>
   static void copy_scalars(const From& from, To& to) {
     to.name = from.name;
     to.options = from.options;
     to.t = from.t;
-    to.gamma = from.gamma;
-    to.h = from.h;
+    scalars_of(to) = scalars_of(from);
   }
 
   // A group holding `state` (checked by check_values): its flat storage

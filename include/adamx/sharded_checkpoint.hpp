@@ -457,7 +457,8 @@ class Converter {
   using StateScalar = typename Opt::state_scalar_type;
   using Index = Eigen::Index;
   static constexpr std::uint64_t kElement = sizeof(StateScalar);
-  static constexpr int kFields = 4;  // m, v, v_max, step_avg: their order in a checkpoint
+  // m, v, v_max, step_avg (TensorState's slots): their order in a checkpoint
+  static constexpr int kFields = TensorState<StateScalar>::kSlots;
 
  public:
   explicit Converter(std::string who) : who_(std::move(who)) {}
@@ -522,7 +523,7 @@ class Converter {
   [[noreturn]] void fail(const std::string& what) const { throw CheckpointError(who_ + ": " + what); }
 
   static bool has_field(const State& group, int field) {
-    return field < 2 || (field == 2 && group.options.amsgrad) || (field == 3 && keeps_step_average<Flavour>);
+    return Opt::keeps_slot(group.options, field);
   }
 
   // The group scalars that every input must share, as bytes.
@@ -531,8 +532,7 @@ class Converter {
     put_string(out, g.name);
     put_options(out, g.options);
     put_i64(out, g.t);
-    put_f64(out, g.gamma);
-    put_f64(out, g.h);
+    detail::put_v2_group_scalars(out, g.scalars());
     return out;
   }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "adamx/abi.hpp"
+#include "adamx/group_scalars.hpp"
 #include "adamx/layout.hpp"
 
 ADAMX_NAMESPACE_BEGIN
@@ -31,6 +32,12 @@ struct TensorState : TensorShape {
 
   /// The name and shape alone.
   const TensorShape& shape() const { return *this; }
+
+  /// How many slots TensorState has room for, and their names in slot
+  /// order. A rule's slots (rules/, slot_names) are the first of these,
+  /// named alike; a slot a group does not keep has size 0.
+  static constexpr int kSlots = 4;
+  static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max", "step_avg"};
 
   /// State slot k in the numbering every update rule shares (rules/:
   /// m = 0, v = 1, v_max = 2, step_avg = 3).
@@ -65,28 +72,36 @@ struct TensorStateView {
   Map v;
   Map v_max;
   Map step_avg;
+
+  /// Slot k in TensorState's numbering (TensorState::slot).
+  const Map& slot(int k) const { return k == 0 ? m : k == 1 ? v : k == 2 ? v_max : step_avg; }
 };
 
-/// Everything one parameter group carries from step to step.
+/// Everything one parameter group carries from step to step. The update
+/// rule's group scalars (group_scalars.hpp; the Adam family's γ and h, as
+/// `gamma` and `h`) are the base.
 template <class Scalar, class Options>
-struct GroupState {
+struct GroupState : GroupScalarsFor<Options> {
+  using Scalars = GroupScalarsFor<Options>;
+
   std::string name;          ///< e.g. "fc1" or the default "group0"
   Options options;           ///< validated hyperparameters
   std::int64_t t = 0;        ///< steps taken (64-bit: bias corrections stay right past 2^24)
-  double gamma = 1.0;        ///< AdamX's γ after step t (always 1 for Adam/AdamW)
-  double h = 0.0;            ///< EMA of the squared gradient norm s (not bias-corrected)
   std::vector<TensorState<Scalar>> tensors;
 
-  /// The group's name, options, t, γ and h with no tensors: the start of a
-  /// state for other tensors (a shard of this group, or a subset of its
+  /// The rule's group scalars alone.
+  const Scalars& scalars() const { return *this; }
+  Scalars& scalars() { return *this; }
+
+  /// The group's name, options, t and scalars with no tensors: the start of
+  /// a state for other tensors (a shard of this group, or a subset of its
   /// tensors).
   GroupState without_tensors() const {
     GroupState out;
     out.name = name;
     out.options = options;
     out.t = t;
-    out.gamma = gamma;
-    out.h = h;
+    out.scalars() = scalars();
     return out;
   }
 
@@ -100,13 +115,27 @@ struct GroupState {
 
   /// Bitwise equality of the whole state (doubles compared by bit pattern).
   friend bool operator==(const GroupState& a, const GroupState& b) {
-    const auto same_bits = [](double x, double y) {
-      return std::memcmp(&x, &y, sizeof(double)) == 0;
-    };
     return a.name == b.name && a.options == b.options && a.t == b.t &&
-           same_bits(a.gamma, b.gamma) && same_bits(a.h, b.h) && a.tensors == b.tensors;
+           group_scalars_same_bits(a.scalars(), b.scalars()) && a.tensors == b.tensors;
   }
   friend bool operator!=(const GroupState& a, const GroupState& b) { return !(a == b); }
 };
+
+namespace detail {
+constexpr bool same_name(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+/// Whether update rule `Rule`'s slots (its slot_names) are the first of
+/// `Tensor`'s, named alike: what lets the driver copy a rule's slot k into
+/// and out of Tensor::slot(k).
+template <class Rule, class Tensor>
+constexpr bool slots_named_as_tensor_state() {
+  if (Rule::kSlots < 1 || Rule::kSlots > Tensor::kSlots) return false;
+  for (int k = 0; k < Rule::kSlots; ++k)
+    if (!same_name(Rule::slot_names[k], Tensor::slot_names[k])) return false;
+  return true;
+}
+}  // namespace detail
 
 ADAMX_NAMESPACE_END  // namespace adamx

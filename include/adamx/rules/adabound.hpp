@@ -11,11 +11,27 @@
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 
 #include "adamx/abi.hpp"
 #include "adamx/rules/adam.hpp"
 
 ADAMX_NAMESPACE_BEGIN
+
+/// AdaBound's own options (Luo et al. 2019), after the Adam family's. The
+/// paper calls bound_speed γ; it is renamed here so that it cannot be
+/// confused with AdamX's γ.
+struct AdaBoundOwnOptions {
+  double final_lr = 0.1;       ///< α*, the SGD step size both bounds close on
+  double bound_speed = 1e-3;   ///< γ_b: the bounds are α*(1 ∓ 1/(γ_b t + …))
+
+  static auto option_fields() {
+    using O = AdaBoundOwnOptions;
+    return std::make_tuple(option_field("final_lr", &O::final_lr, option_range::non_negative),
+                           option_field("bound_speed", &O::bound_speed, option_range::positive));
+  }
+};
+
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -27,8 +43,8 @@ struct AdaBound : Adam {
     Scalar upper;      // final_lr·(1 + 1/(γ_b t))
 
     template <class Options>
-    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
+    static Coefficients make(const Options& o, std::int64_t t, const GroupScalars& scalars) {
+      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, scalars.gamma);
       const double td = static_cast<double>(t);
       c.lower = static_cast<Scalar>(o.final_lr * (1.0 - 1.0 / (o.bound_speed * td + 1.0)));
       c.upper = static_cast<Scalar>(o.final_lr * (1.0 + 1.0 / (o.bound_speed * td)));
@@ -51,4 +67,15 @@ struct AdaBound : Adam {
 };
 
 }  // namespace rules
+
+namespace flavour {
+struct AdaBound : Baseline {
+  static constexpr const char* name = "AdaBound";
+  using Rule = rules::AdaBound;
+  using OptionParts = OptionPartList<AdamFamilyOptions<AdaBound>, AdaBoundOwnOptions>;
+};
+}  // namespace flavour
+
+using AdaBoundOptions = BasicOptions<flavour::AdaBound>;
+
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -32,12 +32,58 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <tuple>
 
 #include "adamx/abi.hpp"
 #include "adamx/chunk.hpp"
+#include "adamx/correction.hpp"
 #include "adamx/options.hpp"
 
 ADAMX_NAMESPACE_BEGIN
+
+/// The options of every rule built on Adam's moments (Adam, AdamW, AdamX
+/// and the baselines RAdam, AdaBound, AdaMod), with the defaults that do
+/// not depend on the flavour. Field names and defaults follow
+/// torch.optim.Adam/AdamW; beta3 and beta_norm are AdamX's (see
+/// docs/design.md).
+template <class Flavour>
+struct AdamFamilyOptions {
+  double lr = 1e-3;          ///< α, step size
+  double beta1 = 0.9;        ///< EMA rate of the first moment m
+  double beta2 = 0.999;      ///< EMA rate of the second moment v
+  double beta3 = Flavour::beta3;  ///< EMA rate of γ; 1 freezes γ at 1 (Adam)
+  double beta_norm = 0.99;   ///< β_n, EMA rate of the group's squared gradient norm h
+  double eps = 1e-8;         ///< added to sqrt(v̂), outside the root, as PyTorch does
+  double weight_decay = Flavour::weight_decay;  ///< λ
+  WeightDecayMode decay_mode = Flavour::decay_mode;
+  bool amsgrad = false;      ///< use max(v_max, v) in the denominator (Reddi et al. 2018)
+  bool maximize = false;     ///< ascend instead of descend (g ← −g)
+  NonFinitePolicy nonfinite = NonFinitePolicy::propagate;
+
+  static auto option_fields() {
+    using O = AdamFamilyOptions;
+    // γ moves only where the flavour lets it (AdamX); elsewhere β3 must be 1.
+    constexpr OptionCheck<double> gamma_fixed{
+        Flavour::gamma_fixed ? &option_range::exactly_one : nullptr,
+        "must be 1 for every optimizer but AdamX, whose γ alone moves; use adamx::AdamX for beta3 < 1"};
+    return std::make_tuple(
+        option_field("lr", &O::lr, option_range::non_negative),
+        option_field("beta1", &O::beta1, option_range::rate),
+        option_field("beta2", &O::beta2, option_range::rate),
+        option_field("beta3", &O::beta3,
+                     OptionCheck<double>{&option_range::closed_unit_interval, "must be in [0, 1]; 1 makes AdamX Adam"},
+                     gamma_fixed),
+        option_field("beta_norm", &O::beta_norm, option_range::rate),
+        option_field("eps", &O::eps, option_range::non_negative),
+        option_field("weight_decay", &O::weight_decay, option_range::non_negative),
+        option_enum("decay_mode", &O::decay_mode),
+        option_flag("amsgrad", &O::amsgrad),
+        option_flag("maximize", &O::maximize),
+        option_enum("nonfinite", &O::nonfinite));
+  }
+};
+
 namespace rules {
 
 struct Adam {
@@ -48,8 +94,40 @@ struct Adam {
     v_max = 2,  ///< running max of v; bound only when amsgrad is on
   };
   static constexpr int kSlots = 3;
+  /// The slots' names, in slot order: as TensorState (state.hpp) names its
+  /// members, and as errors spell them.
+  static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max"};
   /// Slots bound at every step (m and v); v_max is bound only with amsgrad.
   static constexpr int kBoundSlots = 2;
+
+  /// The per-group scalars carried from step to step beside t (group_scalars.hpp):
+  /// AdamX's γ, which scales g² in v, and the history h it is driven by
+  /// (correction.hpp). Adam, AdamW and the baselines carry them too, γ
+  /// fixed at 1.
+  struct GroupScalars {
+    double gamma = 1.0;  ///< AdamX's γ after step t (always 1 but for AdamX)
+    double h = 0.0;      ///< EMA of the squared gradient norm s (not bias-corrected)
+
+    static auto scalar_fields() {
+      return std::make_tuple(option_field("gamma", &GroupScalars::gamma, option_range::non_negative),
+                             option_field("h", &GroupScalars::h, option_range::non_negative));
+    }
+  };
+  /// γ and h after step t (≥ 1) with the group's finite squared gradient
+  /// norm s (docs/design.md D2, D3).
+  template <class Options>
+  static void advance_group_scalars(GroupScalars& scalars, double s, std::int64_t t, const Options& o) {
+    advance_correction(scalars.gamma, scalars.h, s, t, o.beta3, o.beta_norm);
+  }
+  /// What restore() refuses beyond the fields' checks: γ ≠ 1 where the
+  /// flavour fixes it (every one but AdamX).
+  template <class Flavour>
+  static std::string group_scalars_problem(const GroupScalars& scalars) {
+    if (Flavour::gamma_fixed && scalars.gamma != 1.0)
+      return "invalid gamma = " + detail::format_value(scalars.gamma) + " (" + Flavour::name +
+             "'s gamma is always 1)";
+    return {};
+  }
 
   /// 1 − β1^t and sqrt(1 − β2^t) for step t (≥ 1), in double. pow in
   /// double: exact enough far past 2^24 steps, where a float counter would
@@ -79,10 +157,10 @@ struct Adam {
     bool use_decoupled;
     bool amsgrad;
 
-    /// For step t (≥ 1) with the group's γ_{t−1}.
+    /// For step t (≥ 1) with the group's scalars after step t − 1 (γ_{t−1}).
     template <class Options>
-    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      return make(o, gamma, bias_corrections(o, t));
+    static Coefficients make(const Options& o, std::int64_t t, const GroupScalars& scalars) {
+      return make(o, scalars.gamma, bias_corrections(o, t));
     }
     /// The same from the step's bias corrections `b` (bias_corrections(o, t)),
     /// for a rule that needs them too (RAdam) and computes them once.
@@ -205,4 +283,53 @@ struct Adam {
 };
 
 }  // namespace rules
+
+namespace flavour {
+// Each flavour names an optimizer, its update rule, the parts of its options
+// (options.hpp, BasicOptions) and the defaults that differ.
+// `gamma_fixed` flavours are AdamX with β3 = 1: γ never moves (docs/design.md D4).
+struct Adam {
+  static constexpr const char* name = "Adam";
+  using Rule = rules::Adam;
+  using OptionParts = OptionPartList<AdamFamilyOptions<Adam>>;
+  static constexpr double beta3 = 1.0;
+  static constexpr double weight_decay = 0.0;
+  static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
+  static constexpr bool gamma_fixed = true;
+};
+struct AdamW {
+  static constexpr const char* name = "AdamW";
+  using Rule = rules::Adam;
+  using OptionParts = OptionPartList<AdamFamilyOptions<AdamW>>;
+  static constexpr double beta3 = 1.0;
+  static constexpr double weight_decay = 1e-2;
+  static constexpr WeightDecayMode decay_mode = WeightDecayMode::decoupled;
+  static constexpr bool gamma_fixed = true;
+};
+struct AdamX {
+  static constexpr const char* name = "AdamX";
+  using Rule = rules::Adam;
+  using OptionParts = OptionPartList<AdamFamilyOptions<AdamX>>;
+  static constexpr double beta3 = 0.99;
+  static constexpr double weight_decay = 0.0;
+  static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
+  static constexpr bool gamma_fixed = false;
+};
+// The defaults of the baselines the article compares AdamX with
+// (docs/design.md, "Baselines": rules/radam.hpp, adabound.hpp, adamod.hpp).
+// Their γ is fixed at 1: they are the published algorithms, not AdamX
+// variants. Each names its own option parts, so that each has its own
+// option type.
+struct Baseline {
+  static constexpr double beta3 = 1.0;
+  static constexpr double weight_decay = 0.0;
+  static constexpr WeightDecayMode decay_mode = WeightDecayMode::l2;
+  static constexpr bool gamma_fixed = true;
+};
+}  // namespace flavour
+
+using AdamOptions = BasicOptions<flavour::Adam>;
+using AdamWOptions = BasicOptions<flavour::AdamW>;
+using AdamXOptions = BasicOptions<flavour::AdamX>;
+
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -12,11 +12,23 @@
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 
 #include "adamx/abi.hpp"
 #include "adamx/rules/adam.hpp"
 
 ADAMX_NAMESPACE_BEGIN
+
+/// AdaMod's own option (Ding et al. 2019), after the Adam family's; its
+/// paper calls it β3 (AdamX's β3 is γ's rate).
+struct AdaModOwnOptions {
+  double beta_step = 0.999;    ///< EMA rate of the per-element step size
+
+  static auto option_fields() {
+    return std::make_tuple(option_field("beta_step", &AdaModOwnOptions::beta_step, option_range::rate));
+  }
+};
+
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -29,6 +41,7 @@ struct AdaMod : Adam {
     step_avg = 3,  ///< EMA of the per-element step size η
   };
   static constexpr int kSlots = 4;
+  static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max", "step_avg"};
   static constexpr int kBoundSlots = Adam::kBoundSlots;  // step_avg after v_max, which may be unbound
 
   template <class Scalar>
@@ -37,8 +50,8 @@ struct AdaMod : Adam {
     Scalar one_minus_beta_step;
 
     template <class Options>
-    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
-      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, gamma);
+    static Coefficients make(const Options& o, std::int64_t t, const GroupScalars& scalars) {
+      auto c = Adam::StepSizeCoefficients<Scalar>::template extended<Coefficients>(o, t, scalars.gamma);
       c.beta_step = static_cast<Scalar>(o.beta_step);
       c.one_minus_beta_step = static_cast<Scalar>(1.0 - o.beta_step);
       return c;
@@ -61,4 +74,15 @@ struct AdaMod : Adam {
 };
 
 }  // namespace rules
+
+namespace flavour {
+struct AdaMod : Baseline {
+  static constexpr const char* name = "AdaMod";
+  using Rule = rules::AdaMod;
+  using OptionParts = OptionPartList<AdamFamilyOptions<AdaMod>, AdaModOwnOptions>;
+};
+}  // namespace flavour
+
+using AdaModOptions = BasicOptions<flavour::AdaMod>;
+
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -43,9 +43,9 @@ struct RAdam : Adam {
     bool rectified;  // false: θ += −α/(1 − β1^t)·m, Adam's denominator unused
 
     template <class Options>
-    static Coefficients make(const Options& o, std::int64_t t, double gamma) {
+    static Coefficients make(const Options& o, std::int64_t t, const GroupScalars& scalars) {
       const BiasCorrections b = bias_corrections(o, t);
-      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, gamma, b);
+      auto c = Adam::Coefficients<Scalar>::template extended<Coefficients>(o, scalars.gamma, b);
       const Rectification r = rectification(o.beta2, t);
       c.rectified = r.rectified;
       if (r.rectified) {
@@ -94,4 +94,15 @@ struct RAdam : Adam {
 };
 
 }  // namespace rules
+
+namespace flavour {
+struct RAdam : Baseline {
+  static constexpr const char* name = "RAdam";
+  using Rule = rules::RAdam;
+  using OptionParts = OptionPartList<AdamFamilyOptions<RAdam>>;
+};
+}  // namespace flavour
+
+using RAdamOptions = BasicOptions<flavour::RAdam>;
+
 ADAMX_NAMESPACE_END  // namespace adamx
