@@ -464,15 +464,30 @@ class Optimizer {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
     using Tensor = TensorState<state_scalar_type>;
-    for (const Tensor& ts : g.tensors)
-      for (int k = 0; k < Tensor::kSlots; ++k) {
-        const bool kept = keeps_slot(g.options, k);
-        const Index expected = kept ? ts.size() : 0;
-        if (ts.slot(k).size() != expected)
-          fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + Tensor::slot_names[k] +
-               " of size " + std::to_string(ts.slot(k).size()) + " (expected " + std::to_string(expected) +
-               (kept ? ")" : std::string(": ") + Flavour::name + " does not keep it with these options)"));
+    for (const Tensor& ts : g.tensors) {
+      // The rule's slots, all of them named when one is off ("has m, v, v_max
+      // of sizes 3, 20, 0 (expected 20, 20, 0)"): a size 0 where the options
+      // keep no such slot is part of what the message must show.
+      bool sizes_match = true;
+      std::string names, sizes, expected_sizes;
+      for (int k = 0; k < Rule::kSlots; ++k) {
+        const Index expected = keeps_slot(g.options, k) ? ts.size() : 0;
+        sizes_match = sizes_match && ts.slot(k).size() == expected;
+        const std::string separator = k == 0 ? "" : ", ";
+        names += separator + Tensor::slot_names[k];
+        sizes += separator + std::to_string(ts.slot(k).size());
+        expected_sizes += separator + std::to_string(expected);
       }
+      if (!sizes_match)
+        fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + names +
+             (Rule::kSlots == 1 ? " of size " : " of sizes ") + sizes + " (expected " + expected_sizes + ")");
+      // The plain-data slots the rule does not have stay empty.
+      for (int k = Rule::kSlots; k < Tensor::kSlots; ++k)
+        if (ts.slot(k).size() != 0)
+          fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + Tensor::slot_names[k] +
+               " of size " + std::to_string(ts.slot(k).size()) + " (expected 0: " + Flavour::name + " keeps no " +
+               Tensor::slot_names[k] + ")");
+    }
   }
 
   /// Whether a group with `options` keeps state slot k (TensorState's
