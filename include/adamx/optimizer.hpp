@@ -421,7 +421,7 @@ class Optimizer {
   const GroupLayout& layout(std::size_t group) const { return at(group); }
   std::int64_t step_count(std::size_t group) const { return at(group).t; }
   /// γ for the Adam family; 1 for a rule that has no γ.
-  double gamma(std::size_t group) const { return group_scalar_or(scalars_of(at(group)), "gamma", 1.0); }
+  double gamma(std::size_t group) const { return gamma_of(scalars_of(at(group))); }
   double h(std::size_t group) const { return at(group).h; }
 
   /// The ways `states` differs in structure from this optimizer's groups:
@@ -717,7 +717,7 @@ class Optimizer {
       if (selections_[gi].idle()) {  // no tensor of the group steps: t stays
         report.step = g.t;
         report.grad_norm_sq = 0.0;
-        report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
+        report.gamma = gamma_of(scalars_of(g));
         report.finite = true;
         report.applied = false;
         continue;
@@ -725,7 +725,7 @@ class Optimizer {
       if (g.options.nonfinite != NonFinitePolicy::propagate && !std::isfinite(work_[gi].checked_norm)) {
         report.step = g.t;
         report.grad_norm_sq = work_[gi].checked_norm;
-        report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
+        report.gamma = gamma_of(scalars_of(g));
         report.finite = false;
         report.applied = false;
         continue;
@@ -756,7 +756,7 @@ class Optimizer {
       if (report.finite) advance_group_scalars<Rule>(scalars_of(g), s, t, g.options);
       report.step = t;
       report.grad_norm_sq = s;
-      report.gamma = group_scalar_or(scalars_of(g), "gamma", 1.0);
+      report.gamma = gamma_of(scalars_of(g));
     }
     return reports_;
   }
@@ -936,6 +936,10 @@ class Optimizer {
   // The scalars part of a Group or a State.
   static Scalars& scalars_of(Scalars& g) { return g; }
   static const Scalars& scalars_of(const Scalars& g) { return g; }
+
+  // The γ that gamma() and the step reports show: the rule's scalar named
+  // gamma, or 1 for a rule without one.
+  static double gamma_of(const Scalars& scalars) { return group_scalar_or(scalars, "gamma", 1.0); }
 
   // The name, options, t and scalars (γ, h) of a Group or State into another.
   template <class From, class To>
