@@ -121,9 +121,15 @@ TYPED_TEST(CheckpointBadInput, MessagesNameTheDamage) {
   std::string message;
   ASSERT_TRUE(RefusedUnchanged(target, flipped(0), &message));
   EXPECT_TRUE(Contains(message, "bad magic"));
+  // Version 3 with bit 2 flipped is 7, which no adamx wrote (bit 0 would
+  // make it 2, which reads, and then the header checksum refuses it).
+  std::string version_seven = file;
+  version_seven[Layout::kVersion] = static_cast<char>(version_seven[Layout::kVersion] ^ 0x04);
+  ASSERT_TRUE(RefusedUnchanged(target, version_seven, &message));
+  EXPECT_TRUE(Contains(message, "unsupported format version 7 (this adamx reads versions 2 and 3)")) << message;
   ASSERT_TRUE(RefusedUnchanged(target, flipped(Layout::kVersion), &message));
-  EXPECT_TRUE(Contains(message, "unsupported format version 3"));
-  ASSERT_TRUE(RefusedUnchanged(target, flipped(layout.groups[0].lr), &message));
+  EXPECT_TRUE(Contains(message, "header checksum mismatch")) << message;
+  ASSERT_TRUE(RefusedUnchanged(target, flipped(layout.groups[0].option("lr")), &message));
   EXPECT_TRUE(Contains(message, "header checksum mismatch"));
   ASSERT_TRUE(RefusedUnchanged(target, flipped(layout.arrays + 5), &message));
   EXPECT_TRUE(Contains(message, "checksum mismatch"));
@@ -150,12 +156,12 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
     std::size_t offset;
     double value;
   };
-  // Offsets of the seven f64 options, in the documented order.
+  // The values of the seven f64 options, found by name.
   const Case f64_cases[] = {
-      {"lr", g0.lr + 0 * 8, nan},          {"lr", g0.lr + 0 * 8, -1e-3},
-      {"beta1", g0.lr + 1 * 8, 1.0},       {"beta2", g0.lr + 2 * 8, inf},
-      {"beta3", g0.lr + 3 * 8, 1.5},       {"beta_norm", g0.lr + 4 * 8, -0.5},
-      {"eps", g0.lr + 5 * 8, -1e-8},       {"weight_decay", g0.lr + 6 * 8, nan},
+      {"lr", g0.option("lr"), nan},          {"lr", g0.option("lr"), -1e-3},
+      {"beta1", g0.option("beta1"), 1.0},       {"beta2", g0.option("beta2"), inf},
+      {"beta3", g0.option("beta3"), 1.5},       {"beta_norm", g0.option("beta_norm"), -0.5},
+      {"eps", g0.option("eps"), -1e-8},       {"weight_decay", g0.option("weight_decay"), nan},
       {"gamma", g0.gamma, inf},            {"gamma", g0.gamma, -0.25},
       {"h", g0.h, nan},                    {"h", g0.h, -1.0},
   };
@@ -193,8 +199,8 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
     const char* field;
     std::size_t offset;
     unsigned value;
-  } byte_cases[] = {{"decay_mode", g0.decay_mode, 2}, {"amsgrad", g0.decay_mode + 1, 2},
-                    {"maximize", g0.decay_mode + 2, 255}, {"nonfinite", g0.decay_mode + 3, 3}};
+  } byte_cases[] = {{"decay_mode", g0.option("decay_mode"), 2}, {"amsgrad", g0.option("amsgrad"), 2},
+                    {"maximize", g0.option("maximize"), 255}, {"nonfinite", g0.option("nonfinite"), 3}};
   for (const auto& c : byte_cases) {
     std::string bad = file;
     adamx_test::write_le(bad, c.offset, c.value, 1);
@@ -210,7 +216,7 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
   // depending on where the reading ends).
   {
     std::string bad = file;
-    adamx_test::write_le(bad, g0.decay_mode + 1, 0, 1);
+    adamx_test::write_le(bad, g0.option("amsgrad"), 0, 1);
     layout.reseal(bad);
     ASSERT_TRUE(RefusedUnchanged(target, bad));
     ++tried;

@@ -78,26 +78,24 @@ std::vector<BadValue> bad_values() {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<BadValue> out;
-  // The f64 options in their documented order: seven from `lr`, three from `final_lr`.
-  const auto option = [&](const char* field, bool after_final_lr, int index, double value) {
+  // The f64 options, found by name; a file holds only its optimizer's own.
+  const auto option = [&](const char* field, double value) {
+    if (!adamx::has_option_field<typename Opt::Options>(field)) return;
     out.push_back({std::string(field) + " = " + adamx::detail::format_value(value),
-                   [=](const GroupFields& g) {
-                     return (after_final_lr ? g.final_lr : g.lr) + static_cast<std::size_t>(index) * 8;
-                   },
-                   bits_of(value), 8});
+                   [=](const GroupFields& g) { return g.option(field); }, bits_of(value), 8});
   };
-  option("lr", false, 0, nan);
-  option("lr", false, 0, -1e-3);
-  option("beta1", false, 1, 1.0);
-  option("beta2", false, 2, inf);
-  option("beta3", false, 3, 1.5);
-  if (adamx_test::kGammaFixed<Opt>) option("beta3", false, 3, 0.5);  // only AdamX's γ moves
-  option("beta_norm", false, 4, -0.5);
-  option("eps", false, 5, -1e-8);
-  option("weight_decay", false, 6, nan);
-  option("final_lr", true, 0, -1.0);
-  option("bound_speed", true, 1, 0.0);
-  option("beta_step", true, 2, 1.0);
+  option("lr", nan);
+  option("lr", -1e-3);
+  option("beta1", 1.0);
+  option("beta2", inf);
+  option("beta3", 1.5);
+  if (adamx_test::kGammaFixed<Opt>) option("beta3", 0.5);  // only AdamX's γ moves
+  option("beta_norm", -0.5);
+  option("eps", -1e-8);
+  option("weight_decay", nan);
+  option("final_lr", -1.0);
+  option("bound_speed", 0.0);
+  option("beta_step", 1.0);
   const auto gamma = [](const GroupFields& g) { return g.gamma; };
   const auto h = [](const GroupFields& g) { return g.h; };
   out.push_back({"gamma = inf", gamma, bits_of(inf), 8});
@@ -106,10 +104,10 @@ std::vector<BadValue> bad_values() {
   out.push_back({"h = nan", h, bits_of(nan), 8});
   out.push_back({"h = -1", h, bits_of(-1.0), 8});
   out.push_back({"t = -5", [](const GroupFields& g) { return g.t; }, static_cast<std::uint64_t>(-5), 8});
-  out.push_back({"decay_mode = 2", [](const GroupFields& g) { return g.decay_mode; }, 2, 1});
-  out.push_back({"amsgrad = 2", [](const GroupFields& g) { return g.decay_mode + 1; }, 2, 1});
-  out.push_back({"maximize = 255", [](const GroupFields& g) { return g.decay_mode + 2; }, 255, 1});
-  out.push_back({"nonfinite = 3", [](const GroupFields& g) { return g.decay_mode + 3; }, 3, 1});
+  out.push_back({"decay_mode = 2", [](const GroupFields& g) { return g.option("decay_mode"); }, 2, 1});
+  out.push_back({"amsgrad = 2", [](const GroupFields& g) { return g.option("amsgrad"); }, 2, 1});
+  out.push_back({"maximize = 255", [](const GroupFields& g) { return g.option("maximize"); }, 255, 1});
+  out.push_back({"nonfinite = 3", [](const GroupFields& g) { return g.option("nonfinite"); }, 3, 1});
   out.push_back({"rows = -1", [](const GroupFields& g) { return g.rows.at(0); }, static_cast<std::uint64_t>(-1), 8});
   return out;
 }

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <istream>
 #include <iterator>
 #include <ostream>
@@ -41,15 +42,21 @@
 #include "adamx/abi.hpp"
 #include "adamx/crc32.hpp"
 #include "adamx/errors.hpp"
+#include "adamx/group_scalars.hpp"
 #include "adamx/optimizer.hpp"
+#include "adamx/option_fields.hpp"
 #include "adamx/options.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
-/// The checkpoint format version this adamx writes and reads.
-// Version 2 added AdaBound's and AdaMod's options to every group and AdaMod's
-// step_avg array (docs/checkpoints.md).
-inline constexpr std::uint32_t kCheckpointVersion = 2;
+/// The checkpoint format version this adamx writes. It reads this one and
+/// kCheckpointVersionLegacy.
+// Version 3 lists each group's options and scalars, and the state slots, by
+// name, as the optimizer's update rule declares them; version 2 held one
+// fixed union of every optimizer's options and γ, h (docs/checkpoints.md).
+inline constexpr std::uint32_t kCheckpointVersion = 3;
+/// The older format version this adamx still reads (never writes).
+inline constexpr std::uint32_t kCheckpointVersionLegacy = 2;
 
 namespace detail {
 
@@ -188,6 +195,9 @@ class HeaderReader {
   }
   bool at_end() const { return position_ == bytes_.size(); }
   std::size_t offset() const { return file_offset_ + position_; }
+  /// Where the next read starts in the block, and going back there.
+  std::size_t position() const { return position_; }
+  void seek(std::size_t position) { position_ = std::min(position, bytes_.size()); }
 
   [[noreturn]] void malformed(const std::string& what) const {
     checkpoint_failure("malformed header at byte " + std::to_string(offset()) + ": " + what);
@@ -329,45 +339,7 @@ void read_array(CheckpointInput& in, Scalar* data, Index size, const std::string
     }
 }
 
-// Version 2's options block: every optimizer's options in one fixed union
-// layout, in this order (docs/checkpoints.md). Each slot is found by name in
-// the optimizer's field list (options.hpp). An optimizer without the field
-// writes `absent`, the value version 2 held there by default (AdaBound's
-// and AdaMod's defaults). Version 2 let every optimizer set those fields, so
-// reading accepts any value version 2 accepted there (`range`: AdaBound's or
-// AdaMod's own check) and drops it; a value outside it is refused as version
-// 2 refused it. The library's optimizers all have the Adam family's eleven
-// fields; a rule without some of them (its options are its own: docs/design.md,
-// "Options") writes Adam's default there and reads any value back, dropping
-// it. This table is the one place that knows the layout.
-enum class V2Encoding { f64, u8 };
-struct V2OptionSlot {
-  const char* name;
-  V2Encoding encoding;
-  double absent;
-  OptionCheck<double> range;
-};
-// The Adam family's slots: every optimizer of the library has the field.
-inline constexpr OptionCheck<double> kAdamFamilyField{nullptr, nullptr};
-inline constexpr V2OptionSlot kV2OptionsLayout[] = {
-    {"lr", V2Encoding::f64, 1e-3, kAdamFamilyField},
-    {"beta1", V2Encoding::f64, 0.9, kAdamFamilyField},
-    {"beta2", V2Encoding::f64, 0.999, kAdamFamilyField},
-    {"beta3", V2Encoding::f64, 1.0, kAdamFamilyField},
-    {"beta_norm", V2Encoding::f64, 0.99, kAdamFamilyField},
-    {"eps", V2Encoding::f64, 1e-8, kAdamFamilyField},
-    {"weight_decay", V2Encoding::f64, 0.0, kAdamFamilyField},
-    {"decay_mode", V2Encoding::u8, 0.0, kAdamFamilyField},
-    {"amsgrad", V2Encoding::u8, 0.0, kAdamFamilyField},
-    {"maximize", V2Encoding::u8, 0.0, kAdamFamilyField},
-    {"nonfinite", V2Encoding::u8, 0.0, kAdamFamilyField},
-    {"final_lr", V2Encoding::f64, 0.1, option_range::non_negative},
-    {"bound_speed", V2Encoding::f64, 1e-3, option_range::positive},
-    {"beta_step", V2Encoding::f64, 0.999, option_range::rate},
-};
-
-// One field's value in its slot: a double as f64, a bool or an enumeration's
-// code as u8.
+// One field's value: a double as f64, a bool or an enumeration's code as u8.
 inline void put_option_value(std::string& out, double value) { put_f64(out, value); }
 inline void put_option_value(std::string& out, bool value) { put_u8(out, value ? 1 : 0); }
 template <class Enum, class = std::enable_if_t<std::is_enum<Enum>::value>>
@@ -397,23 +369,201 @@ bool with_option_field(const char* name, Present&& present) {
   return found;
 }
 
-template <class Flavour>
-void put_options(std::string& out, const BasicOptions<Flavour>& o) {
-  using Options = BasicOptions<Flavour>;
-  for (const V2OptionSlot& slot : kV2OptionsLayout) {
-    const bool present = with_option_field<Options>(slot.name, [&](const auto& field) {
-      put_option_value(out, o.*field.member);
-    });
-    if (present) continue;
-    if (slot.encoding == V2Encoding::f64)
-      put_f64(out, slot.absent);
-    else
-      put_u8(out, static_cast<std::uint8_t>(slot.absent));
+// ---- version 3: blocks that describe themselves ---------------------------
+//
+// A version-3 file lists what its optimizer declares, by name: the options
+// (option_fields.hpp), the group scalars (group_scalars.hpp) and the state
+// slots (the rule's slot_names). The writer and the reader below are made
+// from those declarations alone, so a new rule needs no change here, and a
+// file holds only what its optimizer has.
+
+// How a field's value is stored: the tag byte before it in the options block.
+enum class FieldEncoding : std::uint8_t {
+  f64 = 1,        ///< a double, 8 bytes
+  boolean = 2,    ///< a bool, one byte 0 or 1
+  enum_code = 3,  ///< an enumeration's code, one byte
+};
+
+template <class T>
+constexpr FieldEncoding encoding_of() {
+  if constexpr (std::is_same<T, double>::value) {
+    return FieldEncoding::f64;
+  } else if constexpr (std::is_same<T, bool>::value) {
+    return FieldEncoding::boolean;
+  } else {
+    static_assert(std::is_enum<T>::value, "a checkpointed field is a double, a bool or an enumeration");
+    return FieldEncoding::enum_code;
   }
 }
 
+inline std::string describe_encoding(std::uint8_t tag) {
+  switch (tag) {
+    case static_cast<std::uint8_t>(FieldEncoding::f64): return "f64";
+    case static_cast<std::uint8_t>(FieldEncoding::boolean): return "u8 bool";
+    case static_cast<std::uint8_t>(FieldEncoding::enum_code): return "u8 enum code";
+    default: return "unknown encoding " + std::to_string(tag);
+  }
+}
+
+// What a declaration lists: each field's name and encoding, in order.
+struct DeclaredField {
+  const char* name;
+  std::uint8_t encoding;
+};
+
+template <class Options>
+std::vector<DeclaredField> declared_options() {
+  std::vector<DeclaredField> fields;
+  for_each_option_field<Options>([&](const auto& field) {
+    using T = typename std::decay_t<decltype(field)>::value_type;
+    fields.push_back({field.name, static_cast<std::uint8_t>(encoding_of<T>())});
+  });
+  return fields;
+}
+
+template <class Scalars>
+std::vector<DeclaredField> declared_group_scalars() {
+  std::vector<DeclaredField> fields;
+  for_each_group_scalar<Scalars>(
+      [&](const auto& field) { fields.push_back({field.name, static_cast<std::uint8_t>(FieldEncoding::f64)}); });
+  return fields;
+}
+
+// The options block: u32 count, then per field its name, its encoding tag
+// and its value.
+template <class Options>
+void put_options(std::string& out, const Options& o) {
+  put_u32(out, static_cast<std::uint32_t>(declared_options<Options>().size()));
+  for_each_option_field<Options>([&](const auto& field) {
+    using T = typename std::decay_t<decltype(field)>::value_type;
+    put_string(out, field.name);
+    put_u8(out, static_cast<std::uint8_t>(encoding_of<T>()));
+    put_option_value(out, o.*field.member);
+  });
+}
+
+// The group scalars block: u32 count, then per scalar its name and f64 value.
+template <class Scalars>
+void put_group_scalars(std::string& out, const Scalars& scalars) {
+  put_u32(out, static_cast<std::uint32_t>(declared_group_scalars<Scalars>().size()));
+  for_each_group_scalar<Scalars>([&](const auto& field) {
+    put_string(out, field.name);
+    put_f64(out, scalars.*field.member);
+  });
+}
+
+// Checks a list's names (and encodings) as the file has them against the
+// declaration, in order; a difference is refused naming the first field
+// that differs. `where`: the list ("the file's options of group 'fc1'");
+// `whose`: the optimizer as messages name it ("AdamX<float>").
+inline void check_declared(const std::vector<std::string>& names, const std::vector<std::uint8_t>& encodings,
+                           const std::vector<DeclaredField>& declared, const std::string& where,
+                           const std::string& whose) {
+  const std::size_t common = std::min(names.size(), declared.size());
+  for (std::size_t i = 0; i < common; ++i)
+    if (names[i] != declared[i].name)
+      checkpoint_failure(where + " have " + names[i] + " where " + whose + " expects " + declared[i].name +
+                         " (field " + std::to_string(i + 1) + " of " + std::to_string(declared.size()) + ")");
+  if (names.size() > declared.size())
+    checkpoint_failure(where + " have " + names[common] + " after the " + std::to_string(declared.size()) +
+                       " field(s) " + whose + " declares (the file has " + std::to_string(names.size()) + ")");
+  if (names.size() < declared.size())
+    checkpoint_failure(where + " end after " + std::to_string(names.size()) + " field(s) where " + whose +
+                       " expects " + declared[common].name + " (it declares " + std::to_string(declared.size()) +
+                       ")");
+  for (std::size_t i = 0; i < common; ++i)
+    if (encodings[i] != declared[i].encoding)
+      checkpoint_failure(where + " store " + names[i] + " as " + describe_encoding(encodings[i]) + " where " +
+                         whose + " expects " + describe_encoding(declared[i].encoding));
+}
+
+// Reads a version-3 options block into `o`: names, encodings, count and
+// order must be the declaration's.
+template <class Options>
+void get_options(HeaderReader& in, Options& o, const std::string& group, const std::string& whose) {
+  const std::uint32_t count = in.u32("option count");
+  std::vector<std::string> names;
+  std::vector<std::uint8_t> encodings;
+  std::vector<std::size_t> offsets;  // of each value, read once the names are known to match
+  HeaderReader values = in;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    names.push_back(in.string("option name"));
+    encodings.push_back(in.u8("option encoding"));
+    offsets.push_back(in.position());
+    if (encodings.back() == static_cast<std::uint8_t>(FieldEncoding::f64))
+      in.f64(names.back().c_str());
+    else if (encodings.back() == static_cast<std::uint8_t>(FieldEncoding::boolean) ||
+             encodings.back() == static_cast<std::uint8_t>(FieldEncoding::enum_code))
+      in.u8(names.back().c_str());
+    else
+      in.malformed("option " + names.back() + " has " + describe_encoding(encodings.back()));
+  }
+  check_declared(names, encodings, declared_options<Options>(), "the file's options of group '" + group + "'",
+                 whose);
+  std::size_t i = 0;
+  for_each_option_field<Options>([&](const auto& field) {
+    values.seek(offsets[i++]);
+    get_option_value(values, field.name, o.*field.member);
+  });
+}
+
+// Reads a version-3 group scalars block into `scalars`, checked likewise.
+template <class Scalars>
+void get_group_scalars(HeaderReader& in, Scalars& scalars, const std::string& group, const std::string& whose) {
+  const std::uint32_t count = in.u32("group scalar count");
+  std::vector<std::string> names;
+  std::vector<double> values;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    names.push_back(in.string("group scalar name"));
+    values.push_back(in.f64(names.back().c_str()));
+  }
+  check_declared(names, std::vector<std::uint8_t>(names.size(), static_cast<std::uint8_t>(FieldEncoding::f64)),
+                 declared_group_scalars<Scalars>(), "the file's group scalars of group '" + group + "'", whose);
+  std::size_t i = 0;
+  for_each_group_scalar<Scalars>([&](const auto& field) { scalars.*field.member = values[i++]; });
+}
+
+// ---- version 2 (read only) ------------------------------------------------
+
+// Version 2's options block: every optimizer's options in one fixed union
+// layout, in this order (docs/checkpoints.md). Each slot is found by name in
+// the optimizer's field list (options.hpp). An optimizer without the field
+// found `absent` there, the value version 2 held there by default (AdaBound's
+// and AdaMod's defaults). Version 2 let every optimizer set those fields, so
+// reading accepts any value version 2 accepted there (`range`: AdaBound's or
+// AdaMod's own check) and drops it; a value outside it is refused as version
+// 2 refused it. The library's optimizers all have the Adam family's eleven
+// fields; a rule without some of them (its options are its own: docs/design.md,
+// "Options") reads any value there and drops it. This table is the one place
+// that knows the layout.
+enum class V2Encoding { f64, u8 };
+struct V2OptionSlot {
+  const char* name;
+  V2Encoding encoding;
+  double absent;
+  OptionCheck<double> range;
+};
+// The Adam family's slots: every optimizer of the library has the field.
+inline constexpr OptionCheck<double> kAdamFamilyField{nullptr, nullptr};
+inline constexpr V2OptionSlot kV2OptionsLayout[] = {
+    {"lr", V2Encoding::f64, 1e-3, kAdamFamilyField},
+    {"beta1", V2Encoding::f64, 0.9, kAdamFamilyField},
+    {"beta2", V2Encoding::f64, 0.999, kAdamFamilyField},
+    {"beta3", V2Encoding::f64, 1.0, kAdamFamilyField},
+    {"beta_norm", V2Encoding::f64, 0.99, kAdamFamilyField},
+    {"eps", V2Encoding::f64, 1e-8, kAdamFamilyField},
+    {"weight_decay", V2Encoding::f64, 0.0, kAdamFamilyField},
+    {"decay_mode", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"amsgrad", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"maximize", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"nonfinite", V2Encoding::u8, 0.0, kAdamFamilyField},
+    {"final_lr", V2Encoding::f64, 0.1, option_range::non_negative},
+    {"bound_speed", V2Encoding::f64, 1e-3, option_range::positive},
+    {"beta_step", V2Encoding::f64, 0.999, option_range::rate},
+};
+
 template <class Flavour>
-BasicOptions<Flavour> get_options(HeaderReader& in) {
+BasicOptions<Flavour> get_v2_options(HeaderReader& in) {
   using Options = BasicOptions<Flavour>;
   Options o;
   for (const V2OptionSlot& slot : kV2OptionsLayout) {
@@ -433,21 +583,14 @@ BasicOptions<Flavour> get_options(HeaderReader& in) {
   return o;
 }
 
-// The header block: everything but the arrays, of the groups `states` (whose
-// arrays are not read: a re-sharding writes headers of states it never holds).
 // Version 2 stores two group scalars after t, whatever the rule: γ and h
-// (the Adam family's, group_scalars.hpp). A rule without one writes the
-// value the Adam family starts from and reads only that value back.
+// (the Adam family's, group_scalars.hpp). A rule without one reads only the
+// value the Adam family starts from there.
 struct V2GroupScalar {
   const char* name;
-  double absent;  // written for a rule without it, and the only value it reads
+  double absent;  // the only value a rule without it reads
 };
 inline constexpr V2GroupScalar kV2GroupScalars[] = {{"gamma", 1.0}, {"h", 0.0}};
-
-template <class Scalars>
-void put_v2_group_scalars(std::string& out, const Scalars& scalars) {
-  for (const V2GroupScalar& slot : kV2GroupScalars) put_f64(out, group_scalar_or(scalars, slot.name, slot.absent));
-}
 
 template <class Input, class Scalars>
 void get_v2_group_scalars(Input& in, Scalars& scalars) {
@@ -460,20 +603,35 @@ void get_v2_group_scalars(Input& in, Scalars& scalars) {
   }
 }
 
+// ---- the header -------------------------------------------------------------
+
+// The optimizer as messages about its declarations name it: "AdamX<float>".
+template <class Scalar, class Flavour>
+std::string optimizer_description() {
+  return std::string(Flavour::name) + "<" + describe_scalar(scalar_code<Scalar>::value) + ">";
+}
+
+// The header block (version 3): everything but the arrays, of the groups
+// `states` (whose arrays are not read: a re-sharding writes headers of
+// states it never holds).
 template <class Scalar, class Flavour>
 std::string encode_header(const std::vector<typename Optimizer<Scalar, Flavour>::State>& states) {
-  using State = typename Optimizer<Scalar, Flavour>::State;
-  using StateScalar = typename Optimizer<Scalar, Flavour>::state_scalar_type;
+  using Opt = Optimizer<Scalar, Flavour>;
+  using State = typename Opt::State;
+  using StateScalar = typename Opt::state_scalar_type;
+  using Rule = typename Flavour::Rule;
   std::string out;
   put_string(out, Flavour::name);
   put_u8(out, scalar_code<Scalar>::value);
   put_u8(out, scalar_code<StateScalar>::value);
+  put_u32(out, static_cast<std::uint32_t>(Rule::kSlots));
+  for (const char* slot : Rule::slot_names) put_string(out, slot);
   put_u32(out, static_cast<std::uint32_t>(states.size()));
   for (const State& g : states) {
     put_string(out, g.name);
     put_options(out, g.options);
     put_i64(out, g.t);
-    put_v2_group_scalars(out, g.scalars());
+    put_group_scalars(out, g.scalars());
     put_u32(out, static_cast<std::uint32_t>(g.tensors.size()));
     for (const auto& ts : g.tensors) {
       put_string(out, ts.name);
@@ -485,14 +643,17 @@ std::string encode_header(const std::vector<typename Optimizer<Scalar, Flavour>:
   return out;
 }
 
-// Decodes a checksummed header into group states with empty arrays, checking
-// the optimizer and scalar types on the way.
+// Decodes a checksummed header of format `version` (2 or 3) into group
+// states with empty arrays, checking the optimizer and scalar types, and in
+// version 3 the slot, option and group scalar names, on the way.
 template <class Scalar, class Flavour>
 std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std::string& bytes,
-                                                                       std::size_t file_offset) {
+                                                                       std::size_t file_offset,
+                                                                       std::uint32_t version) {
   using Opt = Optimizer<Scalar, Flavour>;
   using State = typename Opt::State;
   using StateScalar = typename Opt::state_scalar_type;
+  using Rule = typename Flavour::Rule;
   HeaderReader in(bytes, file_offset);
   const std::string optimizer_name = in.string("optimizer name");
   if (optimizer_name != Flavour::name)
@@ -506,14 +667,29 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std:
                        " state, this optimizer has " + describe_scalar(scalar_code<Scalar>::value) +
                        " parameters with " + describe_scalar(scalar_code<StateScalar>::value) +
                        " state");
+  const std::string whose = optimizer_description<Scalar, Flavour>();
+  if (version >= 3) {
+    const std::uint32_t slot_count = in.u32("slot count");
+    std::vector<std::string> slots;
+    for (std::uint32_t k = 0; k < slot_count; ++k) slots.push_back(in.string("slot name"));
+    std::vector<DeclaredField> declared;
+    for (const char* slot : Rule::slot_names) declared.push_back({slot, 0});
+    check_declared(slots, std::vector<std::uint8_t>(slots.size(), 0), declared, "the file's state slots", whose);
+  }
   const std::uint32_t group_count = in.u32("group count");
   std::vector<State> groups;
   for (std::uint32_t gi = 0; gi < group_count; ++gi) {
     State g;
     g.name = in.string("group name");
-    g.options = get_options<Flavour>(in);
-    g.t = in.i64("t");
-    get_v2_group_scalars(in, g.scalars());
+    if (version >= 3) {
+      get_options(in, g.options, g.name, whose);
+      g.t = in.i64("t");
+      get_group_scalars(in, g.scalars(), g.name, whose);
+    } else {
+      g.options = get_v2_options<Flavour>(in);
+      g.t = in.i64("t");
+      get_v2_group_scalars(in, g.scalars());
+    }
     const std::uint32_t tensor_count = in.u32("tensor count");
     for (std::uint32_t j = 0; j < tensor_count; ++j) {
       TensorState<StateScalar> ts;
@@ -605,16 +781,24 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
 namespace detail {
 
 // Reads what write_checked_block wrote, after the magic bytes (which the
-// caller has read and checked): the version, which must be `version`, the
-// block's length and bytes, and its checksum. `version_name` and
-// `block_name` ("format version", "header") name them in messages. Returns
-// the block, not yet interpreted.
-inline std::string read_checked_block(CheckpointInput& input, std::uint32_t version, const std::string& version_name,
-                                      const std::string& block_name) {
+// caller has read and checked): the version, which must be one of
+// `versions` (stored in `*found_version` if given), the block's length and
+// bytes, and its checksum. `version_name` and `block_name` ("format
+// version", "header") name them in messages. Returns the block, not yet
+// interpreted.
+inline std::string read_checked_block(CheckpointInput& input, std::initializer_list<std::uint32_t> versions,
+                                      const std::string& version_name, const std::string& block_name,
+                                      std::uint32_t* found_version = nullptr) {
   const std::uint32_t found = input.u32("the " + version_name);
-  if (found != version)
-    checkpoint_failure("unsupported " + version_name + " " + std::to_string(found) + " (this adamx reads version " +
-                       std::to_string(version) + ")");
+  if (std::find(versions.begin(), versions.end(), found) == versions.end()) {
+    std::string known;
+    std::size_t i = 0;
+    for (const std::uint32_t version : versions)
+      known += (i++ == 0 ? "" : i == versions.size() ? " and " : ", ") + std::to_string(version);
+    checkpoint_failure("unsupported " + version_name + " " + std::to_string(found) + " (this adamx reads " +
+                       (versions.size() == 1 ? "version " : "versions ") + known + ")");
+  }
+  if (found_version != nullptr) *found_version = found;
   const std::uint32_t size = input.u32("the " + block_name + " length");
   if (size > kMaxHeaderBytes)
     checkpoint_failure("implausible " + block_name + " length " + std::to_string(size) + " (at most " +
@@ -632,12 +816,14 @@ inline std::string read_checked_block(CheckpointInput& input, std::uint32_t vers
 // Reads a checkpoint's preamble and header through `input` (positioned at
 // the magic bytes) and checks magic, version and the header checksum: the
 // header's bytes, not yet interpreted.
-inline std::string read_header_bytes(CheckpointInput& input) {
+// `*version`, if given, receives the file's format version.
+inline std::string read_header_bytes(CheckpointInput& input, std::uint32_t* version = nullptr) {
   char magic[sizeof detail::kCheckpointMagic];
   input.read(magic, sizeof magic, "the magic bytes");
   if (std::memcmp(magic, detail::kCheckpointMagic, sizeof magic) != 0)
     detail::checkpoint_failure("bad magic bytes: this is not an adamx checkpoint");
-  return read_checked_block(input, kCheckpointVersion, "format version", "header");
+  return read_checked_block(input, {kCheckpointVersionLegacy, kCheckpointVersion}, "format version", "header",
+                            version);
 }
 
 // read_header_bytes, decoded and checked against the optimizer and scalar
@@ -645,8 +831,10 @@ inline std::string read_header_bytes(CheckpointInput& input) {
 template <class Scalar, class Flavour>
 std::vector<typename Optimizer<Scalar, Flavour>::State> read_header(CheckpointInput& input) {
   const std::uint64_t start = input.offset();
-  const std::string header = read_header_bytes(input);
-  return detail::decode_header<Scalar, Flavour>(header, static_cast<std::size_t>(start) + detail::kCheckpointPreamble);
+  std::uint32_t version = 0;
+  const std::string header = read_header_bytes(input, &version);
+  return detail::decode_header<Scalar, Flavour>(header, static_cast<std::size_t>(start) + detail::kCheckpointPreamble,
+                                                version);
 }
 
 // The value checks of a decoded header, one group after another: options,
@@ -686,7 +874,8 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
     detail::checkpoint_failure(message);
   }
   check_header_values<Scalar, Flavour>(states);
-  // Every tensor's slots follow in slot order (m, v, v_max, step_avg), a
+  // Every tensor's slots follow in its rule's slot order (slot_names, which a
+  // version-3 header lists), a
   // slot the group does not keep with its options taking no bytes.
   using Tensor = TensorState<typename Opt::state_scalar_type>;
   for (State& g : states)

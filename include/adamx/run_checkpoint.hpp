@@ -299,7 +299,7 @@ RunContents<Scalar, Flavour> read_run(const Optimizer<Scalar, Flavour>& optimize
                        "(save_run); load it with load_checkpoint");
   if (std::memcmp(magic, kRunMagic, sizeof magic) != 0)
     checkpoint_failure("bad magic bytes: this is not an adamx run checkpoint");
-  const std::string record = read_checked_block(input, kRunCheckpointVersion, "run record version", "run record");
+  const std::string record = read_checked_block(input, {kRunCheckpointVersion}, "run record version", "run record");
 
   // The record, decoded. Counts are never used to allocate ahead: entries
   // are appended as they are read, so a corrupt count runs out of record.

@@ -31,6 +31,7 @@
 #include <fstream>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -120,12 +121,10 @@ inline std::string encode_shard_manifest(const ShardManifest& manifest) {
     put_i64(body, static_cast<std::int64_t>(file.bytes));
     put_u32(body, file.last_crc);
   }
-  std::string out(kShardManifestMagic, sizeof kShardManifestMagic);
-  put_u32(out, kShardManifestVersion);
-  put_u32(out, static_cast<std::uint32_t>(body.size()));
-  out += body;
-  put_u32(out, crc32(out.data(), out.size()));
-  return out;
+  std::ostringstream out;
+  Crc32 crc;
+  write_checked_block(out, crc, kShardManifestMagic, kShardManifestVersion, body);
+  return out.str();
 }
 
 // Reads and checks the manifest of `ranks` ranks under `prefix`: magic,
@@ -141,18 +140,7 @@ inline ShardManifest read_shard_manifest(const std::filesystem::path& prefix, in
     input.read(magic, sizeof magic, "the magic bytes");
     if (std::memcmp(magic, kShardManifestMagic, sizeof magic) != 0)
       checkpoint_failure("bad magic bytes: this is not an adamx shard manifest");
-    const std::uint32_t version = input.u32("the manifest's version");
-    if (version != kShardManifestVersion)
-      checkpoint_failure("unsupported manifest version " + std::to_string(version) + " (this adamx reads version " +
-                         std::to_string(kShardManifestVersion) + ")");
-    const std::uint32_t length = input.u32("the manifest's length");
-    if (length > kMaxHeaderBytes) checkpoint_failure("implausible manifest length " + std::to_string(length));
-    const std::string body = input.block(length, "the manifest");
-    const std::uint32_t computed = input.crc();
-    const std::uint32_t stored = input.u32("the manifest's checksum");
-    if (kVerifyChecksums && stored != computed)
-      checkpoint_failure("manifest checksum mismatch (stored " + hex32(stored) + ", computed " + hex32(computed) +
-                         "): the file is corrupt");
+    const std::string body = read_checked_block(input, {kShardManifestVersion}, "manifest version", "manifest");
     if (in.peek() != std::char_traits<char>::eof()) checkpoint_failure("unexpected bytes after the manifest's checksum");
 
     HeaderReader reader(body, sizeof kShardManifestMagic + 8);

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -178,12 +179,10 @@ inline std::string encode_shard_record(const ShardLayout& layout, int rank) {
     }
     for (const Eigen::Index boundary : group.boundaries) put_i64(body, boundary);
   }
-  std::string out(kShardMagic, sizeof kShardMagic);
-  put_u32(out, kShardRecordVersion);
-  put_u32(out, static_cast<std::uint32_t>(body.size()));
-  out += body;
-  put_u32(out, crc32(out.data(), out.size()));
-  return out;
+  std::ostringstream out;
+  Crc32 crc;
+  write_checked_block(out, crc, kShardMagic, kShardRecordVersion, body);
+  return out.str();
 }
 
 struct ShardRecord {
@@ -202,20 +201,7 @@ inline ShardRecord read_shard_record(std::istream& in) {
                        "(adamx::split_checkpoint cuts it into shards)");
   if (std::memcmp(magic, kShardMagic, sizeof magic) != 0)
     checkpoint_failure("bad magic bytes: this is not an adamx shard checkpoint");
-  const std::uint32_t version = input.u32("the shard record's version");
-  if (version != kShardRecordVersion)
-    checkpoint_failure("unsupported shard record version " + std::to_string(version) + " (this adamx reads version " +
-                       std::to_string(kShardRecordVersion) + ")");
-  const std::uint32_t length = input.u32("the shard record's length");
-  if (length > kMaxHeaderBytes)
-    checkpoint_failure("implausible shard record length " + std::to_string(length) + " (at most " +
-                       std::to_string(kMaxHeaderBytes) + ")");
-  const std::string body = input.block(length, "the shard record");
-  const std::uint32_t computed = input.crc();
-  const std::uint32_t stored = input.u32("the shard record's checksum");
-  if (kVerifyChecksums && stored != computed)
-    checkpoint_failure("shard record checksum mismatch (stored " + hex32(stored) + ", computed " + hex32(computed) +
-                       "): the file is corrupt");
+  const std::string body = read_checked_block(input, {kShardRecordVersion}, "shard record version", "shard record");
 
   HeaderReader reader(body, sizeof kShardMagic + 8);
   ShardRecord record;
@@ -532,7 +518,7 @@ class Converter {
     put_string(out, g.name);
     put_options(out, g.options);
     put_i64(out, g.t);
-    detail::put_v2_group_scalars(out, g.scalars());
+    put_group_scalars(out, g.scalars());
     return out;
   }
 
@@ -699,20 +685,8 @@ class Converter {
         states[g].tensors.push_back(std::move(ts));
       }
     }
-    const std::string header = encode_header<Scalar, Flavour>(states);
-    std::string preamble(kCheckpointMagic, sizeof kCheckpointMagic);
-    put_u32(preamble, kCheckpointVersion);
-    put_u32(preamble, static_cast<std::uint32_t>(header.size()));
     Crc32 crc;
-    const auto emit = [&](const std::string& bytes) {
-      crc.update(bytes.data(), bytes.size());
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    };
-    emit(preamble);
-    emit(header);
-    std::string header_crc;
-    put_u32(header_crc, crc.value());
-    emit(header_crc);
+    write_checked_block(out, crc, kCheckpointMagic, kCheckpointVersion, encode_header<Scalar, Flavour>(states));
     for (std::size_t g = 0; g < states.size(); ++g) {
       const std::vector<Index> tensor_offsets = offsets_of_tensors(layout.groups[g]);
       std::vector<ShardPiece> pieces;
