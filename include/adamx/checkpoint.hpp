@@ -1125,7 +1125,7 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesyste
     auto states = detail::read_checkpoint(optimizer, in);
     if (in.peek() != std::char_traits<char>::eof())
       detail::checkpoint_failure("unexpected bytes after the checkpoint's checksum");
-    optimizer.restore(std::move(states));
+    optimizer.restore(states);
   } catch (const CheckpointError& error) {
     throw CheckpointError(std::string(error.what()) + " (file '" + path.string() + "')");
   }

@@ -580,7 +580,7 @@ class ShardedOptimizer {
       }
     }
     detail::agree(comm_, problem);
-    local_.restore(std::move(mine));
+    local_.restore(mine);
   }
 
   /// The default cap on one collective: 2^18 elements (1 MiB of float).
@@ -740,7 +740,7 @@ class ShardedOptimizer {
       throw MpiError("adamx::mpi::ShardedOptimizer::load_sharded_checkpoint: the ranks' files under '" +
                      prefix.string() + "' are not from one save (nothing was changed):\n  rank 0: " + all[0] +
                      differences);
-    local_.restore(std::move(states));
+    local_.restore(states);
   }
 
  private:

@@ -437,10 +437,13 @@ class Optimizer {
   /// e.g. from the user's own serialization; load_checkpoint() ends here too.
   /// Everything is checked before anything changes (std::invalid_argument,
   /// the optimizer as it was): the structure (structure_differences(), every
-  /// difference listed), the options (as set_options()), t ≥ 0, γ and h finite
-  /// and ≥ 0 (γ exactly 1 for all but AdamX), and the array sizes (v_max
-  /// present exactly when amsgrad is on).
-  void restore(std::vector<State> states) {
+  /// difference listed), the options (as set_options()), t ≥ 0, the rule's
+  /// group scalars (each finite and in its range, plus the rule's own check:
+  /// the Adam family's γ is exactly 1 unless β3 moves it), and the array sizes
+  /// (each slot the options keep has its tensor's size, every other is empty).
+  /// `states` is only read: the state is copied once, into the optimizer's
+  /// own storage.
+  void restore(const std::vector<State>& states) {
     const std::vector<std::string> differences = structure_differences(states);
     if (!differences.empty()) {
       std::string message = prefix("restore") + "the state does not match the optimizer's groups:";

@@ -405,7 +405,7 @@ void commit_run(RunContents<Scalar, Flavour>&& contents, Optimizer<Scalar, Flavo
       checkpoint_failure("schedule '" + schedules[i].name() + "' refuses its saved state: " + error.what());
     }
   }
-  optimizer.restore(std::move(contents.optimizer));
+  optimizer.restore(contents.optimizer);
   for (std::size_t g = 0; g < params.size(); ++g)
     for (std::size_t j = 0; j < params[g].size(); ++j)
       if (params[g][j].size() > 0)

@@ -298,7 +298,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
               load_blob(*opt, blob);
               tensor_steps_ = loaded_steps(*opt, has_steps ? steps_tensor.data_ptr<std::int64_t>() : nullptr);
             } catch (...) {
-              if (was_built) opt->restore(std::move(before));
+              if (was_built) opt->restore(before);
               throw;
             }
           },
@@ -368,7 +368,7 @@ class BasicOptimizer : public torch::optim::Optimizer {
       for (std::size_t g = 0; g < states.size(); ++g)
         for (std::size_t j = 0; j < states[g].tensors.size(); ++j)
           states[g].tensors[j].name = opt.layout(g).tensors[j].name;
-      opt.restore(std::move(states));  // the same structure and checked values: cannot fail
+      opt.restore(states);  // the same structure and checked values: cannot fail
     }
   }
 

@@ -97,7 +97,7 @@ struct ShardModel {
       }
       states.push_back(std::move(shard));
     }
-    opt.restore(std::move(states));
+    opt.restore(states);
   }
 };
 
