@@ -308,7 +308,7 @@ void register_step(const std::string& name) {
 }
 
 void register_benchmarks() {
-  // Every optimizer of the library in float (optimizers.hpp's list, so an
+  // Every optimizer of the library in float (rules.hpp's list, so an
   // optimizer added there is measured here): RAdam's rectified step is
   // Adam's rule, AdaBound adds a clip, AdaMod a third array (read and
   // written: 36 bytes per float element), Lion has one array fewer.

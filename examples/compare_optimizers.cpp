@@ -86,7 +86,7 @@ struct Arm {
 
 std::vector<Arm> arms(double base_lr) {
   std::vector<Arm> out;
-  // Every optimizer of the library (optimizers.hpp's list, so an optimizer
+  // Every optimizer of the library (rules.hpp's list, so an optimizer
   // added there is compared here), and Adam with AMSGrad after Adam.
 #define ADAMX_ARM(Name)                                                      \
   out.push_back({#Name, base_lr});                                           \

@@ -1294,7 +1294,7 @@ void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::fi
 }
 
 // Every optimizer of the library, sharded: adamx::mpi::AdamX<float>,
-// adamx::mpi::RAdam<double>, … (the list is in optimizers.hpp).
+// adamx::mpi::RAdam<double>, … (the list is in rules.hpp).
 #define ADAMX_MPI_ALIAS(Name) \
   template <class Scalar>     \
   using Name = ShardedOptimizer<Scalar, flavour::Name>;
