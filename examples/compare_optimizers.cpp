@@ -37,6 +37,7 @@
 #include <functional>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -85,8 +86,13 @@ struct Arm {
 
 std::vector<Arm> arms(double base_lr) {
   std::vector<Arm> out;
-  for (const char* name : {"Adam", "AdamX", "AMSGrad", "RAdam", "AdaBound", "AdaMod"})
-    out.push_back({name, base_lr});
+  // Every optimizer of the library (rules.hpp's list, so an optimizer
+  // added there is compared here), and Adam with AMSGrad after Adam.
+#define ADAMX_ARM(Name)                                                      \
+  out.push_back({#Name, base_lr});                                           \
+  if (std::string(#Name) == "Adam") out.push_back({"AMSGrad", base_lr});
+  ADAMX_FOR_EACH_OPTIMIZER(ADAMX_ARM)
+#undef ADAMX_ARM
   for (const double factor : {1.0 / 3.0, 3.0})
     for (const char* name : {"Adam", "AdamX"}) out.push_back({name, base_lr * factor});
   return out;
@@ -100,15 +106,16 @@ void with_optimizer(const Arm& arm, Body body) {
     options.lr = arm.lr;
     body(optimizer, options);
   };
-  if (arm.optimizer == "Adam") run(adamx::Adam<float>{}, adamx::AdamOptions{});
-  else if (arm.optimizer == "AdamX") run(adamx::AdamX<float>{}, adamx::AdamXOptions{});
-  else if (arm.optimizer == "AMSGrad") {
+  if (arm.optimizer == "AMSGrad") {
     adamx::AdamOptions o;
     o.amsgrad = true;
-    run(adamx::Adam<float>{}, o);
-  } else if (arm.optimizer == "RAdam") run(adamx::RAdam<float>{}, adamx::RAdamOptions{});
-  else if (arm.optimizer == "AdaBound") run(adamx::AdaBound<float>{}, adamx::AdaBoundOptions{});
-  else run(adamx::AdaMod<float>{}, adamx::AdaModOptions{});
+    return run(adamx::Adam<float>{}, o);
+  }
+#define ADAMX_RUN_ARM(Name) \
+  if (arm.optimizer == #Name) return run(adamx::Name<float>{}, adamx::Name##Options{});
+  ADAMX_FOR_EACH_OPTIMIZER(ADAMX_RUN_ARM)
+#undef ADAMX_RUN_ARM
+  throw std::logic_error("unknown optimizer " + arm.optimizer);
 }
 
 // The CSV and the progress line.

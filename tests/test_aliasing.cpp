@@ -59,7 +59,7 @@ class Aliasing : public ::testing::Test {
     adamx_test::fill(memory.data(), 17, 1);
     typename Opt::Options o2;
     o2.weight_decay = 1e-2;
-    o2.amsgrad = true;
+    adamx_test::set_option(o2, "amsgrad", 1);  // every slot where the optimizer has AMSGrad
     opt.add_group(std::vector<ConstTensor>{a(), b()}, typename Opt::Options{}, "g1", {"a", "b"});
     opt.add_group(std::vector<ConstTensor>{c()}, o2, "g2", {"c"});
     for (std::uint64_t k = 0; k < 3; ++k) {

@@ -71,12 +71,16 @@ void set_field(Options& o, const std::string& field, double value) {
   if (!adamx_test::set_option(o, field, value)) ADD_FAILURE() << "unknown field " << field;
 }
 
-// Whether the optimizer `Opt` must have the option `field`: the Adam family's
-// every optimizer, AdaBound's and AdaMod's own only their optimizer (a setter
-// of an option an optimizer lacks does not compile: tests/compile_error).
+// Whether the optimizer `Opt` must have the option `field`: lr, β1, β2,
+// weight decay, maximize and the policy every optimizer; the Adam family's
+// (β3, β_n, ε, decay mode, AMSGrad) every optimizer that keeps Adam's second
+// moment v (not Lion); AdaBound's and AdaMod's own only their optimizer (a
+// setter of an option an optimizer lacks does not compile: tests/compile_error).
 template <class Opt>
 bool must_have_option(const std::string& field) {
   using Flavour = adamx_test::FlavourOf_t<Opt>;
+  if (field == "beta3" || field == "beta_norm" || field == "eps" || field == "decay_mode" || field == "amsgrad")
+    return adamx_test::rule_has_slot<Opt>("v");
   if (field == "final_lr" || field == "bound_speed") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaBound>;
   if (field == "beta_step") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaMod>;
   return true;
@@ -88,14 +92,17 @@ void call_setter(Opt& opt, std::size_t g, const std::string& field, double value
   if (field == "lr") opt.set_lr(g, value);
   else if (field == "beta1") opt.set_betas(g, value, opt.options(g).beta2);
   else if (field == "beta2") opt.set_betas(g, opt.options(g).beta1, value);
-  else if (field == "beta3") opt.set_beta3(g, value);
-  else if (field == "beta_norm") opt.set_beta_norm(g, value);
-  else if (field == "eps") opt.set_eps(g, value);
+  else if (field == "beta3") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_beta3(g, value)) { o.set_beta3(g, value); }));
+  else if (field == "beta_norm") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_beta_norm(g, value)) { o.set_beta_norm(g, value); }));
+  else if (field == "eps") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_eps(g, value)) { o.set_eps(g, value); }));
   else if (field == "weight_decay") opt.set_weight_decay(g, value);
   else if (field == "final_lr") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_final_lr(g, value)) { o.set_final_lr(g, value); }));
   else if (field == "bound_speed") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_bound_speed(g, value)) { o.set_bound_speed(g, value); }));
   else if (field == "beta_step") EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_beta_step(g, value)) { o.set_beta_step(g, value); }));
-  else if (field == "decay_mode") opt.set_decay_mode(g, static_cast<adamx::WeightDecayMode>(static_cast<int>(value)));
+  else if (field == "decay_mode") {
+    const auto mode = static_cast<adamx::WeightDecayMode>(static_cast<int>(value));
+    EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_decay_mode(g, mode)) { o.set_decay_mode(g, mode); }));
+  }
   else if (field == "nonfinite") opt.set_nonfinite(g, static_cast<adamx::NonFinitePolicy>(static_cast<int>(value)));
   else ADD_FAILURE() << "unknown field " << field;
 }
@@ -143,7 +150,7 @@ class BadInput : public ::testing::Test {
     opt.add_group({w1, b1}, o1, "fc1", {"weight", "bias"});
     Options o2;
     o2.lr = 3e-3;
-    o2.amsgrad = true;
+    adamx_test::set_option(o2, "amsgrad", 1);  // where the optimizer has it (not Lion)
     o2.weight_decay = 1e-3;
     o2.set_betas(0.8, 0.99);
     opt.add_group({w2, b2}, o2, "fc2", {"weight", "bias"});
@@ -367,11 +374,13 @@ TYPED_TEST(BadInput, AllGroupsSetLrWithInvalidValueThrowsAndChangesNothing) {
 TYPED_TEST(BadInput, AddGroupWithInvalidOptionsNamesTheDefaultGroupName) {
   typename TestFixture::Mat w3 = TestFixture::Mat::Zero(2, 2);
   typename TestFixture::Options bad;
-  bad.eps = -1.0;
+  // ε where the optimizer has it, else (Lion) the weight decay.
+  const std::string field = adamx_test::declares_option<typename TestFixture::Options>("eps") ? "eps" : "weight_decay";
+  ASSERT_TRUE(adamx_test::set_option(bad, field, -1.0));
   const auto before = this->Take();
   const std::string message =
       thrown_message<std::invalid_argument>([&] { this->opt.add_group({w3}, bad); });
-  EXPECT_TRUE(NamesFieldAndValue(message, "eps", -1.0));
+  EXPECT_TRUE(NamesFieldAndValue(message, field, -1.0));
   EXPECT_TRUE(Contains(message, "group2"));  // the name the group would have had
   EXPECT_TRUE(this->Unchanged(before));
 }
@@ -384,10 +393,11 @@ TYPED_TEST(BadInput, BoundaryValuesOfEveryRangeAreAccepted) {
   o.lr = 0.0;
   o.beta1 = 0.0;
   o.beta2 = std::nextafter(1.0, 0.0);
-  o.beta_norm = 0.0;
-  o.eps = 0.0;
   o.weight_decay = 0.0;
-  // AdaBound's and AdaMod's own options where the optimizer has them.
+  // The Adam family's, AdaBound's and AdaMod's own options where the
+  // optimizer has them.
+  adamx_test::set_option(o, "beta_norm", 0.0);
+  adamx_test::set_option(o, "eps", 0.0);
   adamx_test::set_option(o, "final_lr", 0.0);
   adamx_test::set_option(o, "bound_speed", std::numeric_limits<double>::denorm_min());
   adamx_test::set_option(o, "beta_step", 0.0);
@@ -395,21 +405,29 @@ TYPED_TEST(BadInput, BoundaryValuesOfEveryRangeAreAccepted) {
   EXPECT_TRUE(this->opt.options(1) == o);
   o.beta1 = std::nextafter(1.0, 0.0);
   o.beta2 = 0.0;
-  o.beta_norm = std::nextafter(1.0, 0.0);
+  adamx_test::set_option(o, "beta_norm", std::nextafter(1.0, 0.0));
   o.lr = std::numeric_limits<double>::max();
   o.weight_decay = std::numeric_limits<double>::max();
-  o.eps = std::numeric_limits<double>::max();
+  adamx_test::set_option(o, "eps", std::numeric_limits<double>::max());
   adamx_test::set_option(o, "final_lr", std::numeric_limits<double>::max());
   adamx_test::set_option(o, "bound_speed", std::numeric_limits<double>::max());
   adamx_test::set_option(o, "beta_step", std::nextafter(1.0, 0.0));
   EXPECT_NO_THROW(this->opt.set_options(1, o));
-  EXPECT_NO_THROW(this->opt.set_beta3(1, 1.0));
-  if (!TestFixture::kGammaFixed) {
-    EXPECT_NO_THROW(this->opt.set_beta3(1, 0.0));
-    EXPECT_EQ(this->opt.options(1).beta3, 0.0);
-  }
+  // β3 and the decay mode where the optimizer has them (not Lion).
+  const bool has_beta3 = adamx_test::call_if_declared(this->opt, [](auto& opt) -> decltype(opt.set_beta3(1, 1.0)) {
+    EXPECT_NO_THROW(opt.set_beta3(1, 1.0));
+    if (!TestFixture::kGammaFixed) {
+      EXPECT_NO_THROW(opt.set_beta3(1, 0.0));
+      EXPECT_EQ(adamx_test::option_or(opt.options(1), "beta3", -1.0), 0.0);
+    }
+  });
+  EXPECT_EQ(has_beta3, must_have_option<TypeParam>("beta3"));
   EXPECT_NO_THROW(this->opt.set_lr(0.0));
-  EXPECT_NO_THROW(this->opt.set_decay_mode(0, adamx::WeightDecayMode::decoupled));
+  const bool has_decay_mode =
+      adamx_test::call_if_declared(this->opt, [](auto& opt) -> decltype(opt.set_decay_mode(0, adamx::WeightDecayMode::decoupled)) {
+        EXPECT_NO_THROW(opt.set_decay_mode(0, adamx::WeightDecayMode::decoupled));
+      });
+  EXPECT_EQ(has_decay_mode, must_have_option<TypeParam>("decay_mode"));
   EXPECT_NO_THROW(this->opt.set_nonfinite(0, adamx::NonFinitePolicy::error));
 }
 
@@ -616,18 +634,30 @@ TYPED_TEST(BadInput, PropagatePolicyLetsNonFiniteReachParamsKeepsGammaAndHAndAdv
 
       const auto& reports = this->Step();
 
-      EXPECT_FALSE(std::isfinite(*param));
+      // A NaN reaches θ under every rule, and so does an Inf under a rule
+      // that divides by the second moment v (∞/∞). Lion's sign step turns an
+      // Inf into a step of ±α: θ stays finite and the Inf stays in its m.
       // The rule is elementwise: only the element with the bad gradient.
-      EXPECT_EQ(this->CountNonFinite(bad), 1);
+      if (std::isnan(value) || adamx_test::rule_has_slot<TypeParam>("v")) {
+        EXPECT_FALSE(std::isfinite(*param));
+        EXPECT_EQ(this->CountNonFinite(bad), 1);
+      } else {
+        EXPECT_TRUE(std::isfinite(*param));
+        EXPECT_EQ(this->CountNonFinite(bad), 0);
+        Eigen::Index nonfinite_m = 0;
+        const auto state = this->opt.state(bad);
+        for (const auto& tensor : state.tensors) nonfinite_m += (!tensor.m.isFinite()).count();
+        EXPECT_EQ(nonfinite_m, 1);
+      }
       EXPECT_EQ(this->CountNonFinite(other), 0);
       const auto& after = this->opt.state(bad);
       EXPECT_EQ(after.t, before.t + 1);
-      EXPECT_TRUE(adamx_test::same_bits(after.gamma, before.gamma));
-      EXPECT_TRUE(adamx_test::same_bits(after.h, before.h));
+      // Every group scalar the rule keeps (γ and h for the Adam family).
+      EXPECT_TRUE(adamx::group_scalars_same_bits(after.scalars(), before.scalars()));
       EXPECT_FALSE(reports[bad].finite);
       EXPECT_TRUE(reports[bad].applied);
       EXPECT_EQ(reports[bad].step, before.t + 1);
-      EXPECT_TRUE(adamx_test::same_bits(reports[bad].gamma, before.gamma));
+      EXPECT_TRUE(adamx_test::same_bits(reports[bad].gamma, adamx::group_scalar_or(before.scalars(), "gamma", 1.0)));
       EXPECT_FALSE(std::isfinite(reports[bad].grad_norm_sq));
       EXPECT_TRUE(reports[other].finite);
       EXPECT_TRUE(reports[other].applied);
@@ -659,7 +689,7 @@ TYPED_TEST(BadInput, SkipPolicyLeavesGroupBitwiseUnchangedIncludingT) {
       EXPECT_FALSE(reports[bad].applied);
       EXPECT_FALSE(reports[bad].finite);
       EXPECT_EQ(reports[bad].step, before.t);
-      EXPECT_TRUE(adamx_test::same_bits(reports[bad].gamma, before.gamma));
+      EXPECT_TRUE(adamx_test::same_bits(reports[bad].gamma, adamx::group_scalar_or(before.scalars(), "gamma", 1.0)));
       // The other group stepped as if nothing had happened.
       EXPECT_TRUE(this->opt.state(other) == this->twin.state(other));
       EXPECT_TRUE(this->GroupParams(other) == this->TwinGroupParams(other));
@@ -931,12 +961,26 @@ TYPED_TEST(BadInput, OutOfRangeGroupIndexThrowsOutOfRangeAndChangesNothing) {
     EXPECT_THROW(o.set_options(g, options), std::out_of_range);
     EXPECT_THROW(o.set_lr(g, 1e-3), std::out_of_range);
     EXPECT_THROW(o.set_betas(g, 0.9, 0.999), std::out_of_range);
-    EXPECT_THROW(o.set_beta3(g, 1.0), std::out_of_range);
-    EXPECT_THROW(o.set_beta_norm(g, 0.99), std::out_of_range);
-    EXPECT_THROW(o.set_eps(g, 1e-8), std::out_of_range);
     EXPECT_THROW(o.set_weight_decay(g, 0.0), std::out_of_range);
-    EXPECT_THROW(o.set_decay_mode(g, adamx::WeightDecayMode::l2), std::out_of_range);
-    EXPECT_THROW(o.set_amsgrad(g, true), std::out_of_range);
+    // The Adam family's setters, where the optimizer has them (not Lion).
+    int adam_family_setters = 0;
+    adam_family_setters += adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_beta3(g, 1.0)) {
+      EXPECT_THROW(x.set_beta3(g, 1.0), std::out_of_range);
+    });
+    adam_family_setters += adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_beta_norm(g, 0.99)) {
+      EXPECT_THROW(x.set_beta_norm(g, 0.99), std::out_of_range);
+    });
+    adam_family_setters += adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_eps(g, 1e-8)) {
+      EXPECT_THROW(x.set_eps(g, 1e-8), std::out_of_range);
+    });
+    adam_family_setters += adamx_test::call_if_declared(
+        o, [&](auto& x) -> decltype(x.set_decay_mode(g, adamx::WeightDecayMode::l2)) {
+          EXPECT_THROW(x.set_decay_mode(g, adamx::WeightDecayMode::l2), std::out_of_range);
+        });
+    adam_family_setters += adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_amsgrad(g, true)) {
+      EXPECT_THROW(x.set_amsgrad(g, true), std::out_of_range);
+    });
+    EXPECT_EQ(adam_family_setters, must_have_option<TypeParam>("amsgrad") ? 5 : 0);
     EXPECT_THROW(o.set_maximize(g, true), std::out_of_range);
     EXPECT_THROW(o.set_nonfinite(g, adamx::NonFinitePolicy::skip), std::out_of_range);
     // An out-of-range index wins over an invalid value.

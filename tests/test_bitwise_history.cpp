@@ -43,8 +43,10 @@ using recorded_model::Regime;
 template <class State>
 void hash_group_state(Fnv1a64& fnv, const State& g) {
   fnv.add(static_cast<std::int64_t>(g.t));
-  fnv.add(static_cast<double>(g.gamma));
-  fnv.add(static_cast<double>(g.h));
+  // γ and h as the Adam family keeps them; a rule without them (Lion) hashes
+  // the values they start from, so that every recorded digest stays valid.
+  fnv.add(adamx::group_scalar_or(g.scalars(), "gamma", 1.0));
+  fnv.add(adamx::group_scalar_or(g.scalars(), "h", 0.0));
   for (const auto& ts : g.tensors) {
     fnv.add_array(ts.m.data(), ts.m.size());
     fnv.add_array(ts.v.data(), ts.v.size());
@@ -71,6 +73,9 @@ enum class Variant {
   skip_nan,       // NonFinitePolicy::skip, a NaN at kNonFiniteStep
   propagate_inf,  // NonFinitePolicy::propagate, an Inf at kNonFiniteStep
   wide,           // defaults, group 1 large enough to be stepped on threads
+  betas_decay_maximize,  // non-default β1, β2, weight decay and maximize, for an
+                         // optimizer without a decay mode or ε (Lion), where
+                         // maximize_l2, decoupled and betas_eps do not apply
 };
 
 const std::vector<std::pair<Variant, const char*>> kVariants = {
@@ -79,15 +84,23 @@ const std::vector<std::pair<Variant, const char*>> kVariants = {
     {Variant::betas_eps, "betas_eps"},     {Variant::gamma_rates, "gamma_rates"},
     {Variant::bounds, "bounds"},           {Variant::step_average, "step_average"},
     {Variant::skip_nan, "skip_nan"},       {Variant::propagate_inf, "propagate_inf"},
-    {Variant::wide, "wide"},
+    {Variant::wide, "wide"},               {Variant::betas_decay_maximize, "betas_decay_maximize"},
 };
 
+// Whether a variant applies to Opt: the γ, bound and step-average variants to
+// the one optimizer they are about; the others where Opt has every option the
+// variant sets (Lion has no AMSGrad, decay mode or ε).
 template <class Opt>
 bool applies(Variant variant) {
   const std::string name = Opt::name();
+  const auto has = [](const char* option) { return adamx_test::declares_option<typename Opt::Options>(option); };
   if (variant == Variant::gamma_rates) return name == "AdamX";
   if (variant == Variant::bounds) return name == "AdaBound";
   if (variant == Variant::step_average) return name == "AdaMod";
+  if (variant == Variant::amsgrad) return has("amsgrad");
+  if (variant == Variant::maximize_l2 || variant == Variant::decoupled) return has("decay_mode");
+  if (variant == Variant::betas_eps) return has("eps");
+  if (variant == Variant::betas_decay_maximize) return !has("decay_mode") && !has("eps");
   return true;
 }
 
@@ -118,23 +131,38 @@ void configure(Opt& opt, Variant variant) {
     switch (variant) {
       case Variant::defaults:
       case Variant::wide: break;
-      case Variant::amsgrad: opt.set_amsgrad(g, true); break;
+      // The Adam family's setters, on the optimizers that have them (applies()).
+      case Variant::amsgrad:
+        EXPECT_TRUE(adamx_test::call_if_declared(
+            opt, [&](auto& o) -> decltype(o.set_amsgrad(g, true)) { o.set_amsgrad(g, true); }));
+        break;
       case Variant::maximize_l2:
         opt.set_maximize(g, true);
-        opt.set_decay_mode(g, adamx::WeightDecayMode::l2);
+        EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_decay_mode(g, adamx::WeightDecayMode::l2)) {
+          o.set_decay_mode(g, adamx::WeightDecayMode::l2);
+        }));
         opt.set_weight_decay(g, 1e-2);
         break;
       case Variant::decoupled:
-        opt.set_decay_mode(g, adamx::WeightDecayMode::decoupled);
+        EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_decay_mode(g, adamx::WeightDecayMode::l2)) {
+          o.set_decay_mode(g, adamx::WeightDecayMode::decoupled);
+        }));
         opt.set_weight_decay(g, 5e-2);
         break;
       case Variant::betas_eps:
         opt.set_betas(g, 0.8, 0.99);
-        opt.set_eps(g, 1e-6);
+        EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_eps(g, 0.0)) { o.set_eps(g, 1e-6); }));
         break;
       case Variant::gamma_rates:
-        opt.set_beta3(g, 0.9);
-        opt.set_beta_norm(g, 0.95);
+        EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_beta_norm(g, 0.0)) {
+          o.set_beta3(g, 0.9);
+          o.set_beta_norm(g, 0.95);
+        }));
+        break;
+      case Variant::betas_decay_maximize:
+        opt.set_betas(g, 0.8, 0.95);
+        opt.set_weight_decay(g, 0.5);  // Lion's λ is ~10× AdamW's for the same effective decay
+        opt.set_maximize(g, true);
         break;
       case Variant::bounds:  // AdaBound's own setters (only it has them)
         EXPECT_TRUE(adamx_test::call_if_declared(opt, [&](auto& o) -> decltype(o.set_bound_speed(g, 0.0)) {
@@ -234,7 +262,8 @@ using AllOptimizers = std::tuple<
     adamx::AdamX<float>, adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>, adamx::AdamX<Eigen::half>,
     adamx::RAdam<float>, adamx::RAdam<double>, adamx::RAdam<Eigen::bfloat16>, adamx::RAdam<Eigen::half>,
     adamx::AdaBound<float>, adamx::AdaBound<double>, adamx::AdaBound<Eigen::bfloat16>, adamx::AdaBound<Eigen::half>,
-    adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::AdaMod<Eigen::half>>;
+    adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::AdaMod<Eigen::half>,
+    adamx::Lion<float>, adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>, adamx::Lion<Eigen::half>>;
 
 template <class... Opts>
 std::vector<Record> run_all(std::tuple<Opts...>*, int threads, int steps) {
@@ -329,7 +358,8 @@ TEST(BitwiseHistory, TwoThreadsReproduceTheRecordedDigests) {
   ASSERT_GE(group_size, adamx::detail::kMinParallelElements) << "the wide group would be stepped on one thread";
   const auto recorded = read_history();
   const std::vector<Record> records = run_all(2, 10);
-  ASSERT_EQ(records.size(), 24u * 5u);  // every optimizer and type, wide variant, 5 recorded steps
+  // Every optimizer and type, wide variant, 5 recorded steps.
+  ASSERT_EQ(records.size(), std::tuple_size<AllOptimizers>::value * 5u);
   for (const Record& r : records) {
     const auto found = recorded.find({r.name, r.step});
     ASSERT_NE(found, recorded.end()) << r.name << " step " << r.step;

@@ -62,9 +62,11 @@ class FlatState : public ::testing::Test {
       opt.step(p, g);
     }
   }
+  // AMSGrad on where the optimizer has it, so that every slot its rule
+  // declares is kept (Lion has no AMSGrad and no v_max).
   static typename Opt::Options amsgrad_options() {
     typename Opt::Options o;
-    o.amsgrad = true;
+    EXPECT_EQ(adamx_test::set_option(o, "amsgrad", 1), adamx_test::rule_has_slot<Opt>("v_max"));
     return o;
   }
 
@@ -95,18 +97,23 @@ TYPED_TEST(FlatState, SegmentsAreAlignedAndFollowEachOtherInOneBuffer) {
       }
     }
   };
-  segments([](const auto& view) -> const auto& { return view.m; });
-  segments([](const auto& view) -> const auto& { return view.v; });
-  segments([](const auto& view) -> const auto& { return view.v_max; });
-  // step_avg exactly when the rule keeps it (AdaMod), else empty.
-  for (std::size_t j = 0; j < count; ++j)
-    EXPECT_EQ(opt.state_view(0, j).step_avg.size(),
-              adamx_test::kKeepsStepAverage<TypeParam> ? opt.state_view(0, j).shape.size() : 0);
-  if (adamx_test::kKeepsStepAverage<TypeParam>)
-    segments([](const auto& view) -> const auto& { return view.step_avg; });
-  // The three (or four) slots are separate buffers: m's and v's first
-  // elements differ.
-  EXPECT_NE(opt.state_view(0, 0).m.data(), opt.state_view(0, 0).v.data());
+  // Every slot the rule keeps (m, v, v_max for the Adam family; step_avg
+  // too for AdaMod; m alone for Lion), and the others empty.
+  using Rule = typename adamx_test::FlavourOf_t<TypeParam>::Rule;
+  for (int k = 0; k < adamx::TensorState<S>::kSlots; ++k) {
+    SCOPED_TRACE(adamx::TensorState<S>::slot_names[k]);
+    if (k < Rule::kSlots) {
+      segments([k](const auto& view) -> const auto& { return view.slot(k); });
+    } else {
+      for (std::size_t j = 0; j < count; ++j) EXPECT_EQ(opt.state_view(0, j).slot(k).size(), 0);
+    }
+  }
+  EXPECT_EQ(opt.state_view(0, 0).step_avg.size(),
+            adamx_test::kKeepsStepAverage<TypeParam> ? opt.state_view(0, 0).shape.size() : 0);
+  // The slots are separate buffers: each one's first element is not the
+  // previous one's.
+  for (int k = 1; k < Rule::kSlots; ++k)
+    EXPECT_NE(opt.state_view(0, 0).slot(k).data(), opt.state_view(0, 0).slot(k - 1).data());
   EXPECT_THROW(opt.state_view(0, count), std::out_of_range);
   EXPECT_THROW(opt.state_view(1, 0), std::out_of_range);
 }
@@ -118,8 +125,11 @@ TYPED_TEST(FlatState, AccessorsAndViewsAgreeWithTheCopy) {
   this->steps(opt, 0, 3);
   const auto state = opt.state(0);
   EXPECT_EQ(opt.step_count(0), state.t);
-  EXPECT_TRUE(same_bits(opt.gamma(0), state.gamma));
-  EXPECT_TRUE(same_bits(opt.h(0), state.h));
+  // γ is 1 for a rule without one (Lion); h exists only where the rule has it.
+  EXPECT_TRUE(same_bits(opt.gamma(0), adamx::group_scalar_or(state.scalars(), "gamma", 1.0)));
+  if constexpr (adamx_test::kHasH<TypeParam>) {
+    EXPECT_TRUE(same_bits(opt.h(0), state.h));
+  }
   EXPECT_EQ(opt.layout(0), state.layout());
   const auto header = opt.state_without_arrays(0);
   EXPECT_EQ(header.layout(), state.layout());
@@ -159,11 +169,23 @@ TYPED_TEST(FlatState, StateRoundTripsThroughRestoreBitwise) {
   for (std::size_t j = 0; j < this->params.size(); ++j) EXPECT_TRUE(BitwiseEqual(this->params[j], params_opt[j]));
 }
 
-// amsgrad on allocates v_max, zero; off drops it; m and v stay bitwise.
+// amsgrad on allocates v_max, zero; off drops it; m and v stay bitwise. A
+// rule without AMSGrad (Lion) has neither the option nor the slot.
 TYPED_TEST(FlatState, AmsgradOnOffKeepsMomentsAndZeroesOrDropsVMax) {
   TypeParam opt;
   opt.add_group(this->param_views());
   this->steps(opt, 0, 3);
+  if (!adamx_test::declares_option<typename TypeParam::Options>("amsgrad")) {
+    EXPECT_FALSE(adamx_test::rule_has_slot<TypeParam>("v_max"));
+    for (std::size_t j = 0; j < this->params.size(); ++j) EXPECT_EQ(opt.state_view(0, j).v_max.size(), 0);
+    return;
+  }
+  // Through the options, so that this compiles for every optimizer.
+  const auto set_amsgrad = [&](bool on) {
+    auto o = opt.options(0);
+    adamx_test::set_option(o, "amsgrad", on ? 1 : 0);
+    opt.set_options(0, o);
+  };
   // After the switch: m, v and step_avg bitwise as in `previous`, v_max
   // `v_max_size(n)` elements of +0 for a tensor of n.
   const auto kept = [&](const auto& previous, auto v_max_size) {
@@ -178,11 +200,11 @@ TYPED_TEST(FlatState, AmsgradOnOffKeepsMomentsAndZeroesOrDropsVMax) {
     }
   };
   const auto before = opt.state(0);
-  opt.set_amsgrad(0, true);
+  set_amsgrad(true);
   kept(before, [](Eigen::Index n) { return n; });
   this->steps(opt, 3, 1);
   const auto stepped = opt.state(0);
-  opt.set_amsgrad(0, false);
+  set_amsgrad(false);
   kept(stepped, [](Eigen::Index) { return Eigen::Index{0}; });
   EXPECT_EQ(opt.state(0).t, stepped.t);
 }
@@ -213,7 +235,9 @@ TYPED_TEST(FlatState, RestoreWithBadSizesChangesNothing) {
     EXPECT_EQ(opt.state_view(0, 0).m.data(), m_before);
   };
   refused([](auto& states) { states[1].tensors[4].m.resize(999); });
-  refused([](auto& states) { states[1].tensors[2].v.resize(0); });
+  refused([](auto& states) {  // v: its size, or 3 elements where the rule keeps no v (Lion)
+    states[1].tensors[2].v.setZero(adamx_test::rule_has_slot<TypeParam>("v") ? 0 : 3);
+  });
   refused([](auto& states) { states[0].tensors[8].v_max.resize(15); });                 // amsgrad: must be 16
   refused([](auto& states) { states[1].tensors[0].v_max.setZero(1); });               // no amsgrad: must be empty
   refused([](auto& states) { states[1].tensors[1].step_avg.setZero(
@@ -229,7 +253,7 @@ class FlatStateFixedGamma : public FlatState<Opt> {};
 using FixedGammaOptimizers =
     ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>, adamx::AdamW<double>,
                      adamx::RAdam<float>, adamx::RAdam<double>, adamx::AdaBound<float>, adamx::AdaBound<double>,
-                     adamx::AdaMod<float>, adamx::AdaMod<double>>;
+                     adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>>;
 TYPED_TEST_SUITE(FlatStateFixedGamma, FixedGammaOptimizers, adamx_test::OptimizerName);
 
 TYPED_TEST(FlatStateFixedGamma, ManyTensorsInOneGroupStepAsOneGroupPerTensor) {
@@ -239,7 +263,10 @@ TYPED_TEST(FlatStateFixedGamma, ManyTensorsInOneGroupStepAsOneGroupPerTensor) {
   for (const bool amsgrad : {false, true}) {
     SCOPED_TRACE(amsgrad ? "amsgrad" : "no amsgrad");
     typename TypeParam::Options o;
-    o.amsgrad = amsgrad;
+    if (!adamx_test::set_option(o, "amsgrad", amsgrad)) {  // no AMSGrad (Lion): the run without covers it
+      EXPECT_FALSE(adamx_test::rule_has_slot<TypeParam>("v_max"));
+      if (amsgrad) continue;
+    }
     o.weight_decay = 0.01;
     TypeParam together;
     together.add_group(this->param_views(), o);

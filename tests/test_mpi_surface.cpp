@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "mpi_util.hpp"
+#include "test_util.hpp"
 
 namespace {
 
@@ -45,12 +46,15 @@ struct Pair {
   using Many = Sharded;
 };
 // AdamX and Adam, and the baselines, whose state differs (RAdam's two step
-// rules, AdaBound's bounds, AdaMod's third array).
+// rules, AdaBound's bounds, AdaMod's third array), and Lion, whose one
+// array and sign step are not Adam's.
 using Pairs = ::testing::Types<Pair<adamx::AdamX<float>, adamx::mpi::AdamX<float>>,
                                Pair<adamx::Adam<double>, adamx::mpi::Adam<double>>,
                                Pair<adamx::RAdam<float>, adamx::mpi::RAdam<float>>,
                                Pair<adamx::AdaBound<double>, adamx::mpi::AdaBound<double>>,
-                               Pair<adamx::AdaMod<float>, adamx::mpi::AdaMod<float>>>;
+                               Pair<adamx::AdaMod<float>, adamx::mpi::AdaMod<float>>,
+                               Pair<adamx::Lion<float>, adamx::mpi::Lion<float>>,
+                               Pair<adamx::Lion<double>, adamx::mpi::Lion<double>>>;
 
 template <class Scalar>
 using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -145,10 +149,11 @@ Run<Opt> train(const std::filesystem::path& checkpoint, int perturbed_rank = -1)
   opt.set_threads(1);
   EXPECT_EQ(opt.threads(), 1);
   opt.set_betas(1, 0.85, 0.99);
-  opt.set_eps(1, 1e-7);
+  // ε and the decay mode where the optimizer has them (not Lion).
+  adamx_test::call_if_declared(opt, [](auto& o) -> decltype(o.set_eps(1, 1e-7)) { o.set_eps(1, 1e-7); });
   opt.set_weight_decay(1, 1e-3);
   typename Opt::Options changed = opt.options(0);
-  changed.decay_mode = adamx::WeightDecayMode::decoupled;
+  adamx_test::set_option(changed, "decay_mode", static_cast<double>(adamx::WeightDecayMode::decoupled));
   opt.set_options(0, changed);
 
   // A composed schedule for every group, a second one for fc2 on top.
@@ -180,7 +185,11 @@ Run<Opt> train(const std::filesystem::path& checkpoint, int perturbed_rank = -1)
       restore(model.b2.data(), saved_params[3]);
       restore(model.s2.data(), saved_params[4]);
     }
-    if (done == 2) opt.set_amsgrad(1, true);  // v_max starts at zero, on every shard
+    if (done == 2) {  // v_max starts at zero, on every shard (a rule without AMSGrad, Lion, keeps none)
+      const bool has_amsgrad =
+          adamx_test::call_if_declared(opt, [](auto& o) -> decltype(o.set_amsgrad(1, true)) { o.set_amsgrad(1, true); });
+      EXPECT_EQ(has_amsgrad, adamx_test::declares_option<typename Opt::Options>("amsgrad"));
+    }
     schedule.apply(opt);
     if (done >= 4) fc2_decay.apply(opt, 1);
     for (std::size_t g = 0; g < opt.num_groups(); ++g) run.lrs.push_back(opt.options(g).lr);
@@ -348,7 +357,8 @@ struct BadInput {
     add([&] { o.set_lr(0, -1.0); });
     add([&] { o.set_lr(std::numeric_limits<double>::quiet_NaN()); });
     add([&] { o.set_betas(1, 0.9, 1.0); });
-    add([&] { o.set_eps(1, -1.0); });
+    // ε where the optimizer has it (not Lion).
+    adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_eps(1, -1.0)) { add([&] { x.set_eps(1, -1.0); }); });
     add([&] { o.set_weight_decay(5, 0.1); });
     add([&] { o.options(2); });
     add([&] { o.state(7); });
@@ -356,7 +366,7 @@ struct BadInput {
     add([&] { o.set_threads(0); });
     add([&] {
       typename Opt::Options bad = o.options(0);
-      bad.beta3 = 2.0;
+      if (!adamx_test::set_option(bad, "beta3", 2.0)) bad.beta2 = 2.0;  // β2 where there is no β3 (Lion)
       o.set_options(0, bad);
     });
     add([&] { o.step({{model.w1, model.b1}}, {{model.gw1, model.gb1}}); });

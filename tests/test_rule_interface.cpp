@@ -1,10 +1,12 @@
 // An update rule the library does not ship, declared here as a rule file
-// would declare it (docs/design.md, "Update rules"): Lion (Chen et al.,
-// "Symbolic Discovery of Optimization Algorithms", 2023), with one state
-// slot (m), no group scalars and options of its own (no beta3, eps or
-// amsgrad). The generic driver, plain-data state, restore and checkpoints
-// must take it with nothing but these declarations; its steps are checked
-// against a naive loop.
+// would declare it (docs/design.md, "Update rules"): SignMomentum, a toy with
+// Lion's equations (the library's own Lion is rules/lion.hpp, tested in
+// test_lion.cpp; this one is named apart so that neither is taken for the
+// other, in code or in a checkpoint's optimizer name), with one state slot
+// (m), no group scalars and options of its own (no beta3, eps or amsgrad).
+// The generic driver, plain-data state, restore and checkpoints must take it
+// with nothing but these declarations; its steps are checked against a naive
+// loop.
 #include <adamx/adamx.hpp>
 
 #include <gtest/gtest.h>
@@ -19,8 +21,8 @@
 
 namespace toy {
 
-// Lion's options: one part, none of the Adam family's.
-struct LionOptions {
+// The toy's options: one part, none of the Adam family's.
+struct SignMomentumOptions {
   double lr = 1e-4;
   double beta1 = 0.9;   // the rate of the interpolation the sign is taken of
   double beta2 = 0.99;  // the EMA rate of m
@@ -29,7 +31,7 @@ struct LionOptions {
   adamx::NonFinitePolicy nonfinite = adamx::NonFinitePolicy::propagate;
 
   static auto option_fields() {
-    using O = LionOptions;
+    using O = SignMomentumOptions;
     return std::make_tuple(adamx::option_field("lr", &O::lr, adamx::option_range::non_negative),
                            adamx::option_field("beta1", &O::beta1, adamx::option_range::rate),
                            adamx::option_field("beta2", &O::beta2, adamx::option_range::rate),
@@ -41,7 +43,7 @@ struct LionOptions {
 
 // The rule: c = β1·m + (1 − β1)·g, θ ← θ(1 − αλ) − α·sign(c),
 // m ← β2·m + (1 − β2)·g.
-struct Lion {
+struct SignMomentum {
   enum Slot : int { m = 0 };
   static constexpr int kSlots = 1;
   static constexpr int kBoundSlots = 1;
@@ -82,10 +84,10 @@ struct Lion {
 };
 
 namespace flavour {
-struct Lion {
-  static constexpr const char* name = "Lion";
-  using Rule = toy::Lion;
-  using OptionParts = adamx::OptionPartList<LionOptions>;
+struct SignMomentum {
+  static constexpr const char* name = "SignMomentum";
+  using Rule = toy::SignMomentum;
+  using OptionParts = adamx::OptionPartList<SignMomentumOptions>;
 };
 }  // namespace flavour
 
@@ -93,13 +95,13 @@ struct Lion {
 
 namespace {
 
-using LionOptimizer = adamx::Optimizer<float, toy::flavour::Lion>;
-using Options = LionOptimizer::Options;
+using SignMomentumOptimizer = adamx::Optimizer<float, toy::flavour::SignMomentum>;
+using Options = SignMomentumOptimizer::Options;
 using Vec = Eigen::VectorXf;
 
-// Lion, one element at a time, in the parameters' type with the rule's
+// SignMomentum, one element at a time, in the parameters' type with the rule's
 // order of operations (so the comparison is exact).
-struct NaiveLion {
+struct NaiveSignMomentum {
   std::vector<float> m;
   void step(const Options& o, Vec& theta, const Vec& grad) {
     if (m.empty()) m.assign(static_cast<std::size_t>(theta.size()), 0.0f);
@@ -124,7 +126,7 @@ Vec filled(Eigen::Index n, float scale, float shift) {
 }
 
 // Options with every field away from its default.
-Options lion_options() {
+Options sign_momentum_options() {
   Options o;
   o.lr = 0.01;
   o.beta1 = 0.8;
@@ -135,12 +137,12 @@ Options lion_options() {
 }
 
 TEST(RuleInterface, AForeignRuleStepsAsItsNaiveLoop) {
-  const Options o = lion_options();
+  const Options o = sign_momentum_options();
   // 37 elements: whole chunks and a scalar tail.
   Vec theta = filled(37, 1.0f, 0.0f), expected = theta;
-  LionOptimizer opt;
+  SignMomentumOptimizer opt;
   opt.add_group({adamx::ConstTensorRef<float>(theta)}, o);
-  NaiveLion naive;
+  NaiveSignMomentum naive;
   for (int t = 1; t <= 6; ++t) {
     const Vec grad = filled(37, 0.5f, static_cast<float>(t));
     const auto& reports = opt.step({{adamx::TensorRef<float>(theta)}}, {{adamx::ConstTensorRef<float>(grad)}});
@@ -154,7 +156,7 @@ TEST(RuleInterface, AForeignRuleStepsAsItsNaiveLoop) {
   ASSERT_EQ(state.tensors.size(), 1u);
   ASSERT_EQ(state.tensors[0].m.size(), 37);
   for (Eigen::Index i = 0; i < 37; ++i) EXPECT_EQ(state.tensors[0].m[i], naive.m[static_cast<std::size_t>(i)]);
-  // The slots Lion does not declare are kept by no group.
+  // The slots the toy does not declare are kept by no group.
   EXPECT_EQ(state.tensors[0].v.size(), 0);
   EXPECT_EQ(state.tensors[0].v_max.size(), 0);
   EXPECT_EQ(state.tensors[0].step_avg.size(), 0);
@@ -162,8 +164,8 @@ TEST(RuleInterface, AForeignRuleStepsAsItsNaiveLoop) {
 
 TEST(RuleInterface, AForeignRuleRestoresAndCheckpointsFromItsDeclarations) {
   Vec theta = filled(20, 1.0f, 0.5f);
-  LionOptimizer opt;
-  opt.add_group({adamx::ConstTensorRef<float>(theta)}, lion_options(), "layer");
+  SignMomentumOptimizer opt;
+  opt.add_group({adamx::ConstTensorRef<float>(theta)}, sign_momentum_options(), "layer");
   for (int t = 1; t <= 3; ++t) {
     const Vec grad = filled(20, 0.5f, static_cast<float>(t));
     opt.step({{adamx::TensorRef<float>(theta)}}, {{adamx::ConstTensorRef<float>(grad)}});
@@ -172,13 +174,13 @@ TEST(RuleInterface, AForeignRuleRestoresAndCheckpointsFromItsDeclarations) {
   // alone gives the state back bit for bit.
   std::stringstream file;
   adamx::save_checkpoint(opt, file);
-  LionOptimizer loaded;
+  SignMomentumOptimizer loaded;
   loaded.add_group({adamx::ConstTensorRef<float>(theta)}, Options{}, "layer");
   adamx::load_checkpoint(loaded, file);
   EXPECT_TRUE(loaded.state() == opt.state());
   EXPECT_EQ(loaded.step_count(0), 3);
 
-  // restore() checks the state against the declarations: a slot Lion does
+  // restore() checks the state against the declarations: a slot the toy does
   // not keep, or an invalid option, is refused and nothing changes.
   auto with_v = opt.state();
   with_v[0].tensors[0].v.setZero(20);
@@ -191,7 +193,7 @@ TEST(RuleInterface, AForeignRuleRestoresAndCheckpointsFromItsDeclarations) {
   EXPECT_THROW(loaded.restore(bad_lr), std::invalid_argument);
   EXPECT_TRUE(loaded.state() == opt.state());
 
-  // The generic setter reaches Lion's own fields by member.
+  // The generic setter reaches the toy's own fields by member.
   loaded.set(0, &Options::beta2, 0.5);
   EXPECT_EQ(loaded.options(0).beta2, 0.5);
   EXPECT_THROW(loaded.set(0, &Options::beta1, 1.5), std::invalid_argument);

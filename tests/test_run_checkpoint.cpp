@@ -218,7 +218,8 @@ using RunTypes = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx
                                   adamx::AdamX<float>, adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>,
                                   adamx::AdamX<Eigen::half>, adamx::RAdam<float>, adamx::RAdam<double>,
                                   adamx::AdaBound<float>, adamx::AdaBound<double>, adamx::AdaMod<float>,
-                                  adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>>;
+                                  adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::Lion<float>,
+                                  adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>>;
 struct RunTypeName {
   template <class T>
   static std::string GetName(int) {

@@ -76,7 +76,8 @@ class ThreadExchange {
 
 template <class Opt>
 class Sharded : public ::testing::Test {};
-using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>>;
+using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>, adamx::Lion<float>,
+                                    adamx::Lion<double>>;
 TYPED_TEST_SUITE(Sharded, Optimizers);
 
 TYPED_TEST(Sharded, BitwiseEqualToOneProcessForOneTwoThreeRanks) {

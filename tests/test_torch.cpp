@@ -559,9 +559,9 @@ TEST(TorchAdamX, BitwiseEqualsEigenAdamXHalf) { check_half_precision_bitwise<Eig
 
 // ---- the baselines through the adapter ---------------------------------------
 
-// RAdam, AdaBound and AdaMod through the adapter, bitwise against the same
-// adamx optimizer stepping the same values: two groups, the second with
-// amsgrad, maximize and non-default baseline options (final_lr, bound_speed,
+// RAdam, AdaBound, AdaMod and Lion through the adapter, bitwise against the
+// same adamx optimizer stepping the same values: two groups, the second with
+// amsgrad (not on Lion, which has none), maximize and non-default baseline options (final_lr, bound_speed,
 // beta_step), 60 steps (with the default β2 RAdam takes its momentum step
 // until step 5 and the rectified one after). Then the adapter's archive is
 // loaded into a second adapter, which must continue bitwise (AdaMod's third
@@ -575,8 +575,10 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   std::vector<torch::Tensor> params = {torch::randn({300}, dtype).requires_grad_(),
                                        torch::randn({7, 5}, dtype).requires_grad_(),
                                        torch::randn({4100}, dtype).requires_grad_()};
-  auto second_options = typename Adapter::Options(2e-3).amsgrad(true).maximize(true).weight_decay(0.01);
-  // AdaBound's and AdaMod's own options, on the optimizer that has them.
+  auto second_options = typename Adapter::Options(2e-3).maximize(true).weight_decay(0.01);
+  // AMSGrad, AdaBound's and AdaMod's own options, on the optimizer that has them.
+  const bool has_amsgrad =
+      adamx_test::call_if_declared(second_options, [](auto& o) -> decltype(o.amsgrad(true), void()) { o.amsgrad(true); });
   adamx_test::call_if_declared(second_options,
                                [](auto& o) -> decltype(o.final_lr(0.0), void()) { o.final_lr(0.05).bound_speed(1e-2); });
   adamx_test::call_if_declared(second_options, [](auto& o) -> decltype(o.beta_step(0.0), void()) { o.beta_step(0.99); });
@@ -601,7 +603,7 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   // option the adapter fails to forward makes the two differ.
   typename Engine::Options second = Engine::default_options();
   second.lr = 2e-3;
-  second.amsgrad = true;
+  EXPECT_EQ(adamx_test::set_option(second, "amsgrad", 1), has_amsgrad);
   second.maximize = true;
   second.weight_decay = 0.01;
   adamx_test::set_option(second, "final_lr", 0.05);
@@ -668,6 +670,12 @@ TEST_F(TorchBaselines, AdaBoundDoubleBitwiseEqualsEigenAndResumes) {
 }
 TEST_F(TorchBaselines, AdaModFloatBitwiseEqualsEigenAndResumes) {
   check_baseline_bitwise<to::AdaMod, float>(torch::kFloat32, archive());
+}
+TEST_F(TorchBaselines, LionFloatBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::Lion, float>(torch::kFloat32, archive());
+}
+TEST_F(TorchBaselines, LionDoubleBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::Lion, double>(torch::kFloat64, archive());
 }
 
 // ---- parameters without a gradient ----------------------------------------------

@@ -39,16 +39,54 @@ constexpr bool kStepsWith = std::is_same<typename Flavour::Rule, Rule>::value;
 /// (the state slot step_avg): AdaMod alone does.
 template <class Opt>
 constexpr bool kKeepsStepAverage = kStepsWith<FlavourOf_t<Opt>, adamx::rules::AdaMod>;
-/// True for every optimizer but AdamX: γ is fixed at 1 (β3 must be 1).
+namespace detail {
+template <class Flavour, class = void>
+struct gamma_fixed : std::true_type {};  // no γ at all: as if γ ≡ 1
+template <class Flavour>
+struct gamma_fixed<Flavour, std::void_t<decltype(Flavour::gamma_fixed)>>
+    : std::integral_constant<bool, Flavour::gamma_fixed> {};
+}  // namespace detail
+/// True for every optimizer but AdamX: γ is fixed at 1 (β3 must be 1), or,
+/// for a rule with no γ (Lion), absent, which steps as γ ≡ 1 would.
 template <class Opt>
-constexpr bool kGammaFixed = FlavourOf<Opt>::type::gamma_fixed;
+constexpr bool kGammaFixed = detail::gamma_fixed<FlavourOf_t<Opt>>::value;
 
 /// Every optimizer type, for typed tests.
 using AllOptimizers = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>,
                                        adamx::AdamW<double>, adamx::AdamX<float>, adamx::AdamX<double>,
                                        adamx::RAdam<float>, adamx::RAdam<double>,
                                        adamx::AdaBound<float>, adamx::AdaBound<double>,
-                                       adamx::AdaMod<float>, adamx::AdaMod<double>>;
+                                       adamx::AdaMod<float>, adamx::AdaMod<double>,
+                                       adamx::Lion<float>, adamx::Lion<double>>;
+
+/// Whether optimizer `Opt`'s rule keeps the per-element state slot `name`
+/// ("v_max": the Adam family's and the baselines'; Lion keeps m alone).
+template <class Opt>
+bool rule_has_slot(const char* name) {
+  using Rule = typename FlavourOf_t<Opt>::Rule;
+  for (int k = 0; k < Rule::kSlots; ++k)
+    if (std::strcmp(Rule::slot_names[k], name) == 0) return true;
+  return false;
+}
+
+/// Whether `Options` declares the option `name` ("amsgrad", "eps", ...).
+template <class Options>
+bool declares_option(const std::string& name) {
+  bool found = false;
+  adamx::for_each_option_field<Options>([&](const auto& field) { found = found || name == field.name; });
+  return found;
+}
+
+namespace detail {
+template <class Scalars, class = void>
+struct has_h : std::false_type {};
+template <class Scalars>
+struct has_h<Scalars, std::void_t<decltype(&Scalars::h)>> : std::true_type {};
+}  // namespace detail
+/// Whether optimizer `Opt` carries the Adam family's group scalar h (and so
+/// has a usable Optimizer::h()).
+template <class Opt>
+constexpr bool kHasH = detail::has_h<typename Opt::State::Scalars>::value;
 
 /// Readable typed-test names: Suite/AdamX_float, ...
 struct OptimizerName {
@@ -188,8 +226,9 @@ struct Snapshot {
       auto failure = ::testing::AssertionFailure();
       failure << "state of group " << g << " ('" << state[g].name << "') changed:";
       if (now[g].t != state[g].t) failure << " t " << state[g].t << " -> " << now[g].t << ";";
-      if (!same_bits(now[g].gamma, state[g].gamma)) failure << " gamma;";
-      if (!same_bits(now[g].h, state[g].h)) failure << " h;";
+      adamx::for_each_group_scalar<typename Optimizer::State::Scalars>([&](const auto& field) {
+        if (!same_bits(now[g].*field.member, state[g].*field.member)) failure << " " << field.name << ";";
+      });
       if (!(now[g].options == state[g].options)) failure << " options;";
       for (std::size_t j = 0; j < state[g].tensors.size() && j < now[g].tensors.size(); ++j)
         if (!(now[g].tensors[j] == state[g].tensors[j]))

@@ -138,7 +138,15 @@ def build(times, errors):
                 "half / float parameters, time (AdamX)", size_label(n),
                 "step/AdamX/half/%d" % n, "step/AdamX/float/%d" % n)
 
-    for name in ("RAdam", "AdaBound", "AdaMod"):
+    # Every optimizer the run measured besides Adam's own family (bench_step
+    # registers one step/<Name>/float row per optimizer of the library).
+    baselines = []
+    for row in r.times:
+        parts = row.split("/")
+        if (len(parts) == 4 and parts[0] == "step" and parts[2] == "float" and
+                parts[1] not in ("Adam", "AdamW", "AdamX") and parts[1] not in baselines):
+            baselines.append(parts[1])
+    for name in baselines:
         for n in (P20, P24):
             r.ratio("%s_over_adam_%s" % (name.lower(), size_label(n).replace("^", "p")),
                     "%s / Adam, time (float)" % name, size_label(n),

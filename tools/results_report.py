@@ -28,7 +28,9 @@ from collections import defaultdict
 
 PROBLEMS = ["fashion", "digits", "quadratic", "nonstationary"]
 BASE_LR = {"fashion": 1e-3, "digits": 1e-2, "quadratic": 1e-2, "nonstationary": 1e-2}
-OPTIMIZERS = ["Adam", "AdamX", "AMSGrad", "RAdam", "AdaBound", "AdaMod"]
+# The optimizers in the order the runner wrote them (its list is the
+# library's, so one added there is reported here); filled by read_rows.
+OPTIMIZERS = []
 BURST = (1330, 1400)  # last 10 % of the ×100 stretch [700, 1400)
 TITLES = {
     "fashion": "Fashion-MNIST MLP",
@@ -40,7 +42,11 @@ TITLES = {
 
 def read_rows(path):
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if row["optimizer"] not in OPTIMIZERS:
+            OPTIMIZERS.append(row["optimizer"])
+    return rows
 
 
 def mean_std(values):
@@ -181,7 +187,8 @@ def gnuplot(script, out_dir):
     subprocess.run(["gnuplot"], input=script.encode(), cwd=out_dir, check=True)
 
 
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#000000", "#aec7e8"]
 
 
 def plot_curves(curves, out_dir, data_dir):

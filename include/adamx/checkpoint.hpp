@@ -592,12 +592,13 @@ struct V2GroupScalar {
 };
 inline constexpr V2GroupScalar kV2GroupScalars[] = {{"gamma", 1.0}, {"h", 0.0}};
 
+// `group` is the group's name, for the message (as every other refused value names its group).
 template <class Input, class Scalars>
-void get_v2_group_scalars(Input& in, Scalars& scalars) {
+void get_v2_group_scalars(Input& in, Scalars& scalars, const std::string& group) {
   for (const V2GroupScalar& slot : kV2GroupScalars) {
     const double value = in.f64(slot.name);
     if (!set_group_scalar(scalars, slot.name, value) && float_bits(value) != float_bits(slot.absent))
-      checkpoint_failure(std::string("the group scalar ") + slot.name + " = " + format_value(value) +
+      checkpoint_failure("group '" + group + "': the group scalar " + slot.name + " = " + format_value(value) +
                          " has no place in this optimizer (it keeps none; version 2 files hold " +
                          format_value(slot.absent) + " there)");
   }
@@ -688,7 +689,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std:
     } else {
       g.options = get_v2_options<Flavour>(in);
       g.t = in.i64("t");
-      get_v2_group_scalars(in, g.scalars());
+      get_v2_group_scalars(in, g.scalars(), g.name);
     }
     const std::uint32_t tensor_count = in.u32("tensor count");
     for (std::uint32_t j = 0; j < tensor_count; ++j) {

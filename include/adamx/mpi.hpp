@@ -447,11 +447,18 @@ class ShardedOptimizer {
   /// Sets lr on every group (what a schedule's apply(opt) calls).
   void set_lr(double lr) { local_.set_lr(lr); }
   void set_betas(std::size_t group, double beta1, double beta2) { local_.set_betas(group, beta1, beta2); }
+  // Options not every optimizer has (the Adam family's; Lion lacks them):
+  // only where its options have the field.
+  template <class O = Options, class = decltype(&O::beta3)>
   void set_beta3(std::size_t group, double beta3) { local_.set_beta3(group, beta3); }
+  template <class O = Options, class = decltype(&O::beta_norm)>
   void set_beta_norm(std::size_t group, double beta_norm) { local_.set_beta_norm(group, beta_norm); }
+  template <class O = Options, class = decltype(&O::eps)>
   void set_eps(std::size_t group, double eps) { local_.set_eps(group, eps); }
   void set_weight_decay(std::size_t group, double weight_decay) { local_.set_weight_decay(group, weight_decay); }
+  template <class O = Options, class = decltype(&O::decay_mode)>
   void set_decay_mode(std::size_t group, WeightDecayMode mode) { local_.set_decay_mode(group, mode); }
+  template <class O = Options, class = decltype(&O::amsgrad)>
   void set_amsgrad(std::size_t group, bool amsgrad) { local_.set_amsgrad(group, amsgrad); }
   void set_maximize(std::size_t group, bool maximize) { local_.set_maximize(group, maximize); }
   void set_nonfinite(std::size_t group, NonFinitePolicy policy) { local_.set_nonfinite(group, policy); }
@@ -1294,7 +1301,7 @@ void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::fi
 }
 
 // Every optimizer of the library, sharded: adamx::mpi::AdamX<float>,
-// adamx::mpi::RAdam<double>, … (the list is in optimizers.hpp).
+// adamx::mpi::RAdam<double>, … (the list is in rules.hpp).
 #define ADAMX_MPI_ALIAS(Name) \
   template <class Scalar>     \
   using Name = ShardedOptimizer<Scalar, flavour::Name>;

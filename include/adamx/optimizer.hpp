@@ -312,20 +312,36 @@ class Optimizer {
   }
 
   // Typed setters, one per option; each validates like set_options. The
-  // setters of a flavour's own options (AdaBound's, AdaMod's) exist only on
-  // the optimizers whose options have that field.
+  // setters of options not every optimizer has (the Adam family's β3, β_n,
+  // ε, decay mode and AMSGrad, which Lion lacks; AdaBound's, AdaMod's own)
+  // exist only on the optimizers whose options have that field.
   void set_lr(std::size_t group, double lr) { set(group, &Options::lr, lr); }
   void set_betas(std::size_t group, double beta1, double beta2) {
     modify(group, [&](Options& o) { o.set_betas(beta1, beta2); });
   }
-  void set_beta3(std::size_t group, double beta3) { set(group, &Options::beta3, beta3); }
-  void set_beta_norm(std::size_t group, double beta_norm) { set(group, &Options::beta_norm, beta_norm); }
-  void set_eps(std::size_t group, double eps) { set(group, &Options::eps, eps); }
+  template <class O = Options, class = decltype(&O::beta3)>
+  void set_beta3(std::size_t group, double beta3) {
+    set(group, &O::beta3, beta3);
+  }
+  template <class O = Options, class = decltype(&O::beta_norm)>
+  void set_beta_norm(std::size_t group, double beta_norm) {
+    set(group, &O::beta_norm, beta_norm);
+  }
+  template <class O = Options, class = decltype(&O::eps)>
+  void set_eps(std::size_t group, double eps) {
+    set(group, &O::eps, eps);
+  }
   void set_weight_decay(std::size_t group, double weight_decay) {
     set(group, &Options::weight_decay, weight_decay);
   }
-  void set_decay_mode(std::size_t group, WeightDecayMode mode) { set(group, &Options::decay_mode, mode); }
-  void set_amsgrad(std::size_t group, bool amsgrad) { set(group, &Options::amsgrad, amsgrad); }
+  template <class O = Options, class = decltype(&O::decay_mode)>
+  void set_decay_mode(std::size_t group, WeightDecayMode mode) {
+    set(group, &O::decay_mode, mode);
+  }
+  template <class O = Options, class = decltype(&O::amsgrad)>
+  void set_amsgrad(std::size_t group, bool amsgrad) {
+    set(group, &O::amsgrad, amsgrad);
+  }
   void set_maximize(std::size_t group, bool maximize) { set(group, &Options::maximize, maximize); }
   void set_nonfinite(std::size_t group, NonFinitePolicy policy) { set(group, &Options::nonfinite, policy); }
   template <class O = Options, class = decltype(&O::final_lr)>
@@ -422,7 +438,11 @@ class Optimizer {
   std::int64_t step_count(std::size_t group) const { return at(group).t; }
   /// γ for the Adam family; 1 for a rule that has no γ.
   double gamma(std::size_t group) const { return gamma_of(scalars_of(at(group))); }
-  double h(std::size_t group) const { return at(group).h; }
+  /// h, only for a rule that carries it (the Adam family's; not Lion).
+  template <class S = Scalars, class = decltype(&S::h)>
+  double h(std::size_t group) const {
+    return at(group).h;
+  }
 
   /// The ways `states` differs in structure from this optimizer's groups:
   /// group count, order and names, tensor count, order, names and shapes.

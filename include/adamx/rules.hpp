@@ -6,4 +6,15 @@
 #include "adamx/rules/adabound.hpp"
 #include "adamx/rules/adam.hpp"
 #include "adamx/rules/adamod.hpp"
+#include "adamx/rules/lion.hpp"
 #include "adamx/rules/radam.hpp"
+
+/// Every optimizer of the library, by name: expands X(Name) once per
+/// optimizer, where Name is both its alias (adamx::Name<Scalar>,
+/// optimizers.hpp) and its flavour (adamx::flavour::Name, in its rule file).
+/// This list and the #includes above it are the one place an optimizer is
+/// registered: the aliases, the sharded driver's aliases (adamx::mpi::Name),
+/// the libtorch adapter's, the checkpoint conversions (which must recognise
+/// every optimizer's files), the benchmarks and the comparison runner are all
+/// made from it, so an optimizer added here is offered everywhere.
+#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod) X(Lion)

@@ -115,8 +115,8 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
   Adamx options_;
 };
 
-// AdamOptions, AdamWOptions, AdamXOptions, RAdamOptions, AdaBoundOptions,
-// AdaModOptions: one per optimizer of the library (optimizers.hpp's list).
+// NameOptions (AdamOptions, AdamWOptions, …): one per optimizer of the
+// library (rules.hpp's list).
 #define ADAMX_TORCH_OPTIONS_ALIAS(Name) using Name##Options = BasicOptions<flavour::Name>;
 ADAMX_FOR_EACH_OPTIMIZER(ADAMX_TORCH_OPTIONS_ALIAS)
 #undef ADAMX_TORCH_OPTIONS_ALIAS
@@ -624,11 +624,9 @@ class BasicOptimizer : public torch::optim::Optimizer {
       grad_lists_;
 };
 
-// Every optimizer of the library as a libtorch optimizer, stepped by adamx:
-// Adam (libtorch's semantics, L2 weight decay), AdamW (decoupled decay,
-// λ = 1e-2 by default), AdamX (a per-group γ scaling the second moment,
-// β3 = 0.99 by default), and the baselines RAdam, AdaBound and AdaMod
-// (optimizers.hpp's list).
+// Every optimizer of the library as a libtorch optimizer, stepped by adamx
+// (rules.hpp's list): Adam has libtorch's semantics (L2 weight decay), AdamW
+// decoupled decay; each optimizer's defaults are its rule file's.
 #define ADAMX_TORCH_ALIAS(Name) using Name = BasicOptimizer<flavour::Name>;
 ADAMX_FOR_EACH_OPTIMIZER(ADAMX_TORCH_ALIAS)
 #undef ADAMX_TORCH_ALIAS

@@ -2,7 +2,8 @@
 // ADAMX_CASE=0 each optimizer sets options it has and it must compile (so the
 // other cases fail for their foreign option, not for a slip in this file);
 // each other case sets an option of another optimizer (AdaBound's or
-// AdaMod's own), which must not compile: options.hpp gives each optimizer
+// AdaMod's own, or the Adam family's on Lion) or reads a group scalar the
+// rule lacks, which must not compile: options.hpp gives each optimizer
 // only its own fields, and the setters exist only for those.
 #include <adamx/adamx.hpp>
 
@@ -25,6 +26,11 @@ int main() {
   adamx::RAdam<float> radam;
   radam.add_group({w});
   adamx::AdamWOptions options;
+  adamx::Lion<float> lion;
+  lion.add_group({w});
+  lion.set_betas(0, 0.9, 0.99);
+  lion.set_weight_decay(0, 0.1);
+  const double gamma = lion.gamma(0);  // 1: Lion has no γ, reported as 1
 #if ADAMX_CASE == 1  // AdaBound's final_lr on Adam
   adam.set_final_lr(0, 0.05);
 #elif ADAMX_CASE == 2  // AdaMod's beta_step on RAdam
@@ -33,6 +39,12 @@ int main() {
   mod.set(0, &adamx::AdaBoundOptions::bound_speed, 1e-2);
 #elif ADAMX_CASE == 4  // the field itself is not in AdamW's options
   options.final_lr = 0.05;
+#elif ADAMX_CASE == 5  // the Adam family's eps on Lion
+  lion.set_eps(0, 1e-8);
+#elif ADAMX_CASE == 6  // AMSGrad on Lion
+  lion.set_amsgrad(0, true);
+#elif ADAMX_CASE == 7  // the Adam family's group scalar h on Lion
+  return lion.h(0) > 0 ? 0 : 1;
 #endif
-  return options.lr > 0 ? 0 : 1;
+  return options.lr > 0 && gamma == 1.0 ? 0 : 1;
 }

@@ -1,0 +1,355 @@
+// Lion against the independent long-double reference
+// (tests/reference/naive_lion.hpp) over 600 steps, float and double, in five
+// gradient regimes and with every option; and its exact behaviours: the
+// first step is a sign step of exactly α, a tie (c = 0) leaves θ to the
+// decay alone (sign(0) = 0, as torch.sign and jnp.sign give), a NaN reaches
+// θ and m under propagate and changes nothing under skip.
+//
+// Tolerance: |library − reference| ≤ kSlack × bound, the bound being the
+// reference's first-order rounding-error bound for each quantity (see the
+// header); kSlack = 2 absorbs the second-order terms and the use of the
+// reference's magnitudes for the library's, as in test_reference.cpp. Every
+// sign is checked exactly except at near ties (|c| within the slack of its
+// bound, where either sign is a correct rounding of the equations in the
+// library's precision): there the reference follows the library's sign,
+// and such elements must be rare (kMaxNearTieFraction).
+#include <gtest/gtest.h>
+
+#include <adamx/adamx.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "reference/naive_lion.hpp"
+
+namespace {
+
+using naive_lion::Real;
+constexpr Real kSlack = 2;
+constexpr int kSteps = 600;
+// |c| ≤ 2·bound, the bound a few ulps of c's terms (|terms| ~ 1 here), has
+// probability about 4·(a few u)·density(0) ≈ 1e-6 per element and step in
+// float for these gradients (unit-scale normals): a run of 600 × 401 element
+// steps sees about one. One in 10^4 is far above that and far below what a
+// sign computed wrongly near 0 would produce.
+constexpr double kMaxNearTieFraction = 1e-4;
+
+enum class Regime { stationary, burst, decaying, mixed_scales, zero_stretches };
+enum class Variant { defaults, decay, maximize, betas, skip_nonfinite };
+
+const char* name(Regime r) {
+  switch (r) {
+    case Regime::stationary: return "stationary";
+    case Regime::burst: return "burst";
+    case Regime::decaying: return "decaying";
+    case Regime::mixed_scales: return "mixed_scales";
+    case Regime::zero_stretches: return "zero_stretches";
+  }
+  return "?";
+}
+const char* name(Variant v) {
+  switch (v) {
+    case Variant::defaults: return "defaults";
+    case Variant::decay: return "decay";
+    case Variant::maximize: return "maximize";
+    case Variant::betas: return "betas";
+    case Variant::skip_nonfinite: return "skip_nonfinite";
+  }
+  return "?";
+}
+
+// g = scale·noise(k)·(μ + z), μ fixed per element; zeros in the zero-stretches
+// regime; NaN and ±Inf at three steps in the skip variant.
+class Gradients {
+ public:
+  Gradients(Regime regime, Variant variant, const std::vector<std::size_t>& sizes)
+      : regime_(regime), variant_(variant), rng_(2023) {
+    std::normal_distribution<double> normal(0.0, 0.5);
+    for (std::size_t n : sizes) {
+      std::vector<double> mean(n);
+      for (double& x : mean) x = normal(rng_);
+      means_.push_back(mean);
+    }
+  }
+  void next(int k, std::vector<std::vector<double>>& out) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const double scales[] = {1e-3, 1.0, 1e3};
+    out.resize(means_.size());
+    for (std::size_t j = 0; j < means_.size(); ++j) {
+      out[j].resize(means_[j].size());
+      const double scale = regime_ == Regime::mixed_scales ? scales[j % 3] : 1.0;
+      const double noise = regime_ == Regime::burst      ? ((k >= 200 && k < 400) ? 100.0 : 1.0)
+                           : regime_ == Regime::decaying ? std::exp(-k / 150.0)
+                                                         : 1.0;
+      for (std::size_t i = 0; i < means_[j].size(); ++i) {
+        double g = scale * noise * (means_[j][i] + normal(rng_));
+        if (regime_ == Regime::zero_stretches && (k <= 30 || (k >= 300 && k < 450))) g = 0.0;
+        out[j][i] = g;
+      }
+    }
+    if (variant_ == Variant::skip_nonfinite) {
+      if (k == 50) out[0][7] = std::nan("");
+      if (k == 250) out[1][3] = HUGE_VAL;
+      if (k == 251) out[2][20] = -HUGE_VAL;
+    }
+  }
+
+ private:
+  Regime regime_;
+  Variant variant_;
+  std::mt19937_64 rng_;
+  std::vector<std::vector<double>> means_;
+};
+
+adamx::LionOptions options_for(Variant v) {
+  adamx::LionOptions o;
+  o.lr = 3e-4;
+  switch (v) {
+    case Variant::defaults: break;
+    case Variant::decay: o.weight_decay = 1.0; break;  // λ·α = 3e-4: Lion's usual λ is 3–10× AdamW's
+    case Variant::maximize: o.maximize = true; break;
+    case Variant::betas: o.set_betas(0.95, 0.98); break;
+    case Variant::skip_nonfinite: o.nonfinite = adamx::NonFinitePolicy::skip; break;
+  }
+  return o;
+}
+
+naive_lion::Hyper hyper_from(const adamx::LionOptions& o) {
+  naive_lion::Hyper h;
+  h.lr = o.lr;
+  h.beta1 = o.beta1;
+  h.beta2 = o.beta2;
+  h.weight_decay = o.weight_decay;
+  h.maximize = o.maximize;
+  h.skip_nonfinite = o.nonfinite != adamx::NonFinitePolicy::propagate;
+  return h;
+}
+
+// Largest |library − reference| / bound seen, and the first violation.
+std::string compare(const char* what, Real library, Real reference, Real bound, Real& worst_ratio) {
+  if (std::isnan(library) && std::isnan(reference)) return {};
+  if (library == reference) return {};
+  const Real diff = std::fabs(library - reference);
+  if (bound > 0) worst_ratio = std::fmax(worst_ratio, diff / bound);
+  if (diff <= kSlack * bound) return {};
+  return std::string(what) + ": library " + std::to_string(static_cast<double>(library)) + ", reference " +
+         std::to_string(static_cast<double>(reference)) + ", |diff| " + std::to_string(static_cast<double>(diff)) +
+         " > " + std::to_string(static_cast<double>(kSlack)) + " x bound " +
+         std::to_string(static_cast<double>(bound));
+}
+
+template <class Scalar>
+void run_case(Regime regime, Variant variant) {
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  const std::vector<std::size_t> sizes = {37, 300, 64};
+  std::vector<Vector> params, grads;
+  naive_lion::Group ref;
+  std::mt19937_64 init(7);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (std::size_t n : sizes) {
+    params.emplace_back(static_cast<Eigen::Index>(n));
+    grads.emplace_back(static_cast<Eigen::Index>(n));
+    ref.tensors.emplace_back(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      params.back()[static_cast<Eigen::Index>(i)] = static_cast<Scalar>(uniform(init));
+      ref.tensors.back()[i].theta = params.back()[static_cast<Eigen::Index>(i)];
+    }
+  }
+  const adamx::LionOptions options = options_for(variant);
+  adamx::Lion<Scalar> opt;
+  opt.add_group({params[0], params[1], params[2]}, options, "layer", {"w0", "w1", "w2"});
+  const naive_lion::Hyper hyper = hyper_from(options);
+  const auto precision = naive_lion::Precision::of<Scalar>();
+
+  Gradients source(regime, variant, sizes);
+  std::vector<std::vector<double>> g;
+  std::vector<std::vector<Real>> g_ref(sizes.size()), theta_after(sizes.size());
+  Real worst_trajectory = 0, worst_one_step = 0;
+  for (int k = 1; k <= kSteps; ++k) {
+    source.next(k, g);
+    for (std::size_t j = 0; j < sizes.size(); ++j) {
+      g_ref[j].resize(sizes[j]);
+      for (std::size_t i = 0; i < sizes[j]; ++i) {
+        grads[j][static_cast<Eigen::Index>(i)] = static_cast<Scalar>(g[j][i]);
+        g_ref[j][i] = grads[j][static_cast<Eigen::Index>(i)];  // exactly what the library sees
+      }
+    }
+    // The one-step check restarts the reference from the library's state.
+    naive_lion::Group restart;
+    {
+      const auto before = opt.state(0);
+      restart.t = before.t;
+      for (std::size_t j = 0; j < sizes.size(); ++j) {
+        restart.tensors.emplace_back(sizes[j]);
+        for (std::size_t i = 0; i < sizes[j]; ++i) {
+          restart.tensors[j][i].theta = params[j][static_cast<Eigen::Index>(i)];
+          restart.tensors[j][i].m = before.tensors[j].m[static_cast<Eigen::Index>(i)];
+        }
+      }
+    }
+    const adamx::StepReport report = opt.step({{params[0], params[1], params[2]}},
+                                              {{grads[0], grads[1], grads[2]}})[0];
+    for (std::size_t j = 0; j < sizes.size(); ++j) {
+      theta_after[j].resize(sizes[j]);
+      for (std::size_t i = 0; i < sizes[j]; ++i) theta_after[j][i] = params[j][static_cast<Eigen::Index>(i)];
+    }
+    const bool applied = naive_lion::step(ref, hyper, g_ref, precision, kSlack, &theta_after);
+    ASSERT_EQ(naive_lion::step(restart, hyper, g_ref, precision, kSlack, &theta_after), applied) << "step " << k;
+    ASSERT_EQ(report.applied, applied) << "step " << k;
+    const auto state = opt.state(0);
+    ASSERT_EQ(state.t, ref.t) << "step " << k;
+    for (std::size_t j = 0; j < sizes.size(); ++j) {
+      for (std::size_t i = 0; i < sizes[j]; ++i) {
+        const auto at = static_cast<Eigen::Index>(i);
+        const Real theta = params[j][at], m = state.tensors[j].m[at];
+        for (const naive_lion::Group* r : {&ref, &restart}) {
+          Real& worst = r == &ref ? worst_trajectory : worst_one_step;
+          const naive_lion::Element& e = r->tensors[j][i];
+          std::string problem = compare("theta", theta, e.theta, e.err_theta, worst);
+          if (problem.empty()) problem = compare("m", m, e.m, e.err_m, worst);
+          ASSERT_TRUE(problem.empty()) << "step " << k << (r == &ref ? ", trajectory" : ", one step")
+                                       << ", tensor " << j << " element " << i << ": " << problem;
+        }
+      }
+    }
+  }
+  // Near ties, where the reference took the library's sign, are rare.
+  const double element_steps = static_cast<double>(kSteps) * (37 + 300 + 64);
+  EXPECT_LE(static_cast<double>(ref.near_ties), kMaxNearTieFraction * element_steps);
+  // The bounds stay far below θ's scale (|θ| ≤ 1.2: 600 steps of α = 3e-4
+  // move it by at most 0.18), or the comparison could not fail: each step
+  // adds at most about 5 roundings of |θ| (decay factor, product, sum), so 8
+  // ulps of 1 per step is a ceiling the bounds reach only if they are wrong.
+  Real largest_bound = 0;
+  for (const auto& tensor : ref.tensors)
+    for (const auto& e : tensor) largest_bound = std::fmax(largest_bound, e.err_theta);
+  EXPECT_LT(largest_bound, 8 * kSteps * precision.u);
+  std::cout << "[ lion ] |lib-ref|/bound: trajectory " << static_cast<double>(worst_trajectory) << ", one step "
+            << static_cast<double>(worst_one_step) << "; largest theta bound " << static_cast<double>(largest_bound)
+            << "; near ties " << ref.near_ties << "\n";
+}
+
+struct Case {
+  Regime regime;
+  Variant variant;
+  bool is_double;
+};
+
+class LionReference : public testing::TestWithParam<Case> {};
+
+TEST_P(LionReference, MatchesLongDoubleReferenceWithinRoundingBound) {
+  if (GetParam().is_double) {
+    run_case<double>(GetParam().regime, GetParam().variant);
+  } else {
+    run_case<float>(GetParam().regime, GetParam().variant);
+  }
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (bool is_double : {false, true}) {
+    for (Regime r : {Regime::stationary, Regime::burst, Regime::decaying, Regime::mixed_scales,
+                     Regime::zero_stretches})
+      cases.push_back({r, Variant::defaults, is_double});
+    for (Variant v : {Variant::decay, Variant::maximize, Variant::betas, Variant::skip_nonfinite})
+      cases.push_back({Regime::stationary, v, is_double});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRegimesAndOptions, LionReference, testing::ValuesIn(all_cases()),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return std::string(name(info.param.regime)) + "_" + name(info.param.variant) +
+                                  (info.param.is_double ? "_double" : "_float");
+                         });
+
+TEST(Lion, DefaultsAreThePapers) {
+  const adamx::LionOptions o;
+  EXPECT_EQ(o.lr, 1e-4);
+  EXPECT_EQ(o.beta1, 0.9);
+  EXPECT_EQ(o.beta2, 0.99);
+  EXPECT_EQ(o.weight_decay, 0.0);
+  EXPECT_FALSE(o.maximize);
+  EXPECT_STREQ(adamx::Lion<float>::name(), "Lion");
+}
+
+// From m = 0, c = (1 − β1)·g has g's sign: θ moves by exactly the rounded
+// −α times ±1, one rounding of the sum.
+TEST(Lion, FirstStepIsASignStepOfAlpha) {
+  Eigen::VectorXf x(4), g(4);
+  x << 0.5f, -0.25f, 1.0f, 0.0f;
+  g << 3.0f, -1e-20f, -7.5f, 2.0f;
+  const Eigen::VectorXf before = x;
+  adamx::Lion<float> opt;
+  opt.add_group({x});
+  opt.step({{x}}, {{g}});
+  const float neg_lr = static_cast<float>(-1e-4);
+  for (Eigen::Index i = 0; i < 4; ++i) {
+    const float sign = g[i] > 0 ? 1.0f : -1.0f;
+    EXPECT_EQ(x[i], before[i] + neg_lr * sign) << i;
+  }
+}
+
+// An exact tie. With β1 = β2 = 1/2 every product is exact: step 1 with g = 1
+// leaves m = 1/2; step 2 with g = −1/2 gives c = 1/4 − 1/4 = 0, so θ keeps
+// its value bit for bit (and only decays when λ > 0), and m becomes 0.
+TEST(Lion, ExactTieLeavesThetaToTheDecay) {
+  for (const double decay : {0.0, 0.5}) {
+    Eigen::VectorXd x(2);
+    x << 0.75, -0.0;
+    adamx::LionOptions o;
+    o.set_betas(0.5, 0.5);
+    o.weight_decay = decay;
+    adamx::Lion<double> opt;
+    opt.add_group({x}, o);
+    const Eigen::VectorXd g1 = Eigen::VectorXd::Constant(2, 1.0);
+    const Eigen::VectorXd g2 = Eigen::VectorXd::Constant(2, -0.5);
+    opt.step({{x}}, {{g1}});
+    const Eigen::VectorXd after_first = x;
+    opt.step({{x}}, {{g2}});
+    const double factor = 1.0 - o.lr * decay;
+    for (Eigen::Index i = 0; i < 2; ++i) {
+      const double expected = decay == 0.0 ? after_first[i] : after_first[i] * factor;
+      EXPECT_EQ(std::memcmp(&x[i], &expected, sizeof(double)), 0) << "decay " << decay << ", element " << i;
+    }
+    EXPECT_EQ(opt.state(0).tensors[0].m[0], 0.0);
+  }
+  // A zero gradient on zero momentum: θ = −0 stays −0 (θ + (−α)·(+0) = θ).
+  Eigen::VectorXf z = Eigen::VectorXf::Constant(1, -0.0f);
+  const Eigen::VectorXf zero_grad = Eigen::VectorXf::Zero(1);
+  adamx::Lion<float> opt;
+  opt.add_group({z});
+  opt.step({{z}}, {{zero_grad}});
+  EXPECT_TRUE(std::signbit(z[0]));
+  EXPECT_EQ(z[0], 0.0f);
+}
+
+TEST(Lion, NaNPropagatesOrSkipsTheGroup) {
+  Eigen::VectorXf x = Eigen::VectorXf::Constant(3, 1.0f);
+  Eigen::VectorXf g = Eigen::VectorXf::Constant(3, 0.5f);
+  g[1] = std::nanf("");
+  adamx::Lion<float> propagate;
+  propagate.add_group({x});
+  propagate.step({{x}}, {{g}});
+  EXPECT_TRUE(std::isnan(x[1]));
+  EXPECT_TRUE(std::isnan(propagate.state(0).tensors[0].m[1]));
+  EXPECT_FALSE(std::isnan(x[0]));
+
+  Eigen::VectorXf y = Eigen::VectorXf::Constant(3, 1.0f);
+  adamx::LionOptions o;
+  o.nonfinite = adamx::NonFinitePolicy::skip;
+  adamx::Lion<float> skip;
+  skip.add_group({y}, o);
+  const auto before = skip.state();
+  const adamx::StepReport report = skip.step({{y}}, {{g}})[0];
+  EXPECT_FALSE(report.applied);
+  EXPECT_EQ(skip.state(), before);
+  EXPECT_EQ(y, Eigen::VectorXf::Constant(3, 1.0f));
+}
+
+}  // namespace
