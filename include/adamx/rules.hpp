@@ -7,3 +7,9 @@
 #include "adamx/rules/adam.hpp"
 #include "adamx/rules/adamod.hpp"
 #include "adamx/rules/radam.hpp"
+
+/// Every rule above, by its name in adamx::rules: expands X(Name) once per
+/// rule. Several optimizers may share a rule (Adam, AdamW and AdamX share
+/// rules::Adam), so this list, not ADAMX_FOR_EACH_OPTIMIZER, says which
+/// element passes exist (separate_kernels.hpp defines each once).
+#define ADAMX_FOR_EACH_RULE(X) X(Adam) X(RAdam) X(AdaBound) X(AdaMod)
