@@ -1028,3 +1028,7 @@ class Optimizer {
 };
 
 ADAMX_NAMESPACE_END  // namespace adamx
+
+// With ADAMX_SEPARATE_KERNELS, the element passes of the listed rules are
+// declared compiled elsewhere (separate_kernels.hpp).
+#include "adamx/separate_kernels.hpp"
