@@ -57,7 +57,8 @@ struct BaselineSlots {
   double final_lr, bound_speed, beta_step;
 };
 BaselineSlots slots_of(const std::string& bytes, std::size_t group) {
-  const auto& g = Layout(bytes).groups.at(group);
+  const Layout layout(bytes);  // owns the groups g refers to
+  const auto& g = layout.groups.at(group);
   EXPECT_EQ(g.option("bound_speed"), g.option("final_lr") + 8);  // version 2's fixed order
   EXPECT_EQ(g.option("beta_step"), g.option("final_lr") + 16);
   return {f64_at(bytes, g.option("final_lr")), f64_at(bytes, g.option("bound_speed")),
