@@ -103,9 +103,13 @@ TEST(AdaMod, StateHasStepAverageOnlyForAdaMod) {
   adamx::AdaMod<float> mod;
   mod.add_group({x});
   EXPECT_EQ(mod.state(0).tensors[0].step_avg.size(), 5);
+  // Adam's state has no member for it at all (its rule declares m, v, v_max).
   adamx::Adam<float> adam;
   adam.add_group({x});
-  EXPECT_EQ(adam.state(0).tensors[0].step_avg.size(), 0);
+  using AdamTensor = adamx::Adam<float>::tensor_state_type;
+  static_assert(AdamTensor::kSlots == 3, "m, v, v_max");
+  for (int k = 0; k < AdamTensor::kSlots; ++k) EXPECT_STRNE(AdamTensor::slot_names[k], "step_avg");
+  EXPECT_EQ(adam.state(0).tensors[0].m.size(), 5);
 }
 
 }  // namespace

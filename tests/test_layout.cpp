@@ -78,7 +78,7 @@ TEST(Layout, ViewToShape) {
 }
 
 TEST(Layout, StateCarriesTheShape) {
-  static_assert(std::is_base_of<TensorShape, adamx::TensorState<float>>::value,
+  static_assert(std::is_base_of<TensorShape, Opt::tensor_state_type>::value,
                 "TensorState is a TensorShape with arrays");
   Opt opt;
   RowMajor w(2, 3);

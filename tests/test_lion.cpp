@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "reference/naive_lion.hpp"
+#include "reference/regimes.hpp"
 
 namespace {
 
@@ -39,19 +40,10 @@ constexpr int kSteps = 600;
 // sign computed wrongly near 0 would produce.
 constexpr double kMaxNearTieFraction = 1e-4;
 
-enum class Regime { stationary, burst, decaying, mixed_scales, zero_stretches };
+using reference::name;
+using reference::Regime;  // all but nonfinite_bursts: non-finite gradients are the skip variant's
 enum class Variant { defaults, decay, maximize, betas, skip_nonfinite };
 
-const char* name(Regime r) {
-  switch (r) {
-    case Regime::stationary: return "stationary";
-    case Regime::burst: return "burst";
-    case Regime::decaying: return "decaying";
-    case Regime::mixed_scales: return "mixed_scales";
-    case Regime::zero_stretches: return "zero_stretches";
-  }
-  return "?";
-}
 const char* name(Variant v) {
   switch (v) {
     case Variant::defaults: return "defaults";

@@ -560,7 +560,7 @@ TYPED_TEST(OptimizerTest, SetAmsgradMidRunStartsVMaxAtZeroAndOffDropsIt) {
   for (std::size_t j = 0; j < 2; ++j) {
     const auto ts = opt.state(0).tensors[j];  // a copy: state() returns one
     ASSERT_EQ(ts.v_max.size(), ts.size());
-    using Array = typename adamx::TensorState<typename T::S>::Array;
+    using Array = typename TypeParam::tensor_state_type::Array;
     const Array zeros = Array::Zero(ts.size());
     EXPECT_TRUE(BitwiseEqual(ts.v_max, zeros));  // +0, bitwise
     EXPECT_TRUE(BitwiseEqual(ts.m, before.tensors[j].m));
@@ -778,7 +778,7 @@ TYPED_TEST(OptimizerTest, StateIsAPlainCopyableStructComparedBitwise) {
   using State = typename TypeParam::State;
   static_assert(std::is_copy_constructible<State>::value && std::is_copy_assignable<State>::value, "");
   static_assert(std::is_aggregate<State>::value, "GroupState is a plain struct");
-  static_assert(std::is_aggregate<adamx::TensorState<typename T::S>>::value, "TensorState is a plain struct");
+  static_assert(std::is_aggregate<typename TypeParam::tensor_state_type>::value, "TensorState is a plain struct");
   static_assert(std::is_same<decltype(std::declval<const TypeParam&>().state()), std::vector<State>>::value,
                 "state() returns a copy built from the flat storage");
 

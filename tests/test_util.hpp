@@ -69,6 +69,25 @@ bool rule_has_slot(const char* name) {
   return false;
 }
 
+/// Slot `name` ("v", "v_max", ...) of a tensor's state `ts` (TensorState,
+/// or a TensorStateView), or null where its rule has no such slot: how a
+/// suite typed over every optimizer reaches a slot only some rules have
+/// (a TensorState has members for its own rule's slots alone).
+template <class TensorState>
+auto slot_named(TensorState& ts, const char* name) -> decltype(&ts.slot(0)) {
+  using Plain = std::remove_const_t<TensorState>;
+  for (int k = 0; k < Plain::kSlots; ++k)
+    if (std::strcmp(Plain::slot_names[k], name) == 0) return &ts.slot(k);
+  return nullptr;
+}
+/// The size of slot `name` of `ts`: 0 where its rule has no such slot, as
+/// where the options leave it unused.
+template <class TensorState>
+Eigen::Index slot_size(const TensorState& ts, const char* name) {
+  const auto* slot = slot_named(ts, name);
+  return slot ? slot->size() : 0;
+}
+
 /// Whether `Options` declares the option `name` ("amsgrad", "eps", ...).
 template <class Options>
 bool declares_option(const std::string& name) {

@@ -693,7 +693,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> decode_header(const std:
     }
     const std::uint32_t tensor_count = in.u32("tensor count");
     for (std::uint32_t j = 0; j < tensor_count; ++j) {
-      TensorState<StateScalar> ts;
+      typename State::Tensor ts;
       ts.name = in.string("tensor name");
       ts.rows = static_cast<Index>(in.i64("rows"));
       ts.cols = static_cast<Index>(in.i64("cols"));
@@ -771,7 +771,7 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& 
   for (std::size_t g = 0; g < optimizer.num_groups(); ++g)
     for (std::size_t j = 0; j < headers[g].tensors.size(); ++j) {
       const auto ts = optimizer.state_view(g, j);
-      for (int k = 0; k < TensorState<typename Optimizer<Scalar, Flavour>::state_scalar_type>::kSlots; ++k)
+      for (int k = 0; k < Flavour::Rule::kSlots; ++k)
         detail::write_array(out, crc, ts.slot(k).data(), ts.slot(k).size());
     }
   detail::write_crc(out, crc);
@@ -878,7 +878,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
   // Every tensor's slots follow in its rule's slot order (slot_names, which a
   // version-3 header lists), a
   // slot the group does not keep with its options taking no bytes.
-  using Tensor = TensorState<typename Opt::state_scalar_type>;
+  using Tensor = typename State::Tensor;
   for (State& g : states)
     for (auto& ts : g.tensors)
       for (int k = 0; k < Tensor::kSlots; ++k)

@@ -833,8 +833,8 @@ class ShardedOptimizer {
       for (std::size_t t = 0; t < groups_[g].tensors.size(); ++t)
         out << (t == 0 ? "" : ", ") << groups_[g].tensors[t].name << ":" << groups_[g].tensors[t].size();
       out << "} slots=";  // the state slots the group keeps (amsgrad adds v_max)
-      for (int k = 0; k < TensorState<StateScalar>::kSlots; ++k)
-        if (Local::keeps_slot(o, k)) out << TensorState<StateScalar>::slot_names[k] << ",";
+      for (int k = 0; k < Flavour::Rule::kSlots; ++k)
+        if (Local::keeps_slot(o, k)) out << Flavour::Rule::slot_names[k] << ",";
       out << " nonfinite=" << static_cast<int>(o.nonfinite);
     }
     return out.str();
@@ -1014,11 +1014,11 @@ class ShardedOptimizer {
   State gather_group(std::size_t g) {
     State full = local_.state_without_arrays(g).without_tensors();
     for (const TensorShape& shape : groups_[g].tensors) {
-      TensorState<StateScalar> ts;
+      typename State::Tensor ts;
       static_cast<TensorShape&>(ts) = shape;
       full.tensors.push_back(std::move(ts));
     }
-    for (int k = 0; k < TensorState<StateScalar>::kSlots; ++k)
+    for (int k = 0; k < Flavour::Rule::kSlots; ++k)
       if (Local::keeps_slot(full.options, k)) gather_array(g, full, [k](auto& ts) -> auto& { return ts.slot(k); });
     return full;
   }
@@ -1033,7 +1033,7 @@ class ShardedOptimizer {
     std::vector<StateScalar> whole(static_cast<std::size_t>(group.shards.back().end));
     Index at = shard.begin;
     for (std::size_t k = 0; k < shard.pieces.size(); ++k) {
-      const TensorStateView<StateScalar> view = local_.state_view(g, k);
+      const typename Local::tensor_state_view_type view = local_.state_view(g, k);
       const auto& array = field(view);
       std::copy(array.data(), array.data() + array.size(), whole.begin() + at);
       at += array.size();
@@ -1044,7 +1044,7 @@ class ShardedOptimizer {
     at = 0;
     for (std::size_t t = 0; t < group.tensors.size(); ++t) {
       auto& array = field(full.tensors[t]);
-      array = Eigen::Map<const typename TensorState<StateScalar>::Array>(whole.data() + at, group.tensors[t].size());
+      array = Eigen::Map<const typename State::Tensor::Array>(whole.data() + at, group.tensors[t].size());
       at += group.tensors[t].size();
     }
   }
@@ -1055,14 +1055,14 @@ class ShardedOptimizer {
     const GroupLayout& mine = local_.layout(g);
     State out = whole.without_tensors();
     for (std::size_t k = 0; k < mine.tensors.size(); ++k) {
-      TensorState<StateScalar> ts;
+      typename State::Tensor ts;
       ts.name = mine.tensors[k].name;
       ts.rows = mine.tensors[k].rows;
       ts.cols = 1;
       if (k < shard.pieces.size()) {
         const ShardPiece& piece = shard.pieces[k];
-        const TensorState<StateScalar>& from = whole.tensors[piece.tensor];
-        for (int s = 0; s < TensorState<StateScalar>::kSlots; ++s)
+        const typename State::Tensor& from = whole.tensors[piece.tensor];
+        for (int s = 0; s < Flavour::Rule::kSlots; ++s)
           if (from.slot(s).size() != 0) ts.slot(s) = from.slot(s).segment(piece.start, piece.length);
       }  // else the empty shard's one empty tensor: every slot empty
       out.tensors.push_back(std::move(ts));

@@ -94,6 +94,10 @@ class Optimizer {
   using state_scalar_type = typename detail::state_scalar<Scalar>::type;
   using Options = BasicOptions<Flavour>;
   using State = GroupState<state_scalar_type, Options>;
+  /// One tensor's state as plain data: its name, shape and the rule's slots.
+  using tensor_state_type = typename State::Tensor;
+  /// One tensor's state read in place (state_view).
+  using tensor_state_view_type = TensorStateView<state_scalar_type, typename Flavour::Rule>;
   using Tensor = TensorRef<Scalar>;
   using ConstTensor = ConstTensorRef<Scalar>;
 
@@ -104,8 +108,6 @@ class Optimizer {
   using Scalars = GroupScalarsOf<Rule>;
   static_assert(std::is_same<Scalars, GroupScalarsFor<Options>>::value,
                 "adamx: the options' flavour must name this rule");
-  static_assert(detail::slots_named_as_tensor_state<Rule, TensorState<state_scalar_type>>(),
-                "adamx: a rule's slots must be named and numbered as TensorState's (state.hpp)");
 
   // One group as the optimizer holds it: the name and shapes, the scalars,
   // and the per-element state flat, one buffer per slot (flat_state.hpp).
@@ -392,32 +394,28 @@ class Optimizer {
     return out;
   }
   /// Tensor `tensor` of group `group`'s state alone (a copy of its arrays).
-  TensorState<state_scalar_type> tensor_state(std::size_t group, std::size_t tensor) const {
-    const TensorStateView<state_scalar_type> view = state_view(group, tensor);
-    TensorState<state_scalar_type> ts;
+  tensor_state_type tensor_state(std::size_t group, std::size_t tensor) const {
+    const tensor_state_view_type view = state_view(group, tensor);
+    tensor_state_type ts;
     static_cast<TensorShape&>(ts) = view.shape;
-    ts.m = view.m;
-    ts.v = view.v;
-    ts.v_max = view.v_max;
-    ts.step_avg = view.step_avg;
+    for (int k = 0; k < Rule::kSlots; ++k) ts.slot(k) = view.slot(k);
     return ts;
   }
   /// Tensor `tensor` of group `group`'s state read in place, without a
   /// copy (what save_checkpoint writes from): valid until the storage
   /// changes (TensorStateView, state.hpp). Throws std::out_of_range for a
   /// bad index.
-  TensorStateView<state_scalar_type> state_view(std::size_t group, std::size_t tensor) const {
+  tensor_state_view_type state_view(std::size_t group, std::size_t tensor) const {
     const Group& g = at(group);
     if (tensor >= g.tensors.size())
       throw std::out_of_range(prefix("state_view") + "tensor index " + std::to_string(tensor) +
                               " is out of range (group '" + g.name + "' has " +
                               std::to_string(g.tensors.size()) + " tensors)");
-    using Map = typename TensorStateView<state_scalar_type>::Map;
+    using Map = typename tensor_state_view_type::Map;
     const Index n = g.tensors[tensor].size();
-    const auto slot = [&](int k) {
+    return tensor_state_view_type::of(g.tensors[tensor], [&](int k) {
       return g.slots.in_use(k) ? Map(g.slots.data(k, tensor), n) : Map(nullptr, 0);
-    };
-    return {g.tensors[tensor], slot(0), slot(1), slot(2), slot(3)};
+    });
   }
   /// Group `group`'s name, options, t, γ, h and its tensors' names and
   /// shapes, every array left empty: what a checkpoint's header holds, at
@@ -486,7 +484,7 @@ class Optimizer {
     const auto fail = [&](const std::string& what) {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
-    using Tensor = TensorState<state_scalar_type>;
+    using Tensor = tensor_state_type;
     for (const Tensor& ts : g.tensors) {
       // The rule's slots, all of them named when one is off ("has m, v, v_max
       // of sizes 3, 20, 0 (expected 20, 20, 0)"): a size 0 where the options
@@ -504,17 +502,11 @@ class Optimizer {
       if (!sizes_match)
         fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + names +
              (Rule::kSlots == 1 ? " of size " : " of sizes ") + sizes + " (expected " + expected_sizes + ")");
-      // The plain-data slots the rule does not have stay empty.
-      for (int k = Rule::kSlots; k < Tensor::kSlots; ++k)
-        if (ts.slot(k).size() != 0)
-          fail("tensor '" + ts.name + "' of shape " + ts.describe() + " has " + Tensor::slot_names[k] +
-               " of size " + std::to_string(ts.slot(k).size()) + " (expected 0: " + Flavour::name + " keeps no " +
-               Tensor::slot_names[k] + ")");
     }
   }
 
-  /// Whether a group with `options` keeps state slot k (TensorState's
-  /// numbering, state.hpp): whether its update rule has the slot and uses
+  /// Whether a group with `options` keeps state slot k (the rule's
+  /// numbering, as TensorState::slot): whether its update rule has the slot and uses
   /// it with these options (rules/, uses_slot). A slot not kept has size 0
   /// in state(), checkpoints and shards.
   static bool keeps_slot(const Options& options, int k) {
@@ -978,7 +970,7 @@ class Optimizer {
   static Group make_group(const State& state) {
     Group g;
     copy_scalars(state, g);
-    for (const TensorState<state_scalar_type>& ts : state.tensors) g.tensors.push_back(ts.shape());
+    for (const tensor_state_type& ts : state.tensors) g.tensors.push_back(ts.shape());
     g.slots = detail::FlatState<state_scalar_type, Rule::kSlots>(g.sizes(), slots_in_use(g.options));
     for (std::size_t j = 0; j < g.tensors.size(); ++j)
       for (int k = 0; k < Rule::kSlots; ++k)

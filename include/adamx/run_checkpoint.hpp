@@ -314,7 +314,7 @@ RunContents<Scalar, Flavour> read_run(const Optimizer<Scalar, Flavour>& optimize
     State group;
     group.name = reader.string("group name");
     for (std::uint32_t j = 0, n = reader.u32("tensor count"); j < n; ++j) {
-      TensorState<typename Optimizer<Scalar, Flavour>::state_scalar_type> ts;
+      typename State::Tensor ts;
       ts.name = reader.string("tensor name");
       ts.rows = static_cast<Index>(reader.i64("rows"));
       ts.cols = static_cast<Index>(reader.i64("cols"));

@@ -443,8 +443,8 @@ class Converter {
   using StateScalar = typename Opt::state_scalar_type;
   using Index = Eigen::Index;
   static constexpr std::uint64_t kElement = sizeof(StateScalar);
-  // m, v, v_max, step_avg (TensorState's slots): their order in a checkpoint
-  static constexpr int kFields = TensorState<StateScalar>::kSlots;
+  // The rule's state slots (the Adam family's m, v, v_max): their order in a checkpoint
+  static constexpr int kFields = Flavour::Rule::kSlots;
 
  public:
   explicit Converter(std::string who) : who_(std::move(who)) {}
@@ -499,7 +499,7 @@ class Converter {
   struct Piece {
     Index flat_begin = 0;
     Index length = 0;
-    std::uint64_t array[kFields] = {0, 0, 0, 0};  // byte offset of each array in the file
+    std::uint64_t array[kFields] = {};  // byte offset of each array in the file
   };
   struct Input {
     std::filesystem::path path;
@@ -677,7 +677,7 @@ class Converter {
       }
       states[g].tensors.clear();
       for (const ShardLayout::Tensor& tensor : layout.groups[g].tensors) {
-        TensorState<StateScalar> ts;
+        typename State::Tensor ts;
         ts.name = tensor.name;
         ts.rows = tensor.rows;
         ts.cols = tensor.cols;

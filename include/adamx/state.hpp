@@ -7,8 +7,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "adamx/abi.hpp"
@@ -17,64 +18,106 @@
 
 ADAMX_NAMESPACE_BEGIN
 
+namespace detail {
+/// Whether every entry of update rule `Rule`'s slot table (Slots::members)
+/// names a member: a table shorter than kSlots leaves null entries.
+template <class Rule>
+constexpr bool slot_table_complete() {
+  using Table = typename Rule::template Slots<int>;
+  for (int k = 0; k < Rule::kSlots; ++k)
+    if (Table::members[k] == nullptr) return false;
+  return true;
+}
+
+/// The update rule of the optimizer whose options are `Options`.
+template <class Options>
+struct options_rule;
+template <class Flavour>
+struct options_rule<BasicOptions<Flavour>> {
+  using type = typename Flavour::Rule;
+};
+}  // namespace detail
+
 /// Per-element state of one tensor, stored in the tensor's memory order.
+/// The arrays are the update rule's own slots, declared by the rule as
+/// members of its `Slots` (rules/: the Adam family's m, v and v_max, AdaMod's
+/// step_avg besides, Lion's m alone), so `ts.m` and `ts.v` read as the rule
+/// names them and an optimizer carries no field for a slot it does not have.
 /// Its name and shape (name, rows, cols, row_major, size()) are the
 /// TensorShape it derives from: the one description of a tensor that
-/// checkpoints, shards and the checks share (layout.hpp).
-template <class Scalar>
-struct TensorState : TensorShape {
+/// checkpoints, shards and the checks share (layout.hpp). An optimizer's
+/// TensorState is `Optimizer::tensor_state_type` (or `GroupState::Tensor`).
+template <class Scalar, class Rule>
+struct TensorState : TensorShape, Rule::template Slots<Eigen::Array<Scalar, Eigen::Dynamic, 1>> {
   using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
-
-  Array m;                  ///< first moment
-  Array v;                  ///< second moment (AdamX: of γ-scaled g²)
-  Array v_max;              ///< running max of v; empty unless amsgrad
-  Array step_avg;           ///< AdaMod's EMA of the per-element step size; empty for the others
+  using Slots = typename Rule::template Slots<Array>;
+  static_assert(detail::slot_table_complete<Rule>(),
+                "adamx: a rule's Slots::members must list a member for each of its kSlots slots");
+  // Every slot a member of Slots itself (no base holding some of them), so
+  // that its members brace-initialise in slot order (TensorStateView::of).
+  static_assert(std::is_standard_layout<typename Rule::template Slots<int>>::value,
+                "adamx: a rule's Slots must declare every slot itself, without a base class");
 
   /// The name and shape alone.
   const TensorShape& shape() const { return *this; }
 
-  /// How many slots TensorState has room for, and their names in slot
-  /// order. A rule's slots (rules/, slot_names) are the first of these,
-  /// named alike; a slot a group does not keep has size 0.
-  static constexpr int kSlots = 4;
-  static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max", "step_avg"};
+  /// How many slots the rule has, and their names in slot order.
+  static constexpr int kSlots = Rule::kSlots;
+  static constexpr const char* const* slot_names = Rule::slot_names;
 
-  /// State slot k in the numbering every update rule shares (rules/:
-  /// m = 0, v = 1, v_max = 2, step_avg = 3).
-  Array& slot(int k) { return k == 0 ? m : k == 1 ? v : k == 2 ? v_max : step_avg; }
-  const Array& slot(int k) const { return const_cast<TensorState&>(*this).slot(k); }
+  /// State slot k in the rule's numbering (its Slot enumeration, e.g. the
+  /// Adam family's m = 0, v = 1, v_max = 2); a slot the group's options do
+  /// not use has size 0.
+  Array& slot(int k) { return this->*Slots::members[k]; }
+  const Array& slot(int k) const { return this->*Slots::members[k]; }
 
   /// Bitwise equality of every field (NaNs compare by bit pattern).
   friend bool operator==(const TensorState& a, const TensorState& b) {
-    const auto same = [](const Array& x, const Array& y) {
-      return x.size() == y.size() &&
-             std::equal(reinterpret_cast<const unsigned char*>(x.data()),
-                        reinterpret_cast<const unsigned char*>(x.data() + x.size()),
-                        reinterpret_cast<const unsigned char*>(y.data()));
-    };
-    return a.shape() == b.shape() && same(a.m, b.m) && same(a.v, b.v) &&
-           same(a.v_max, b.v_max) && same(a.step_avg, b.step_avg);
+    if (a.shape() != b.shape()) return false;
+    for (int k = 0; k < kSlots; ++k) {
+      const Array& x = a.slot(k);
+      const Array& y = b.slot(k);
+      if (x.size() != y.size() ||
+          !std::equal(reinterpret_cast<const unsigned char*>(x.data()),
+                      reinterpret_cast<const unsigned char*>(x.data() + x.size()),
+                      reinterpret_cast<const unsigned char*>(y.data())))
+        return false;
+    }
+    return true;
   }
   friend bool operator!=(const TensorState& a, const TensorState& b) { return !(a == b); }
 };
 
 /// One tensor's state read in place, inside the optimizer's storage
-/// (Optimizer::state_view): the same fields as TensorState, without a copy.
-/// Valid until the optimizer's storage changes (restore(), set_options()
-/// turning a slot on or off, add_group(), destruction); a slot the group
-/// does not keep has size 0.
-template <class Scalar>
-struct TensorStateView {
-  using Map = Eigen::Map<const typename TensorState<Scalar>::Array>;
+/// (Optimizer::state_view): the same slots as TensorState, as read-only
+/// Eigen::Maps, without a copy. Valid until the optimizer's storage changes
+/// (restore(), set_options() turning a slot on or off, add_group(),
+/// destruction); a slot the group does not keep has size 0.
+template <class Scalar, class Rule>
+struct TensorStateView : Rule::template Slots<Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>> {
+  using Map = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+  using Slots = typename Rule::template Slots<Map>;
 
   const TensorShape& shape;
-  Map m;
-  Map v;
-  Map v_max;
-  Map step_avg;
 
-  /// Slot k in TensorState's numbering (TensorState::slot).
-  const Map& slot(int k) const { return k == 0 ? m : k == 1 ? v : k == 2 ? v_max : step_avg; }
+  /// How many slots the rule has, and their names in slot order.
+  static constexpr int kSlots = Rule::kSlots;
+  static constexpr const char* const* slot_names = Rule::slot_names;
+
+  /// Slot k in the rule's numbering (TensorState::slot).
+  const Map& slot(int k) const { return this->*Slots::members[k]; }
+
+  /// The view of `shape` whose slot k is `map_of(k)`.
+  template <class MapOf>
+  static TensorStateView of(const TensorShape& shape, const MapOf& map_of) {
+    return make(shape, map_of, std::make_integer_sequence<int, Rule::kSlots>{});
+  }
+
+ private:
+  template <class MapOf, int... K>
+  static TensorStateView make(const TensorShape& shape, const MapOf& map_of, std::integer_sequence<int, K...>) {
+    return TensorStateView{{map_of(K)...}, shape};
+  }
 };
 
 /// Everything one parameter group carries from step to step. The update
@@ -83,11 +126,13 @@ struct TensorStateView {
 template <class Scalar, class Options>
 struct GroupState : GroupScalarsFor<Options> {
   using Scalars = GroupScalarsFor<Options>;
+  /// One tensor's state: the slots of the options' update rule.
+  using Tensor = TensorState<Scalar, typename detail::options_rule<Options>::type>;
 
   std::string name;          ///< e.g. "fc1" or the default "group0"
   Options options;           ///< validated hyperparameters
   std::int64_t t = 0;        ///< steps taken (64-bit: bias corrections stay right past 2^24)
-  std::vector<TensorState<Scalar>> tensors;
+  std::vector<Tensor> tensors;
 
   /// The rule's group scalars alone.
   const Scalars& scalars() const { return *this; }
@@ -109,7 +154,7 @@ struct GroupState : GroupScalarsFor<Options> {
   GroupLayout layout() const {
     GroupLayout out;
     out.name = name;
-    for (const TensorState<Scalar>& tensor : tensors) out.tensors.push_back(tensor.shape());
+    for (const Tensor& tensor : tensors) out.tensors.push_back(tensor.shape());
     return out;
   }
 
@@ -120,22 +165,5 @@ struct GroupState : GroupScalarsFor<Options> {
   }
   friend bool operator!=(const GroupState& a, const GroupState& b) { return !(a == b); }
 };
-
-namespace detail {
-constexpr bool same_name(const char* a, const char* b) {
-  while (*a != '\0' && *a == *b) ++a, ++b;
-  return *a == *b;
-}
-/// Whether update rule `Rule`'s slots (its slot_names) are the first of
-/// `Tensor`'s, named alike: what lets the driver copy a rule's slot k into
-/// and out of Tensor::slot(k).
-template <class Rule, class Tensor>
-constexpr bool slots_named_as_tensor_state() {
-  if (Rule::kSlots < 1 || Rule::kSlots > Tensor::kSlots) return false;
-  for (int k = 0; k < Rule::kSlots; ++k)
-    if (!same_name(Rule::slot_names[k], Tensor::slot_names[k])) return false;
-  return true;
-}
-}  // namespace detail
 
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -94,9 +94,19 @@ struct Adam {
     v_max = 2,  ///< running max of v; bound only when amsgrad is on
   };
   static constexpr int kSlots = 3;
-  /// The slots' names, in slot order: as TensorState (state.hpp) names its
-  /// members, and as errors spell them.
+  /// The slots' names, in slot order: as Slots names its members, and as
+  /// errors and checkpoints spell them.
   static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max"};
+  /// The slots as plain data, one `A` each (TensorState, state.hpp, is
+  /// Slots<Eigen::Array>; TensorStateView is Slots<Eigen::Map>), and
+  /// `members`, the same in slot order.
+  template <class A>
+  struct Slots {
+    A m;      ///< first moment
+    A v;      ///< second moment (AdamX: of γ-scaled g²)
+    A v_max;  ///< running max of v; empty unless amsgrad
+    static constexpr A Slots::*members[kSlots] = {&Slots::m, &Slots::v, &Slots::v_max};
+  };
   /// Slots bound at every step (m and v); v_max is bound only with amsgrad.
   static constexpr int kBoundSlots = 2;
 

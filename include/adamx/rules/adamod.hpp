@@ -42,6 +42,14 @@ struct AdaMod : Adam {
   };
   static constexpr int kSlots = 4;
   static constexpr const char* slot_names[kSlots] = {"m", "v", "v_max", "step_avg"};
+  template <class A>
+  struct Slots {  // Adam's three, then η's average (every slot declared here: see state.hpp)
+    A m;
+    A v;
+    A v_max;
+    A step_avg;  ///< EMA of the per-element step size η
+    static constexpr A Slots::*members[kSlots] = {&Slots::m, &Slots::v, &Slots::v_max, &Slots::step_avg};
+  };
   static constexpr int kBoundSlots = Adam::kBoundSlots;  // step_avg after v_max, which may be unbound
 
   template <class Scalar>

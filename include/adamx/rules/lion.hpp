@@ -58,6 +58,11 @@ struct Lion {
   static constexpr int kSlots = 1;
   static constexpr int kBoundSlots = 1;
   static constexpr const char* slot_names[kSlots] = {"m"};
+  template <class A>
+  struct Slots {
+    A m;  ///< momentum
+    static constexpr A Slots::*members[kSlots] = {&Slots::m};
+  };
 
   template <class Scalar>
   struct Coefficients {
