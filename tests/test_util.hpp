@@ -57,16 +57,24 @@ using AllOptimizers = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, 
                                        adamx::RAdam<float>, adamx::RAdam<double>,
                                        adamx::AdaBound<float>, adamx::AdaBound<double>,
                                        adamx::AdaMod<float>, adamx::AdaMod<double>,
-                                       adamx::Lion<float>, adamx::Lion<double>>;
+                                       adamx::Lion<float>, adamx::Lion<double>,
+                                       adamx::Adan<float>, adamx::Adan<double>>;
+
+/// The index of slot `name` among the slots `Slotted` declares (an update
+/// rule, or a TensorState or TensorStateView, which list their rule's), or
+/// -1 where it has none of that name.
+template <class Slotted>
+int slot_index(const char* name) {
+  for (int k = 0; k < Slotted::kSlots; ++k)
+    if (std::strcmp(Slotted::slot_names[k], name) == 0) return k;
+  return -1;
+}
 
 /// Whether optimizer `Opt`'s rule keeps the per-element state slot `name`
 /// ("v_max": the Adam family's and the baselines'; Lion keeps m alone).
 template <class Opt>
 bool rule_has_slot(const char* name) {
-  using Rule = typename FlavourOf_t<Opt>::Rule;
-  for (int k = 0; k < Rule::kSlots; ++k)
-    if (std::strcmp(Rule::slot_names[k], name) == 0) return true;
-  return false;
+  return slot_index<typename FlavourOf_t<Opt>::Rule>(name) >= 0;
 }
 
 /// Slot `name` ("v", "v_max", ...) of a tensor's state `ts` (TensorState,
@@ -75,11 +83,10 @@ bool rule_has_slot(const char* name) {
 /// (a TensorState has members for its own rule's slots alone).
 template <class TensorState>
 auto slot_named(TensorState& ts, const char* name) -> decltype(&ts.slot(0)) {
-  using Plain = std::remove_const_t<TensorState>;
-  for (int k = 0; k < Plain::kSlots; ++k)
-    if (std::strcmp(Plain::slot_names[k], name) == 0) return &ts.slot(k);
-  return nullptr;
+  const int k = slot_index<std::remove_const_t<TensorState>>(name);
+  return k >= 0 ? &ts.slot(k) : nullptr;
 }
+
 /// The size of slot `name` of `ts`: 0 where its rule has no such slot, as
 /// where the options leave it unused.
 template <class TensorState>

@@ -31,6 +31,7 @@
 #include "adamx/layout.hpp"
 #include "adamx/norm_reducer.hpp"
 #include "adamx/options.hpp"
+#include "adamx/out_of_line.hpp"
 #include "adamx/overlap.hpp"
 #include "adamx/parallel.hpp"
 #include "adamx/report.hpp"
@@ -381,14 +382,14 @@ class Optimizer {
   /// allocation"), as large as the state itself. To read a few scalars, use
   /// step_count(), gamma(), h(), layout() or options(); to read arrays in
   /// place (e.g. to save them), state_view().
-  std::vector<State> state() const {
+  ADAMX_OUT_OF_LINE std::vector<State> state() const {
     std::vector<State> out;
     out.reserve(groups_.size());
     for (std::size_t g = 0; g < groups_.size(); ++g) out.push_back(state(g));
     return out;
   }
   /// Group `group`'s state, as plain data (a copy, as state()).
-  State state(std::size_t group) const {
+  ADAMX_OUT_OF_LINE State state(std::size_t group) const {
     State out = state_without_arrays(group);
     for (std::size_t j = 0; j < out.tensors.size(); ++j) out.tensors[j] = tensor_state(group, j);
     return out;
@@ -461,7 +462,7 @@ class Optimizer {
   /// (each slot the options keep has its tensor's size, every other is empty).
   /// `states` is only read: the state is copied once, into the optimizer's
   /// own storage.
-  void restore(const std::vector<State>& states) {
+  ADAMX_OUT_OF_LINE void restore(const std::vector<State>& states) {
     const std::vector<std::string> differences = structure_differences(states);
     if (!differences.empty()) {
       std::string message = prefix("restore") + "the state does not match the optimizer's groups:";
@@ -570,7 +571,7 @@ class Optimizer {
   }
 
   template <class Tensors>
-  std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
+  ADAMX_OUT_OF_LINE std::size_t add_group_impl(const Tensors& tensors, const Options& options, std::string group_name,
                              std::vector<std::string> tensor_names) {
     const std::size_t index = groups_.size();
     std::string name = detail::new_group_name(Flavour::name, std::move(group_name), groups_);
@@ -650,7 +651,7 @@ class Optimizer {
   // The step's own checks first, so that bad input throws before the
   // gradients are scaled; clip_grad_norm_impl then throws before scaling.
   template <class ParamGroups, class GradGroups>
-  const std::vector<StepReport>& clipped_step_impl(const ParamGroups& params, const GradGroups& grads,
+  ADAMX_OUT_OF_LINE const std::vector<StepReport>& clipped_step_impl(const ParamGroups& params, const GradGroups& grads,
                                                    const ClipGradNorm& clip) {
     detail::check_clip_arguments(clip.max_norm, clip.norm_type);
     check_structure(params, grads);
@@ -667,7 +668,7 @@ class Optimizer {
   // with its own coefficients; without one, every tensor steps with its
   // group's (select()).
   template <class ParamGroups, class GradGroups, class Reducer>
-  const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
+  ADAMX_OUT_OF_LINE const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
                                            Reducer& reducer, const StepSubset* subset = nullptr) {
     constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
     if (subset != nullptr)
