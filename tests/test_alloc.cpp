@@ -60,7 +60,8 @@ class NoAllocation : public testing::Test {};
 using Optimizers = testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adamx::AdamX<float>,
                                   adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>,
                                   adamx::RAdam<float>, adamx::AdaBound<float>, adamx::AdaMod<double>,
-                                  adamx::Lion<float>, adamx::Lion<double>>;
+                                  adamx::Lion<float>, adamx::Lion<double>,
+                                  adamx::Adan<float>, adamx::Adan<double>>;
 TYPED_TEST_SUITE(NoAllocation, Optimizers);
 
 TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {

@@ -39,10 +39,13 @@ constexpr double kTiny = std::numeric_limits<double>::denorm_min();
 
 // The invalid values tried for each option field. Every one must be
 // rejected by every route (add_group, set_options, the typed setter).
-std::vector<double> invalid_values(const std::string& field, bool gamma_fixed) {
+// `gamma_fixed`: the optimizer's β3 is AdamX's γ rate, held at 1 (Adam,
+// AdamW, the baselines); `beta3_is_rate`: its β3 is an EMA rate like β1
+// (Adan's), not γ's.
+std::vector<double> invalid_values(const std::string& field, bool gamma_fixed, bool beta3_is_rate = false) {
   const double above_one = std::nextafter(1.0, 2.0);
   if (field == "lr") return {-1e-3, -kTiny, -1.0, kNaN, kInf, -kInf};
-  if (field == "beta1" || field == "beta2")
+  if (field == "beta1" || field == "beta2" || (field == "beta3" && beta3_is_rate))
     return {-0.1, -kTiny, 1.0, above_one, 1.5, kNaN, kInf, -kInf};
   if (field == "beta3") {
     std::vector<double> v = {-0.1, -kTiny, above_one, 1.5, kNaN, kInf, -kInf};
@@ -71,16 +74,24 @@ void set_field(Options& o, const std::string& field, double value) {
   if (!adamx_test::set_option(o, field, value)) ADD_FAILURE() << "unknown field " << field;
 }
 
+// Whether the optimizer `Opt` is Adan, whose β3 (a rate in [0, 1)) and ε
+// are its own, and which has none of the Adam family's other options.
+template <class Opt>
+constexpr bool kIsAdan = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::Adan>;
+
 // Whether the optimizer `Opt` must have the option `field`: lr, β1, β2,
 // weight decay, maximize and the policy every optimizer; the Adam family's
 // (β3, β_n, ε, decay mode, AMSGrad) every optimizer that keeps Adam's second
-// moment v (not Lion); AdaBound's and AdaMod's own only their optimizer (a
-// setter of an option an optimizer lacks does not compile: tests/compile_error).
+// moment v (not Lion), Adan only β3 and ε; AdaBound's and AdaMod's own only
+// their optimizer, Adan's no_prox only Adan (a setter of an option an
+// optimizer lacks does not compile: tests/compile_error).
 template <class Opt>
 bool must_have_option(const std::string& field) {
   using Flavour = adamx_test::FlavourOf_t<Opt>;
-  if (field == "beta3" || field == "beta_norm" || field == "eps" || field == "decay_mode" || field == "amsgrad")
-    return adamx_test::rule_has_slot<Opt>("v");
+  if (field == "beta3" || field == "eps") return adamx_test::rule_has_slot<Opt>("v");
+  if (field == "beta_norm" || field == "decay_mode" || field == "amsgrad")
+    return adamx_test::rule_has_slot<Opt>("v") && !kIsAdan<Opt>;
+  if (field == "no_prox") return kIsAdan<Opt>;
   if (field == "final_lr" || field == "bound_speed") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaBound>;
   if (field == "beta_step") return adamx_test::kStepsWith<Flavour, adamx::rules::AdaMod>;
   return true;
@@ -211,7 +222,7 @@ class BadInput : public ::testing::Test {
   void CheckAddGroup(const std::string& field) {
     if (!HasOption(field)) return;
     Mat w3 = Mat(2, 2);
-    for (double value : invalid_values(field, kGammaFixed)) {
+    for (double value : invalid_values(field, kGammaFixed, kIsAdan<Opt>)) {
       SCOPED_TRACE(field + " = " + std::to_string(value));
       const auto before = Take();
       Options bad;
@@ -229,7 +240,7 @@ class BadInput : public ::testing::Test {
   void CheckSetOptions(const std::string& field) {
     if (!HasOption(field)) return;
     for (std::size_t g : {std::size_t{1}, std::size_t{0}}) {
-      for (double value : invalid_values(field, kGammaFixed)) {
+      for (double value : invalid_values(field, kGammaFixed, kIsAdan<Opt>)) {
         SCOPED_TRACE(field + " = " + std::to_string(value) + " on group " + std::to_string(g));
         const auto before = Take();
         Options bad = opt.options(g);
@@ -247,7 +258,7 @@ class BadInput : public ::testing::Test {
   void CheckTypedSetter(const std::string& field) {
     if (!HasOption(field)) return;
     for (std::size_t g : {std::size_t{1}, std::size_t{0}}) {
-      for (double value : invalid_values(field, kGammaFixed)) {
+      for (double value : invalid_values(field, kGammaFixed, kIsAdan<Opt>)) {
         SCOPED_TRACE(field + " = " + std::to_string(value) + " on group " + std::to_string(g));
         const auto before = Take();
         const std::string message =
@@ -414,7 +425,13 @@ TYPED_TEST(BadInput, BoundaryValuesOfEveryRangeAreAccepted) {
   adamx_test::set_option(o, "beta_step", std::nextafter(1.0, 0.0));
   EXPECT_NO_THROW(this->opt.set_options(1, o));
   // β3 and the decay mode where the optimizer has them (not Lion).
+  // Adan's β3 is a rate in [0, 1): its boundary values are 0 and just below 1.
   const bool has_beta3 = adamx_test::call_if_declared(this->opt, [](auto& opt) -> decltype(opt.set_beta3(1, 1.0)) {
+    if (kIsAdan<TypeParam>) {
+      EXPECT_NO_THROW(opt.set_beta3(1, std::nextafter(1.0, 0.0)));
+      EXPECT_NO_THROW(opt.set_beta3(1, 0.0));
+      return;
+    }
     EXPECT_NO_THROW(opt.set_beta3(1, 1.0));
     if (!TestFixture::kGammaFixed) {
       EXPECT_NO_THROW(opt.set_beta3(1, 0.0));
@@ -980,7 +997,7 @@ TYPED_TEST(BadInput, OutOfRangeGroupIndexThrowsOutOfRangeAndChangesNothing) {
     adam_family_setters += adamx_test::call_if_declared(o, [&](auto& x) -> decltype(x.set_amsgrad(g, true)) {
       EXPECT_THROW(x.set_amsgrad(g, true), std::out_of_range);
     });
-    EXPECT_EQ(adam_family_setters, must_have_option<TypeParam>("amsgrad") ? 5 : 0);
+    EXPECT_EQ(adam_family_setters, must_have_option<TypeParam>("amsgrad") ? 5 : kIsAdan<TypeParam> ? 2 : 0);
     EXPECT_THROW(o.set_maximize(g, true), std::out_of_range);
     EXPECT_THROW(o.set_nonfinite(g, adamx::NonFinitePolicy::skip), std::out_of_range);
     // An out-of-range index wins over an invalid value.

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -49,12 +50,20 @@ void hash_group_state(Fnv1a64& fnv, const State& g) {
   fnv.add(adamx::group_scalar_or(g.scalars(), "h", 0.0));
   // The slots in the order the digests were recorded with, a slot the rule
   // does not have (Lion's v, Adam's step_avg) hashed as the empty array it
-  // was when every state had the four.
-  for (const auto& ts : g.tensors)
-    for (const char* name : {"m", "v", "v_max", "step_avg"}) {
+  // was when every state had the four; then, in the rule's order, the slots
+  // of a rule that has others (Adan's n and prev_grad).
+  constexpr const char* kFirstSlots[] = {"m", "v", "v_max", "step_avg"};
+  for (const auto& ts : g.tensors) {
+    for (const char* name : kFirstSlots) {
       const auto* slot = adamx_test::slot_named(ts, name);
       fnv.add_array(slot ? slot->data() : nullptr, slot ? slot->size() : 0);
     }
+    using TensorState = std::decay_t<decltype(ts)>;
+    for (int k = 0; k < TensorState::kSlots; ++k)
+      if (std::none_of(std::begin(kFirstSlots), std::end(kFirstSlots),
+                       [&](const char* name) { return std::strcmp(name, TensorState::slot_names[k]) == 0; }))
+        fnv.add_array(ts.slot(k).data(), ts.slot(k).size());
+  }
 }
 
 constexpr int kSteps = 40;
@@ -78,6 +87,8 @@ enum class Variant {
   betas_decay_maximize,  // non-default β1, β2, weight decay and maximize, for an
                          // optimizer without a decay mode or ε (Lion), where
                          // maximize_l2, decoupled and betas_eps do not apply
+  prox_decay,     // Adan: non-default β3, weight decay by its proximal division
+  no_prox_decay,  // Adan: weight decay and maximize, no_prox
 };
 
 const std::vector<std::pair<Variant, const char*>> kVariants = {
@@ -87,6 +98,7 @@ const std::vector<std::pair<Variant, const char*>> kVariants = {
     {Variant::bounds, "bounds"},           {Variant::step_average, "step_average"},
     {Variant::skip_nan, "skip_nan"},       {Variant::propagate_inf, "propagate_inf"},
     {Variant::wide, "wide"},               {Variant::betas_decay_maximize, "betas_decay_maximize"},
+    {Variant::prox_decay, "prox_decay"},   {Variant::no_prox_decay, "no_prox_decay"},
 };
 
 // Whether a variant applies to Opt: the γ, bound and step-average variants to
@@ -99,6 +111,7 @@ bool applies(Variant variant) {
   if (variant == Variant::gamma_rates) return name == "AdamX";
   if (variant == Variant::bounds) return name == "AdaBound";
   if (variant == Variant::step_average) return name == "AdaMod";
+  if (variant == Variant::prox_decay || variant == Variant::no_prox_decay) return has("no_prox");
   if (variant == Variant::amsgrad) return has("amsgrad");
   if (variant == Variant::maximize_l2 || variant == Variant::decoupled) return has("decay_mode");
   if (variant == Variant::betas_eps) return has("eps");
@@ -124,6 +137,12 @@ std::vector<GroupSpec> model_groups(Variant variant) {
   if (variant == Variant::wide) groups[1].tensors.push_back({"wide", 22664, 1, false, Regime::sparse});
   return groups;
 }
+
+// Whether an options type has Adan's no_prox (and so its β3 is Adan's).
+template <class Options, class = void>
+struct has_no_prox : std::false_type {};
+template <class Options>
+struct has_no_prox<Options, std::void_t<decltype(&Options::no_prox)>> : std::true_type {};
 
 // Sets the variant's options through the typed setters (every group).
 template <class Opt>
@@ -175,6 +194,22 @@ void configure(Opt& opt, Variant variant) {
       case Variant::step_average:  // AdaMod's own setter
         EXPECT_TRUE(adamx_test::call_if_declared(
             opt, [&](auto& o) -> decltype(o.set_beta_step(g, 0.0)) { o.set_beta_step(g, 0.9); }));
+        break;
+      case Variant::prox_decay:
+      case Variant::no_prox_decay:  // Adan's own options (only it has them)
+        if constexpr (has_no_prox<typename Opt::Options>::value) {
+          using O = typename Opt::Options;
+          if (variant == Variant::prox_decay) {
+            opt.set(g, &O::beta3, 0.95);
+            opt.set_weight_decay(g, 2e-2);
+          } else {
+            opt.set(g, &O::no_prox, true);
+            opt.set_weight_decay(g, 2e-2);
+            opt.set_maximize(g, true);
+          }
+        } else {
+          ADD_FAILURE() << Opt::name() << " has no no_prox option";
+        }
         break;
       case Variant::skip_nan: opt.set_nonfinite(g, adamx::NonFinitePolicy::skip); break;
       case Variant::propagate_inf: opt.set_nonfinite(g, adamx::NonFinitePolicy::propagate); break;
@@ -265,7 +300,8 @@ using AllOptimizers = std::tuple<
     adamx::RAdam<float>, adamx::RAdam<double>, adamx::RAdam<Eigen::bfloat16>, adamx::RAdam<Eigen::half>,
     adamx::AdaBound<float>, adamx::AdaBound<double>, adamx::AdaBound<Eigen::bfloat16>, adamx::AdaBound<Eigen::half>,
     adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::AdaMod<Eigen::half>,
-    adamx::Lion<float>, adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>, adamx::Lion<Eigen::half>>;
+    adamx::Lion<float>, adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>, adamx::Lion<Eigen::half>,
+    adamx::Adan<float>, adamx::Adan<double>, adamx::Adan<Eigen::bfloat16>, adamx::Adan<Eigen::half>>;
 
 template <class... Opts>
 std::vector<Record> run_all(std::tuple<Opts...>*, int threads, int steps) {

@@ -50,7 +50,7 @@ TEST(Crc32, IncrementalEqualsOneShotAndTheBitwiseDefinition) {
 
 template <class Opt>
 class Checkpoint : public ::testing::Test {};
-// Every optimizer over float and double (Lion and AdaMod over bfloat16 too), and AdamX over bfloat16 and half
+// Every optimizer over float and double (Lion, Adan and AdaMod over bfloat16 too), and AdamX over bfloat16 and half
 // parameters, whose float state must come back as float.
 using CheckpointTypes =
     ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>,
@@ -59,7 +59,8 @@ using CheckpointTypes =
                      adamx::RAdam<float>, adamx::RAdam<double>, adamx::AdaBound<float>,
                      adamx::AdaBound<double>, adamx::AdaMod<float>, adamx::AdaMod<double>,
                      adamx::AdaMod<Eigen::bfloat16>, adamx::Lion<float>, adamx::Lion<double>,
-                     adamx::Lion<Eigen::bfloat16>>;
+                     adamx::Lion<Eigen::bfloat16>, adamx::Adan<float>, adamx::Adan<double>,
+                     adamx::Adan<Eigen::bfloat16>>;
 struct CheckpointTypeName {
   template <class T>
   static std::string GetName(int) {
@@ -164,11 +165,15 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   EXPECT_EQ(adamx_test::read_le(bytes, layout.groups[0].t, 8), 3u);
   // Arrays: layer1 (15 + 5 elements) with m, v, v_max; layer2 (20) with m,
   // v; AdaMod adds step_avg to both. That is every slot the rule declares
-  // in layer1 (AMSGrad on) and all but v_max in layer2; Lion's m alone in both.
+  // in layer1 (AMSGrad on) and all but v_max in layer2; Lion's m alone in
+  // both; Adan's m, v, n and prev_grad in both.
   using Rule = typename adamx_test::FlavourOf_t<Opt>::Rule;
   const std::size_t layer1_slots = Rule::kSlots;
   const std::size_t layer2_slots = Rule::kSlots - (adamx_test::rule_has_slot<Opt>("v_max") ? 1 : 0);
-  EXPECT_EQ(layer1_slots, adamx_test::kKeepsStepAverage<Opt> ? 4u : adamx_test::rule_has_slot<Opt>("v") ? 3u : 1u);
+  const bool adan = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::Adan>;
+  EXPECT_EQ(layer1_slots, adamx_test::kKeepsStepAverage<Opt> || adan ? 4u
+                          : adamx_test::rule_has_slot<Opt>("v")     ? 3u
+                                                                    : 1u);
   EXPECT_EQ(layout.file_crc - layout.arrays, (20 * layer1_slots + 20 * layer2_slots) * sizeof(StateScalar));
   // Each option is found by its name; an optimizer without final_lr
   // writes none (version 2 wrote 0.1 there).

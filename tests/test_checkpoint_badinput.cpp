@@ -75,7 +75,8 @@ class CheckpointBadInput : public ::testing::Test {};
 using BadInputTypes = ::testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adamx::AdamX<float>,
                                        adamx::AdamX<double>, adamx::RAdam<float>,
                                        adamx::AdaBound<double>, adamx::AdaMod<float>,
-                                       adamx::Lion<float>, adamx::Lion<double>>;
+                                       adamx::Lion<float>, adamx::Lion<double>,
+                                       adamx::Adan<float>, adamx::Adan<double>>;
 TYPED_TEST_SUITE(CheckpointBadInput, BadInputTypes, adamx_test::OptimizerName);
 
 // Every prefix of a valid file, from empty to one byte short, is refused as
@@ -216,7 +217,7 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
   const struct {
     const char* field;
     unsigned value;
-  } byte_cases[] = {{"decay_mode", 2}, {"amsgrad", 2}, {"maximize", 255}, {"nonfinite", 3}};
+  } byte_cases[] = {{"decay_mode", 2}, {"amsgrad", 2}, {"no_prox", 2}, {"maximize", 255}, {"nonfinite", 3}};
   for (const auto& c : byte_cases) {
     if (!in_file(c.field)) continue;
     std::string bad = file;
@@ -242,10 +243,15 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
     EXPECT_FALSE(adamx_test::rule_has_slot<Opt>("v_max"));
   }
   // Only a rule without the Adam family's options and scalars lacks any:
-  // Lion, which has none of beta3, beta_norm, eps, gamma, h, decay_mode and amsgrad.
-  EXPECT_EQ(absent.size(), adamx_test::rule_has_slot<Opt>("v") ? 0u : 7u);
+  // Lion, which has none of beta3, beta_norm, eps, gamma, h, decay_mode and
+  // amsgrad; Adan, which has its own beta3 and eps but none of the other five.
+  // Only Adan has no_prox.
+  const bool adan = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::Adan>;
+  const std::size_t adam_family_absent = adan ? 5u : adamx_test::rule_has_slot<Opt>("v") ? 0u : 7u;
+  EXPECT_EQ(absent.size(), adam_family_absent + (adan ? 0u : 1u));
+  EXPECT_EQ(absent.count("no_prox"), adan ? 0u : 1u);
   std::cout << "[ corrupt inputs ] " << tried << " well-formed files with invalid values refused, " << absent.size()
-            << " Adam-family fields the optimizer lacks (not in the file)\n";
+            << " fields of other optimizers it lacks (not in the file)\n";
 }
 
 // NaN or Inf in the moments is state a run with NonFinitePolicy::propagate

@@ -259,7 +259,8 @@ class FlatStateFixedGamma : public FlatState<Opt> {};
 using FixedGammaOptimizers =
     ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>, adamx::AdamW<double>,
                      adamx::RAdam<float>, adamx::RAdam<double>, adamx::AdaBound<float>, adamx::AdaBound<double>,
-                     adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>>;
+                     adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>,
+                     adamx::Adan<float>, adamx::Adan<double>>;
 TYPED_TEST_SUITE(FlatStateFixedGamma, FixedGammaOptimizers, adamx_test::OptimizerName);
 
 TYPED_TEST(FlatStateFixedGamma, ManyTensorsInOneGroupStepAsOneGroupPerTensor) {

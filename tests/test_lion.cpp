@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "reference/naive_lion.hpp"
+#include "reference/regime_gradients.hpp"
 #include "reference/regimes.hpp"
 
 namespace {
@@ -55,49 +56,6 @@ const char* name(Variant v) {
   return "?";
 }
 
-// g = scale·noise(k)·(μ + z), μ fixed per element; zeros in the zero-stretches
-// regime; NaN and ±Inf at three steps in the skip variant.
-class Gradients {
- public:
-  Gradients(Regime regime, Variant variant, const std::vector<std::size_t>& sizes)
-      : regime_(regime), variant_(variant), rng_(2023) {
-    std::normal_distribution<double> normal(0.0, 0.5);
-    for (std::size_t n : sizes) {
-      std::vector<double> mean(n);
-      for (double& x : mean) x = normal(rng_);
-      means_.push_back(mean);
-    }
-  }
-  void next(int k, std::vector<std::vector<double>>& out) {
-    std::normal_distribution<double> normal(0.0, 1.0);
-    const double scales[] = {1e-3, 1.0, 1e3};
-    out.resize(means_.size());
-    for (std::size_t j = 0; j < means_.size(); ++j) {
-      out[j].resize(means_[j].size());
-      const double scale = regime_ == Regime::mixed_scales ? scales[j % 3] : 1.0;
-      const double noise = regime_ == Regime::burst      ? ((k >= 200 && k < 400) ? 100.0 : 1.0)
-                           : regime_ == Regime::decaying ? std::exp(-k / 150.0)
-                                                         : 1.0;
-      for (std::size_t i = 0; i < means_[j].size(); ++i) {
-        double g = scale * noise * (means_[j][i] + normal(rng_));
-        if (regime_ == Regime::zero_stretches && (k <= 30 || (k >= 300 && k < 450))) g = 0.0;
-        out[j][i] = g;
-      }
-    }
-    if (variant_ == Variant::skip_nonfinite) {
-      if (k == 50) out[0][7] = std::nan("");
-      if (k == 250) out[1][3] = HUGE_VAL;
-      if (k == 251) out[2][20] = -HUGE_VAL;
-    }
-  }
-
- private:
-  Regime regime_;
-  Variant variant_;
-  std::mt19937_64 rng_;
-  std::vector<std::vector<double>> means_;
-};
-
 adamx::LionOptions options_for(Variant v) {
   adamx::LionOptions o;
   o.lr = 3e-4;
@@ -122,17 +80,9 @@ naive_lion::Hyper hyper_from(const adamx::LionOptions& o) {
   return h;
 }
 
-// Largest |library − reference| / bound seen, and the first violation.
-std::string compare(const char* what, Real library, Real reference, Real bound, Real& worst_ratio) {
-  if (std::isnan(library) && std::isnan(reference)) return {};
-  if (library == reference) return {};
-  const Real diff = std::fabs(library - reference);
-  if (bound > 0) worst_ratio = std::fmax(worst_ratio, diff / bound);
-  if (diff <= kSlack * bound) return {};
-  return std::string(what) + ": library " + std::to_string(static_cast<double>(library)) + ", reference " +
-         std::to_string(static_cast<double>(reference)) + ", |diff| " + std::to_string(static_cast<double>(diff)) +
-         " > " + std::to_string(static_cast<double>(kSlack)) + " x bound " +
-         std::to_string(static_cast<double>(bound));
+// |library − reference| ≤ kSlack × bound (reference/regime_gradients.hpp).
+std::string compare(const char* what, Real library, Real expected, Real bound, Real& worst_ratio) {
+  return reference::compare_within_bound(what, library, expected, bound, kSlack, worst_ratio);
 }
 
 template <class Scalar>
@@ -158,7 +108,7 @@ void run_case(Regime regime, Variant variant) {
   const naive_lion::Hyper hyper = hyper_from(options);
   const auto precision = naive_lion::Precision::of<Scalar>();
 
-  Gradients source(regime, variant, sizes);
+  reference::RegimeGradients source(regime, variant == Variant::skip_nonfinite, sizes);
   std::vector<std::vector<double>> g;
   std::vector<std::vector<Real>> g_ref(sizes.size()), theta_after(sizes.size());
   Real worst_trajectory = 0, worst_one_step = 0;

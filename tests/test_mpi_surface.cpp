@@ -46,15 +46,17 @@ struct Pair {
   using Many = Sharded;
 };
 // AdamX and Adam, and the baselines, whose state differs (RAdam's two step
-// rules, AdaBound's bounds, AdaMod's third array), and Lion, whose one
-// array and sign step are not Adam's.
+// rules, AdaBound's bounds, AdaMod's third array), Lion, whose one
+// array and sign step are not Adam's, and Adan, whose four arrays are not either.
 using Pairs = ::testing::Types<Pair<adamx::AdamX<float>, adamx::mpi::AdamX<float>>,
                                Pair<adamx::Adam<double>, adamx::mpi::Adam<double>>,
                                Pair<adamx::RAdam<float>, adamx::mpi::RAdam<float>>,
                                Pair<adamx::AdaBound<double>, adamx::mpi::AdaBound<double>>,
                                Pair<adamx::AdaMod<float>, adamx::mpi::AdaMod<float>>,
                                Pair<adamx::Lion<float>, adamx::mpi::Lion<float>>,
-                               Pair<adamx::Lion<double>, adamx::mpi::Lion<double>>>;
+                               Pair<adamx::Lion<double>, adamx::mpi::Lion<double>>,
+                               Pair<adamx::Adan<float>, adamx::mpi::Adan<float>>,
+                               Pair<adamx::Adan<double>, adamx::mpi::Adan<double>>>;
 
 template <class Scalar>
 using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

@@ -58,6 +58,7 @@
 
 #include "golden/golden_data.hpp"
 #include "golden/golden_inputs.hpp"
+#include "golden/parity_cases.hpp"
 
 namespace {
 
@@ -203,26 +204,13 @@ const char* const kRunNames[] = {"adam_default",       "adam_weight_decay", "ada
                                   "adamw_groups_amsgrad_maximize_steplr", "radam_default",
                                   "radam_weight_decay_betas"};
 
-struct Case {
-  std::string name;
-  int width;
-};
-// Without a printer GoogleTest prints a parameter byte by byte, padding
-// included, and valgrind rightly flags the read of those uninitialised bytes.
-void PrintTo(const Case& c, std::ostream* out) {
-  *out << c.name << (c.width == 4 ? " float32" : " float64");
-}
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  for (const int width : {4, 8})
-    for (const char* name : kRunNames) cases.push_back({name, width});
-  return cases;
-}
+using golden::ParityCase;
+std::vector<ParityCase> all_cases() { return golden::parity_cases(kRunNames); }
 
-class AdamParity : public testing::TestWithParam<Case> {};
+class AdamParity : public testing::TestWithParam<ParityCase> {};
 
 TEST_P(AdamParity, EveryStepMatchesPyTorchWithinTheRoundingBound) {
-  const Case& c = GetParam();
+  const ParityCase& c = GetParam();
   const golden::Run* run = find_run(c.name, c.width);
   ASSERT_NE(run, nullptr) << c.name << " (" << c.width << "-byte) is missing from adam_parity.bin";
   ASSERT_EQ(run->steps, 300u);
@@ -239,15 +227,12 @@ TEST_P(AdamParity, EveryStepMatchesPyTorchWithinTheRoundingBound) {
   }
 }
 
-std::string case_name(const testing::TestParamInfo<Case>& info) {
-  return info.param.name + (info.param.width == 4 ? "_float32" : "_float64");
-}
-INSTANTIATE_TEST_SUITE_P(Runs, AdamParity, testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Runs, AdamParity, testing::ValuesIn(all_cases()), golden::parity_case_name);
 
 TEST(AdamParityFile, HoldsExactlyTheExpectedRunsAndRecordsTheTorchVersion) {
   const golden::AdamParityFile& file = parity_file();
   EXPECT_EQ(file.runs.size() + radam_file().runs.size(), all_cases().size());
-  for (const Case& c : all_cases()) EXPECT_NE(find_run(c.name, c.width), nullptr) << c.name;
+  for (const ParityCase& c : all_cases()) EXPECT_NE(find_run(c.name, c.width), nullptr) << c.name;
   EXPECT_EQ(file.torch.rfind("torch 1.13", 0), 0u) << file.torch;
 }
 

@@ -77,7 +77,7 @@ class ThreadExchange {
 template <class Opt>
 class Sharded : public ::testing::Test {};
 using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>, adamx::Lion<float>,
-                                    adamx::Lion<double>>;
+                                    adamx::Lion<double>, adamx::Adan<float>, adamx::Adan<double>>;
 TYPED_TEST_SUITE(Sharded, Optimizers);
 
 TYPED_TEST(Sharded, BitwiseEqualToOneProcessForOneTwoThreeRanks) {

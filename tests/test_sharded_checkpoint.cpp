@@ -96,9 +96,11 @@ void expect_shards_equal(const shard_model::Reference<Opt>& reference, const fs:
 template <class Opt>
 class ShardedCheckpoint : public ::testing::Test {};
 // AdamX in both precisions; Adam (γ ≡ 1, same code) in float; AdaMod for its
-// extra step_avg array; Lion for its single array m (no v).
+// extra step_avg array; Lion for its single array m (no v); Adan for its
+// four (m, v, n, prev_grad).
 using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>,
-                                    adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>>;
+                                    adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>,
+                                    adamx::Adan<float>, adamx::Adan<double>>;
 TYPED_TEST_SUITE(ShardedCheckpoint, Optimizers);
 
 // One process's checkpoint after 60 steps, split into 3 shards, re-sharded

@@ -559,10 +559,10 @@ TEST(TorchAdamX, BitwiseEqualsEigenAdamXHalf) { check_half_precision_bitwise<Eig
 
 // ---- the baselines through the adapter ---------------------------------------
 
-// RAdam, AdaBound, AdaMod and Lion through the adapter, bitwise against the
+// RAdam, AdaBound, AdaMod, Lion and Adan through the adapter, bitwise against the
 // same adamx optimizer stepping the same values: two groups, the second with
-// amsgrad (not on Lion, which has none), maximize and non-default baseline options (final_lr, bound_speed,
-// beta_step), 60 steps (with the default β2 RAdam takes its momentum step
+// amsgrad (not on Lion or Adan, which have none), maximize and non-default baseline options (final_lr, bound_speed,
+// beta_step, Adan's no_prox), 60 steps (with the default β2 RAdam takes its momentum step
 // until step 5 and the rectified one after). Then the adapter's archive is
 // loaded into a second adapter, which must continue bitwise (AdaMod's third
 // array included), and one parameter goes without a gradient for a step, so
@@ -582,6 +582,7 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   adamx_test::call_if_declared(second_options,
                                [](auto& o) -> decltype(o.final_lr(0.0), void()) { o.final_lr(0.05).bound_speed(1e-2); });
   adamx_test::call_if_declared(second_options, [](auto& o) -> decltype(o.beta_step(0.0), void()) { o.beta_step(0.99); });
+  adamx_test::call_if_declared(second_options, [](auto& o) -> decltype(o.no_prox(true), void()) { o.no_prox(true); });
   const auto make_adapter = [&](const std::vector<torch::Tensor>& ps) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(std::vector<torch::Tensor>{ps[0], ps[1]});
@@ -609,6 +610,7 @@ void check_baseline_bitwise(torch::Dtype dtype, const std::filesystem::path& arc
   adamx_test::set_option(second, "final_lr", 0.05);
   adamx_test::set_option(second, "bound_speed", 1e-2);
   adamx_test::set_option(second, "beta_step", 0.99);
+  adamx_test::set_option(second, "no_prox", 1);
   reference.add_group({theta[0], theta[1]}, first, "group0",
                       {adamx::default_tensor_name(0), adamx::default_tensor_name(1)});
   reference.add_group({theta[2]}, second, "group1", {adamx::default_tensor_name(0)});
@@ -676,6 +678,12 @@ TEST_F(TorchBaselines, LionFloatBitwiseEqualsEigenAndResumes) {
 }
 TEST_F(TorchBaselines, LionDoubleBitwiseEqualsEigenAndResumes) {
   check_baseline_bitwise<to::Lion, double>(torch::kFloat64, archive());
+}
+TEST_F(TorchBaselines, AdanFloatBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::Adan, float>(torch::kFloat32, archive());
+}
+TEST_F(TorchBaselines, AdanDoubleBitwiseEqualsEigenAndResumes) {
+  check_baseline_bitwise<to::Adan, double>(torch::kFloat64, archive());
 }
 
 // ---- parameters without a gradient ----------------------------------------------

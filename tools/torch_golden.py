@@ -13,6 +13,8 @@ It writes these files, whose layouts tests/data/README.md documents:
                     schedule_cycle.hpp and schedule_compose.hpp
   clip.txt          torch.nn.utils.clip_grad_norm_ / clip_grad_value_ results
   radam_parity.bin  torch.optim.RAdam trajectories (the layout of adam_parity.bin)
+  adan_parity.bin   Adan trajectories from AdanTranscription below (the same
+                    layout, each group record followed by Adan's β3 and no_prox)
 
 Every input is made from a splitmix64 stream with integer arithmetic only, so
 the C++ tests regenerate the same gradients bit for bit without Python
@@ -102,7 +104,7 @@ def fnv1a64(data, h=0xCBF29CE484222325):
 # (rows, cols, regime) of the four tensors every run holds.
 TENSORS = [(4, 5, NOISE), (6, 1, DRIFT_DECAY), (3, 1, TINY), (1, 3, BURSTS)]
 
-ADAM, ADAMW, RADAM = 0, 1, 2
+ADAM, ADAMW, RADAM, ADAN = 0, 1, 2, 3
 
 
 def warmup_cosine(opt):
@@ -116,9 +118,71 @@ def step_decay(opt):
 
 
 def group(tensors, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-          maximize=False):
+          maximize=False, beta3=None, no_prox=False):
     return dict(tensors=tensors, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                amsgrad=amsgrad, maximize=maximize)
+                amsgrad=amsgrad, maximize=maximize, beta3=beta3, no_prox=no_prox)
+
+
+class AdanTranscription(torch.optim.Optimizer):
+    """Adan (Xie, Zhou, Li, Lin, Yan, TPAMI 2024) as the authors' reference
+    code computes it: github.com/sail-sg/Adan, adan.py, class Adan, its
+    single-tensor path without gradient clipping (max_grad_norm = 0). Written
+    for adamx from a reading of that code, operation by operation in its
+    order and with its in-place semantics, not copied from it:
+
+      at a group's step 1 the previous gradient is the gradient (d = 0);
+      d = g - g_prev; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*d;
+      e = b2*d + g; n = b3*n + (1-b3)*e*e;
+      den = sqrt(n)/sqrt(1-b3^t) + eps;
+      no_prox: p *= 1 - lr*wd, then the two steps below; otherwise the two
+      steps, then p /= 1 + lr*wd:
+        p += -(lr/(1-b1^t)) * m/den;  p += -(lr*b2/(1-b2^t)) * v/den.
+
+    The scalar constants are Python floats (double), as in the authors' code.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0,
+                 no_prox=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      no_prox=no_prox))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2, beta3 = group["betas"]
+            group["step"] = group.get("step", 0) + 1
+            t = group["step"]
+            bias_correction1 = 1.0 - beta1 ** t
+            bias_correction2 = 1.0 - beta2 ** t
+            bias_correction3_sqrt = math.sqrt(1.0 - beta3 ** t)
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if len(state) == 0:
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_diff"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                if "neg_prev_grad" not in state or t == 1:
+                    state["neg_prev_grad"] = -g.clone()
+                m, v, n = state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"]
+                d = state["neg_prev_grad"].add_(g)          # g - g_prev
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).add_(d, alpha=1 - beta2)
+                e = d.mul_(beta2).add_(g)                   # g + b2*d
+                n.mul_(beta3).addcmul_(e, e, value=1 - beta3)
+                den = (n.sqrt() / bias_correction3_sqrt).add_(eps)
+                if group["no_prox"]:
+                    p.mul_(1 - lr * wd)
+                    p.addcdiv_(m, den, value=-lr / bias_correction1)
+                    p.addcdiv_(v, den, value=-lr * beta2 / bias_correction2)
+                else:
+                    p.addcdiv_(m, den, value=-lr / bias_correction1)
+                    p.addcdiv_(v, den, value=-lr * beta2 / bias_correction2)
+                    p.div_(1 + lr * wd)
+                state["neg_prev_grad"].zero_().add_(g, alpha=-1.0)
 
 
 ALL = [0, 1, 2, 3]
@@ -145,6 +209,15 @@ RADAM_RUNS = [
     ("radam_default", RADAM, [group(ALL)], None, 21),
     ("radam_weight_decay_betas", RADAM, [group(ALL, lr=3e-3, betas=(0.8, 0.99), eps=1e-6,
                                                weight_decay=1e-2)], None, 22),
+]
+
+# Adan: the authors' defaults; and decay both ways with other betas, two groups.
+ADAN_RUNS = [
+    ("adan_default", ADAN, [group(ALL, betas=(0.98, 0.92), beta3=0.99)], None, 31),
+    ("adan_decay_groups_prox_no_prox", ADAN,
+     [group([0, 1], lr=2e-3, betas=(0.9, 0.8), eps=1e-6, weight_decay=2e-2, beta3=0.999),
+      group([2, 3], lr=1e-3, betas=(0.95, 0.9), weight_decay=5e-2, beta3=0.99, no_prox=True)],
+     None, 32),
 ]
 
 DTYPES = [(np.float32, 4), (np.float64, 8)]
@@ -176,6 +249,12 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
         for g in torch_groups:
             del g["amsgrad"], g["maximize"]
         opt = torch.optim.RAdam(torch_groups, foreach=False)
+    elif kind == ADAN:
+        for g, spec in zip(torch_groups, groups):
+            del g["amsgrad"], g["maximize"]
+            g["betas"] = (spec["betas"][0], spec["betas"][1], spec["beta3"])
+            g["no_prox"] = spec["no_prox"]
+        opt = AdanTranscription(torch_groups)
     else:
         cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
         opt = cls(torch_groups, foreach=False)
@@ -206,6 +285,8 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
         out += struct.pack("<%dI" % len(g["tensors"]), *g["tensors"])
         out += struct.pack("<ddddBB", g["betas"][0], g["betas"][1], g["eps"], g["weight_decay"],
                            g["amsgrad"], g["maximize"])
+        if kind == ADAN:
+            out += struct.pack("<dB", g["beta3"], g["no_prox"])
     out += struct.pack("<Q", inputs_hash)
     for step_lrs in lrs:
         out += struct.pack("<%dd" % len(step_lrs), *step_lrs)
@@ -523,6 +604,7 @@ def main():
     warnings.filterwarnings("ignore", category=UserWarning)
     write_adam_parity(os.path.join(out_dir, "adam_parity.bin"), RUNS)
     write_adam_parity(os.path.join(out_dir, "radam_parity.bin"), RADAM_RUNS)
+    write_adam_parity(os.path.join(out_dir, "adan_parity.bin"), ADAN_RUNS)
     write_schedules(os.path.join(out_dir, "schedules.txt"))
     write_lines(os.path.join(out_dir, "schedules_more.txt"),
                 schedule_lines(" (MultiStepLR to ChainedScheduler)", MORE_SCHEDULES))

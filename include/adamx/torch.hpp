@@ -92,6 +92,7 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
   ADAMX_TORCH_OPTION(final_lr)
   ADAMX_TORCH_OPTION(bound_speed)
   ADAMX_TORCH_OPTION(beta_step)
+  ADAMX_TORCH_OPTION(no_prox)
 #undef ADAMX_TORCH_OPTION
   /// β1 and β2 together, as libtorch's `betas`.
   BasicOptions& betas(const Betas& value) {

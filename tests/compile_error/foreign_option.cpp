@@ -2,7 +2,7 @@
 // ADAMX_CASE=0 each optimizer sets options it has and it must compile (so the
 // other cases fail for their foreign option, not for a slip in this file);
 // each other case sets an option of another optimizer (AdaBound's or
-// AdaMod's own, or the Adam family's on Lion) or reads a group scalar the
+// AdaMod's own, the Adam family's on Lion or Adan, Adan's on Adam) or reads a group scalar the
 // rule lacks, which must not compile: options.hpp gives each optimizer
 // only its own fields, and the setters exist only for those.
 #include <adamx/adamx.hpp>
@@ -31,6 +31,11 @@ int main() {
   lion.set_betas(0, 0.9, 0.99);
   lion.set_weight_decay(0, 0.1);
   const double gamma = lion.gamma(0);  // 1: Lion has no γ, reported as 1
+  adamx::Adan<float> adan;
+  adan.add_group({w});
+  adan.set_beta3(0, 0.95);  // Adan's own β3 (its n's rate) and ε
+  adan.set_eps(0, 1e-6);
+  adan.set(0, &adamx::AdanOptions::no_prox, true);
 #if ADAMX_CASE == 1  // AdaBound's final_lr on Adam
   adam.set_final_lr(0, 0.05);
 #elif ADAMX_CASE == 2  // AdaMod's beta_step on RAdam
@@ -45,6 +50,12 @@ int main() {
   lion.set_amsgrad(0, true);
 #elif ADAMX_CASE == 7  // the Adam family's group scalar h on Lion
   return lion.h(0) > 0 ? 0 : 1;
+#elif ADAMX_CASE == 8  // AMSGrad on Adan
+  adan.set_amsgrad(0, true);
+#elif ADAMX_CASE == 9  // the Adam family's decay mode on Adan
+  adan.set_decay_mode(0, adamx::WeightDecayMode::decoupled);
+#elif ADAMX_CASE == 10  // Adan's no_prox on Adam, through the generic setter
+  adam.set(0, &adamx::AdanOptions::no_prox, true);
 #endif
   return options.lr > 0 && gamma == 1.0 ? 0 : 1;
 }

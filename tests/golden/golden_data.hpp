@@ -29,11 +29,13 @@ struct GroupSpec {
   std::vector<std::uint32_t> tensors;  // indices into Run::tensors
   double beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
   bool amsgrad = false, maximize = false;
+  double beta3 = 0;      // Adan's (optimizer 3) only
+  bool no_prox = false;  // Adan's only
 };
 
 struct Run {
   std::string name;
-  int optimizer = 0;  // 0 Adam, 1 AdamW
+  int optimizer = 0;  // 0 Adam, 1 AdamW, 2 RAdam, 3 Adan
   int width = 0;      // bytes per element: 4 float32, 8 float64
   std::uint64_t seed = 0;
   std::uint32_t steps = 0;
@@ -134,6 +136,10 @@ inline AdamParityFile read_adam_parity(const std::string& path) {
       group.weight_decay = in.get<double>();
       group.amsgrad = in.get<std::uint8_t>() != 0;
       group.maximize = in.get<std::uint8_t>() != 0;
+      if (run.optimizer == 3) {
+        group.beta3 = in.get<double>();
+        group.no_prox = in.get<std::uint8_t>() != 0;
+      }
       run.groups.push_back(group);
     }
     run.inputs_hash = in.get<std::uint64_t>();
