@@ -39,6 +39,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "command_line.hpp"
@@ -117,6 +118,41 @@ void with_optimizer(const Arm& arm, Body body) {
 #undef ADAMX_RUN_ARM
   throw std::logic_error("unknown optimizer " + arm.optimizer);
 }
+
+// An optimizer whose parameters hold a training point other than the point
+// to evaluate (Schedule-Free AdamW: y, and x) is evaluated at x: eval() for
+// the lifetime of this object, train() after. Others are evaluated as they are.
+template <class Opt, class Params>
+auto switch_point(Opt& opt, Params& params, bool evaluate, int) -> decltype(opt.eval(params), void()) {
+  if (evaluate) {
+    opt.eval(params);
+  } else {
+    opt.train(params);
+  }
+}
+template <class Opt, class Params>
+void switch_point(Opt&, Params&, bool, long) {}
+
+template <class Opt>
+class EvaluationPointOf {
+ public:
+  template <class Model>
+  EvaluationPointOf(Opt& opt, Model& model) : opt_(opt) {
+    if (model.linear) {
+      params_ = {{model.m.w2, model.m.b2}};
+    } else {
+      params_ = {{model.m.w1, model.m.b1}, {model.m.w2, model.m.b2}};
+    }
+    switch_point(opt_, params_, true, 0);
+  }
+  ~EvaluationPointOf() { switch_point(opt_, params_, false, 0); }
+  EvaluationPointOf(const EvaluationPointOf&) = delete;
+  EvaluationPointOf& operator=(const EvaluationPointOf&) = delete;
+
+ private:
+  Opt& opt_;
+  std::vector<std::vector<adamx::TensorRef<float>>> params_;
+};
 
 // The CSV and the progress line.
 class Recorder {
@@ -261,6 +297,7 @@ void run_classification(const Config& c, const ClassificationSetup& s) {
             if (step % s.log_every == 0 || epoch_end) {
               double test_loss = -1, test_accuracy = 0;
               if (epoch_end) {
+                const EvaluationPointOf<std::decay_t<decltype(opt)>> at_x(opt, model);
                 const Evaluation ev = classifier_evaluate(model, s.test, ws);
                 test_loss = ev.loss;
                 test_accuracy = ev.accuracy;

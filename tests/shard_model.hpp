@@ -164,7 +164,7 @@ void expect_shard_equal(const Reference<Opt>& ref, const Opt& local,
       SCOPED_TRACE(part.name);
       // Every slot of the rule (m alone for Lion), m always kept; a slot
       // the options leave off (v_max without AMSGrad) is empty in both.
-      ASSERT_EQ(part.m.size(), piece.length);
+      ASSERT_EQ(part.slot(0).size(), piece.length);
       for (int s = 0; s < part.kSlots; ++s) {
         SCOPED_TRACE(part.slot_names[s]);
         const auto& whole_slot = full.slot(s);

@@ -61,7 +61,8 @@ using Optimizers = testing::Types<adamx::Adam<float>, adamx::AdamW<double>, adam
                                   adamx::AdamX<double>, adamx::AdamX<Eigen::bfloat16>,
                                   adamx::RAdam<float>, adamx::AdaBound<float>, adamx::AdaMod<double>,
                                   adamx::Lion<float>, adamx::Lion<double>,
-                                  adamx::Adan<float>, adamx::Adan<double>>;
+                                  adamx::Adan<float>, adamx::Adan<double>,
+                                  adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>>;
 TYPED_TEST_SUITE(NoAllocation, Optimizers);
 
 TYPED_TEST(NoAllocation, StepAllocatesNothingAfterTheFirstStep) {

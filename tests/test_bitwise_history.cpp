@@ -89,6 +89,7 @@ enum class Variant {
                          // maximize_l2, decoupled and betas_eps do not apply
   prox_decay,     // Adan: non-default β3, weight decay by its proximal division
   no_prox_decay,  // Adan: weight decay and maximize, no_prox
+  warmup_averaging,  // Schedule-Free AdamW: warm-up, averaging powers, weight decay
 };
 
 const std::vector<std::pair<Variant, const char*>> kVariants = {
@@ -99,6 +100,7 @@ const std::vector<std::pair<Variant, const char*>> kVariants = {
     {Variant::skip_nan, "skip_nan"},       {Variant::propagate_inf, "propagate_inf"},
     {Variant::wide, "wide"},               {Variant::betas_decay_maximize, "betas_decay_maximize"},
     {Variant::prox_decay, "prox_decay"},   {Variant::no_prox_decay, "no_prox_decay"},
+    {Variant::warmup_averaging, "warmup_averaging"},
 };
 
 // Whether a variant applies to Opt: the γ, bound and step-average variants to
@@ -112,6 +114,7 @@ bool applies(Variant variant) {
   if (variant == Variant::bounds) return name == "AdaBound";
   if (variant == Variant::step_average) return name == "AdaMod";
   if (variant == Variant::prox_decay || variant == Variant::no_prox_decay) return has("no_prox");
+  if (variant == Variant::warmup_averaging) return has("warmup_steps");
   if (variant == Variant::amsgrad) return has("amsgrad");
   if (variant == Variant::maximize_l2 || variant == Variant::decoupled) return has("decay_mode");
   if (variant == Variant::betas_eps) return has("eps");
@@ -143,6 +146,12 @@ template <class Options, class = void>
 struct has_no_prox : std::false_type {};
 template <class Options>
 struct has_no_prox<Options, std::void_t<decltype(&Options::no_prox)>> : std::true_type {};
+
+// Whether an options type has Schedule-Free AdamW's warmup_steps.
+template <class Options, class = void>
+struct has_warmup_steps : std::false_type {};
+template <class Options>
+struct has_warmup_steps<Options, std::void_t<decltype(&Options::warmup_steps)>> : std::true_type {};
 
 // Sets the variant's options through the typed setters (every group).
 template <class Opt>
@@ -209,6 +218,17 @@ void configure(Opt& opt, Variant variant) {
           }
         } else {
           ADD_FAILURE() << Opt::name() << " has no no_prox option";
+        }
+        break;
+      case Variant::warmup_averaging:  // Schedule-Free AdamW's own options (only it has them)
+        if constexpr (has_warmup_steps<typename Opt::Options>::value) {
+          using O = typename Opt::Options;
+          opt.set(g, &O::warmup_steps, 5.0);
+          opt.set(g, &O::r, 1.0);
+          opt.set(g, &O::weight_lr_power, 1.0);
+          opt.set_weight_decay(g, 5e-2);
+        } else {
+          ADD_FAILURE() << Opt::name() << " has no warmup_steps option";
         }
         break;
       case Variant::skip_nan: opt.set_nonfinite(g, adamx::NonFinitePolicy::skip); break;
@@ -301,7 +321,9 @@ using AllOptimizers = std::tuple<
     adamx::AdaBound<float>, adamx::AdaBound<double>, adamx::AdaBound<Eigen::bfloat16>, adamx::AdaBound<Eigen::half>,
     adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::AdaMod<Eigen::half>,
     adamx::Lion<float>, adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>, adamx::Lion<Eigen::half>,
-    adamx::Adan<float>, adamx::Adan<double>, adamx::Adan<Eigen::bfloat16>, adamx::Adan<Eigen::half>>;
+    adamx::Adan<float>, adamx::Adan<double>, adamx::Adan<Eigen::bfloat16>, adamx::Adan<Eigen::half>,
+    adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>, adamx::ScheduleFreeAdamW<Eigen::bfloat16>,
+    adamx::ScheduleFreeAdamW<Eigen::half>>;
 
 template <class... Opts>
 std::vector<Record> run_all(std::tuple<Opts...>*, int threads, int steps) {

@@ -60,7 +60,8 @@ using CheckpointTypes =
                      adamx::AdaBound<double>, adamx::AdaMod<float>, adamx::AdaMod<double>,
                      adamx::AdaMod<Eigen::bfloat16>, adamx::Lion<float>, adamx::Lion<double>,
                      adamx::Lion<Eigen::bfloat16>, adamx::Adan<float>, adamx::Adan<double>,
-                     adamx::Adan<Eigen::bfloat16>>;
+                     adamx::Adan<Eigen::bfloat16>, adamx::ScheduleFreeAdamW<float>,
+                     adamx::ScheduleFreeAdamW<double>, adamx::ScheduleFreeAdamW<Eigen::bfloat16>>;
 struct CheckpointTypeName {
   template <class T>
   static std::string GetName(int) {
@@ -166,12 +167,14 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   // Arrays: layer1 (15 + 5 elements) with m, v, v_max; layer2 (20) with m,
   // v; AdaMod adds step_avg to both. That is every slot the rule declares
   // in layer1 (AMSGrad on) and all but v_max in layer2; Lion's m alone in
-  // both; Adan's m, v, n and prev_grad in both.
+  // both; Adan's m, v, n and prev_grad in both; Schedule-Free's z and v in both.
   using Rule = typename adamx_test::FlavourOf_t<Opt>::Rule;
   const std::size_t layer1_slots = Rule::kSlots;
   const std::size_t layer2_slots = Rule::kSlots - (adamx_test::rule_has_slot<Opt>("v_max") ? 1 : 0);
   const bool adan = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::Adan>;
+  const bool schedule_free = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::ScheduleFreeAdamW>;
   EXPECT_EQ(layer1_slots, adamx_test::kKeepsStepAverage<Opt> || adan ? 4u
+                          : schedule_free                           ? 2u  // z and v
                           : adamx_test::rule_has_slot<Opt>("v")     ? 3u
                                                                     : 1u);
   EXPECT_EQ(layout.file_crc - layout.arrays, (20 * layer1_slots + 20 * layer2_slots) * sizeof(StateScalar));
@@ -189,7 +192,7 @@ TYPED_TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
   StateScalar first_m;
   const auto bits = adamx_test::read_le(bytes, layout.arrays, sizeof(StateScalar));
   std::memcpy(&first_m, &bits, sizeof first_m);
-  EXPECT_TRUE(adamx_test::same_bits(&first_m, opt.state()[0].tensors[0].m.data(), 1));
+  EXPECT_TRUE(adamx_test::same_bits(&first_m, opt.state()[0].tensors[0].slot(0).data(), 1));
 }
 
 // A checkpoint reads exactly its own bytes, so streams can hold several.

@@ -76,7 +76,8 @@ using BadInputTypes = ::testing::Types<adamx::Adam<float>, adamx::AdamW<double>,
                                        adamx::AdamX<double>, adamx::RAdam<float>,
                                        adamx::AdaBound<double>, adamx::AdaMod<float>,
                                        adamx::Lion<float>, adamx::Lion<double>,
-                                       adamx::Adan<float>, adamx::Adan<double>>;
+                                       adamx::Adan<float>, adamx::Adan<double>,
+                                       adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>>;
 TYPED_TEST_SUITE(CheckpointBadInput, BadInputTypes, adamx_test::OptimizerName);
 
 // Every prefix of a valid file, from empty to one byte short, is refused as
@@ -246,8 +247,13 @@ TYPED_TEST(CheckpointBadInput, InvalidValuesAreRefusedByName) {
   // Lion, which has none of beta3, beta_norm, eps, gamma, h, decay_mode and
   // amsgrad; Adan, which has its own beta3 and eps but none of the other five.
   // Only Adan has no_prox.
+  // Schedule-Free AdamW has ε alone of them.
   const bool adan = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::Adan>;
-  const std::size_t adam_family_absent = adan ? 5u : adamx_test::rule_has_slot<Opt>("v") ? 0u : 7u;
+  const bool schedule_free = adamx_test::kStepsWith<adamx_test::FlavourOf_t<Opt>, adamx::rules::ScheduleFreeAdamW>;
+  const std::size_t adam_family_absent = adan                                   ? 5u
+                                         : schedule_free                        ? 6u
+                                         : adamx_test::rule_has_slot<Opt>("v") ? 0u
+                                                                                : 7u;
   EXPECT_EQ(absent.size(), adam_family_absent + (adan ? 0u : 1u));
   EXPECT_EQ(absent.count("no_prox"), adan ? 0u : 1u);
   std::cout << "[ corrupt inputs ] " << tried << " well-formed files with invalid values refused, " << absent.size()
@@ -270,7 +276,7 @@ TYPED_TEST(CheckpointBadInput, NonFiniteMomentsAreState) {
   Target<Opt> target;
   std::istringstream in(file, std::ios::binary);
   adamx::load_checkpoint(target.opt, in);
-  EXPECT_TRUE(std::isnan(target.opt.state()[0].tensors[0].m[0]));
+  EXPECT_TRUE(std::isnan(target.opt.state()[0].tensors[0].slot(0)[0]));
 }
 
 // ---- the wrong optimizer, scalar type or model ---------------------------------------
@@ -363,7 +369,7 @@ TEST(RestoreBadInput, ArraySizesAndValuesAreCheckedFirst) {
   std::string message;
 
   auto short_m = before;
-  short_m[1].tensors[0].m.resize(3);
+  short_m[1].tensors[0].slot(0).resize(3);
   message = adamx_test::thrown_message<std::invalid_argument>([&] { target.opt.restore(short_m); });
   EXPECT_TRUE(Contains(message, "layer2"));
   EXPECT_TRUE(Contains(message, "'weight'"));

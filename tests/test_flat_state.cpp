@@ -140,7 +140,7 @@ TYPED_TEST(FlatState, AccessorsAndViewsAgreeWithTheCopy) {
     }
     EXPECT_TRUE(opt.tensor_state(0, j) == state.tensors[j]);
     EXPECT_EQ(header.tensors[j].shape(), state.tensors[j].shape());
-    EXPECT_EQ(header.tensors[j].m.size(), 0);
+    EXPECT_EQ(header.tensors[j].slot(0).size(), 0);
   }
 }
 
@@ -225,7 +225,7 @@ TYPED_TEST(FlatState, RestoreWithBadSizesChangesNothing) {
   std::vector<std::vector<adamx::ConstTensorRef<S>>> g{this->grad_views(0), this->grad_views(0)};
   opt.step(p, g);
   const auto saved = opt.state();
-  const auto* m_before = opt.state_view(0, 0).m.data();
+  const auto* m_before = opt.state_view(0, 0).slot(0).data();
 
   const auto refused = [&](auto spoil) {
     auto states = saved;
@@ -233,9 +233,9 @@ TYPED_TEST(FlatState, RestoreWithBadSizesChangesNothing) {
     spoil(states);
     EXPECT_THROW(opt.restore(states), std::invalid_argument);
     EXPECT_TRUE(opt.state() == saved);
-    EXPECT_EQ(opt.state_view(0, 0).m.data(), m_before);
+    EXPECT_EQ(opt.state_view(0, 0).slot(0).data(), m_before);
   };
-  refused([](auto& states) { states[1].tensors[4].m.resize(999); });
+  refused([](auto& states) { states[1].tensors[4].slot(0).resize(999); });
   // The other slots where the rule has them (a rule without one, such as
   // Lion without v, has no member to fill: TensorState holds its rule's
   // slots alone).
@@ -260,7 +260,8 @@ using FixedGammaOptimizers =
     ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx::AdamW<float>, adamx::AdamW<double>,
                      adamx::RAdam<float>, adamx::RAdam<double>, adamx::AdaBound<float>, adamx::AdaBound<double>,
                      adamx::AdaMod<float>, adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>,
-                     adamx::Adan<float>, adamx::Adan<double>>;
+                     adamx::Adan<float>, adamx::Adan<double>, adamx::ScheduleFreeAdamW<float>,
+                     adamx::ScheduleFreeAdamW<double>>;
 TYPED_TEST_SUITE(FlatStateFixedGamma, FixedGammaOptimizers, adamx_test::OptimizerName);
 
 TYPED_TEST(FlatStateFixedGamma, ManyTensorsInOneGroupStepAsOneGroupPerTensor) {

@@ -220,7 +220,9 @@ using RunTypes = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, adamx
                                   adamx::AdaBound<float>, adamx::AdaBound<double>, adamx::AdaMod<float>,
                                   adamx::AdaMod<double>, adamx::AdaMod<Eigen::bfloat16>, adamx::Lion<float>,
                                   adamx::Lion<double>, adamx::Lion<Eigen::bfloat16>, adamx::Adan<float>,
-                                  adamx::Adan<double>, adamx::Adan<Eigen::bfloat16>>;
+                                  adamx::Adan<double>, adamx::Adan<Eigen::bfloat16>,
+                                  adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>,
+                                  adamx::ScheduleFreeAdamW<Eigen::bfloat16>>;
 struct RunTypeName {
   template <class T>
   static std::string GetName(int) {

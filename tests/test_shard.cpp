@@ -77,7 +77,8 @@ class ThreadExchange {
 template <class Opt>
 class Sharded : public ::testing::Test {};
 using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>, adamx::Lion<float>,
-                                    adamx::Lion<double>, adamx::Adan<float>, adamx::Adan<double>>;
+                                    adamx::Lion<double>, adamx::Adan<float>, adamx::Adan<double>,
+                                    adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>>;
 TYPED_TEST_SUITE(Sharded, Optimizers);
 
 TYPED_TEST(Sharded, BitwiseEqualToOneProcessForOneTwoThreeRanks) {

@@ -100,7 +100,8 @@ class ShardedCheckpoint : public ::testing::Test {};
 // four (m, v, n, prev_grad).
 using Optimizers = ::testing::Types<adamx::AdamX<float>, adamx::AdamX<double>, adamx::Adam<float>,
                                     adamx::AdaMod<double>, adamx::Lion<float>, adamx::Lion<double>,
-                                    adamx::Adan<float>, adamx::Adan<double>>;
+                                    adamx::Adan<float>, adamx::Adan<double>,
+                                    adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>>;
 TYPED_TEST_SUITE(ShardedCheckpoint, Optimizers);
 
 // One process's checkpoint after 60 steps, split into 3 shards, re-sharded

@@ -58,7 +58,8 @@ using AllOptimizers = ::testing::Types<adamx::Adam<float>, adamx::Adam<double>, 
                                        adamx::AdaBound<float>, adamx::AdaBound<double>,
                                        adamx::AdaMod<float>, adamx::AdaMod<double>,
                                        adamx::Lion<float>, adamx::Lion<double>,
-                                       adamx::Adan<float>, adamx::Adan<double>>;
+                                       adamx::Adan<float>, adamx::Adan<double>,
+                                       adamx::ScheduleFreeAdamW<float>, adamx::ScheduleFreeAdamW<double>>;
 
 /// The index of slot `name` among the slots `Slotted` declares (an update
 /// rule, or a TensorState or TensorStateView, which list their rule's), or

@@ -15,6 +15,9 @@ It writes these files, whose layouts tests/data/README.md documents:
   radam_parity.bin  torch.optim.RAdam trajectories (the layout of adam_parity.bin)
   adan_parity.bin   Adan trajectories from AdanTranscription below (the same
                     layout, each group record followed by Adan's β3 and no_prox)
+  schedule_free_parity.bin  Schedule-Free AdamW trajectories from
+                    ScheduleFreeAdamWTranscription below (the same layout, each
+                    group record followed by warmup_steps, r, weight_lr_power)
 
 Every input is made from a splitmix64 stream with integer arithmetic only, so
 the C++ tests regenerate the same gradients bit for bit without Python
@@ -104,7 +107,7 @@ def fnv1a64(data, h=0xCBF29CE484222325):
 # (rows, cols, regime) of the four tensors every run holds.
 TENSORS = [(4, 5, NOISE), (6, 1, DRIFT_DECAY), (3, 1, TINY), (1, 3, BURSTS)]
 
-ADAM, ADAMW, RADAM, ADAN = 0, 1, 2, 3
+ADAM, ADAMW, RADAM, ADAN, SCHEDULE_FREE = 0, 1, 2, 3, 4
 
 
 def warmup_cosine(opt):
@@ -118,9 +121,10 @@ def step_decay(opt):
 
 
 def group(tensors, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-          maximize=False, beta3=None, no_prox=False):
+          maximize=False, beta3=None, no_prox=False, warmup_steps=0, r=0.0, weight_lr_power=2.0):
     return dict(tensors=tensors, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                amsgrad=amsgrad, maximize=maximize, beta3=beta3, no_prox=no_prox)
+                amsgrad=amsgrad, maximize=maximize, beta3=beta3, no_prox=no_prox,
+                warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
 
 
 class AdanTranscription(torch.optim.Optimizer):
@@ -211,6 +215,64 @@ RADAM_RUNS = [
                                                weight_decay=1e-2)], None, 22),
 ]
 
+class ScheduleFreeAdamWTranscription(torch.optim.Optimizer):
+    """Schedule-Free AdamW (Defazio, Yang, Mehta, Mishchenko, Khaled,
+    Cutkosky, NeurIPS 2024) as the authors' AdamWScheduleFree computes it
+    (github.com/facebookresearch/schedule_free, schedulefree/
+    adamw_schedulefree.py, its current version, not the paper-version class),
+    the per-tensor path. Written for adamx from a reading of that code,
+    operation by operation in its order, not copied from it. Per group and
+    step t = k + 1:
+
+      sched = t/warmup_steps while k < warmup_steps, else 1; lr = lr*sched;
+      lr_max = max(lr, lr_max) (from -1); weight = t^r * lr_max^weight_lr_power;
+      weight_sum += weight; ckp1 = weight/weight_sum (0 if weight_sum is 0);
+      per tensor (z = a copy of p at its first step, v = 0):
+        v = b2*v + (1-b2)*g*g; denom = sqrt(v/(1-b2^t)) + eps; u = g/denom;
+        u += wd*y (y = p before this step); y = lerp(y, z, ckp1);
+        y += lr*(b1*(1-ckp1)-1)*u; z -= lr*u.
+    """
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 warmup_steps=0, r=0.0, weight_lr_power=2.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      warmup_steps=warmup_steps, r=r,
+                                      weight_lr_power=weight_lr_power, k=0, lr_max=-1.0,
+                                      weight_sum=0.0))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            k = group["k"]
+            warmup = group["warmup_steps"]
+            sched = (k + 1) / warmup if k < warmup else 1.0
+            bias_correction2 = 1 - beta2 ** (k + 1)
+            lr = group["lr"] * sched
+            lr_max = group["lr_max"] = max(lr, group["lr_max"])
+            weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+            weight_sum = group["weight_sum"] = group["weight_sum"] + weight
+            ckp1 = weight / weight_sum if weight_sum != 0 else 0
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "z" not in state:
+                    state["z"] = torch.clone(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                y, z, v = p, state["z"], state["exp_avg_sq"]
+                grad = p.grad.clone()
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = v.div(bias_correction2).sqrt_().add_(group["eps"])
+                grad.div_(denom)
+                if group["weight_decay"] != 0:
+                    grad.add_(y, alpha=group["weight_decay"])
+                y.lerp_(end=z, weight=ckp1)
+                y.add_(grad, alpha=lr * (beta1 * (1 - ckp1) - 1))
+                z.sub_(grad, alpha=lr)
+            group["k"] = k + 1
+
+
 # Adan: the authors' defaults; and decay both ways with other betas, two groups.
 ADAN_RUNS = [
     ("adan_default", ADAN, [group(ALL, betas=(0.98, 0.92), beta3=0.99)], None, 31),
@@ -218,6 +280,20 @@ ADAN_RUNS = [
      [group([0, 1], lr=2e-3, betas=(0.9, 0.8), eps=1e-6, weight_decay=2e-2, beta3=0.999),
       group([2, 3], lr=1e-3, betas=(0.95, 0.9), weight_decay=5e-2, beta3=0.99, no_prox=True)],
      None, 32),
+]
+
+# Schedule-Free AdamW: the authors' defaults; warm-up, averaging powers and
+# decay with other betas, two groups.
+SCHEDULE_FREE_RUNS = [
+    ("schedule_free_default", SCHEDULE_FREE,
+     [group(ALL, lr=0.0025, betas=(0.9, 0.999), warmup_steps=0, r=0.0, weight_lr_power=2.0)],
+     None, 41),
+    ("schedule_free_warmup_decay_groups", SCHEDULE_FREE,
+     [group([0, 1], lr=1e-2, betas=(0.95, 0.99), eps=1e-6, weight_decay=5e-2, warmup_steps=50,
+            r=0.0, weight_lr_power=2.0),
+      group([2, 3], lr=5e-3, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=20, r=1.0,
+            weight_lr_power=1.0)],
+     None, 42),
 ]
 
 DTYPES = [(np.float32, 4), (np.float64, 8)]
@@ -255,6 +331,13 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
             g["betas"] = (spec["betas"][0], spec["betas"][1], spec["beta3"])
             g["no_prox"] = spec["no_prox"]
         opt = AdanTranscription(torch_groups)
+    elif kind == SCHEDULE_FREE:
+        for g, spec in zip(torch_groups, groups):
+            del g["amsgrad"], g["maximize"]
+            g["warmup_steps"] = spec["warmup_steps"]
+            g["r"] = spec["r"]
+            g["weight_lr_power"] = spec["weight_lr_power"]
+        opt = ScheduleFreeAdamWTranscription(torch_groups)
     else:
         cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
         opt = cls(torch_groups, foreach=False)
@@ -287,6 +370,8 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
                            g["amsgrad"], g["maximize"])
         if kind == ADAN:
             out += struct.pack("<dB", g["beta3"], g["no_prox"])
+        if kind == SCHEDULE_FREE:
+            out += struct.pack("<ddd", g["warmup_steps"], g["r"], g["weight_lr_power"])
     out += struct.pack("<Q", inputs_hash)
     for step_lrs in lrs:
         out += struct.pack("<%dd" % len(step_lrs), *step_lrs)
@@ -605,6 +690,7 @@ def main():
     write_adam_parity(os.path.join(out_dir, "adam_parity.bin"), RUNS)
     write_adam_parity(os.path.join(out_dir, "radam_parity.bin"), RADAM_RUNS)
     write_adam_parity(os.path.join(out_dir, "adan_parity.bin"), ADAN_RUNS)
+    write_adam_parity(os.path.join(out_dir, "schedule_free_parity.bin"), SCHEDULE_FREE_RUNS)
     write_schedules(os.path.join(out_dir, "schedules.txt"))
     write_lines(os.path.join(out_dir, "schedules_more.txt"),
                 schedule_lines(" (MultiStepLR to ChainedScheduler)", MORE_SCHEDULES))

@@ -748,6 +748,16 @@ inline void write_checked_block(std::ostream& out, Crc32& crc, const char (&magi
   crc.update(block_crc.data(), block_crc.size());
 }
 
+// Between eval() and train() (Schedule-Free AdamW) the parameters hold the
+// evaluation point and the state continues from the training point eval()
+// kept: a checkpoint taken then could not resume exactly, so it is refused.
+template <class Scalar, class Flavour>
+void refuse_eval_mode(const Optimizer<Scalar, Flavour>& optimizer, const char* function) {
+  if (optimizer.in_eval_mode())
+    throw std::logic_error(std::string(function) + ": the optimizer is in eval mode (eval()); call train(params) "
+                           "before saving, and eval(params) again after if needed");
+}
+
 }  // namespace detail
 
 /// Writes the optimizer's whole state (every group's options, t, γ, h, m, v,
@@ -756,6 +766,7 @@ inline void write_checked_block(std::ostream& out, Crc32& crc, const char (&magi
 /// the stream fails (what was written by then is incomplete).
 template <class Scalar, class Flavour>
 void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, std::ostream& out) {
+  detail::refuse_eval_mode(optimizer, "adamx::save_checkpoint");
   // The header from the scalars and shapes alone, the arrays written from
   // the optimizer's storage in place: saving never copies the state.
   std::vector<typename Optimizer<Scalar, Flavour>::State> headers;
@@ -907,6 +918,7 @@ std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint(
 /// other data may follow it in the stream.
 template <class Scalar, class Flavour>
 void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, std::istream& in) {
+  detail::refuse_eval_mode(optimizer, "adamx::load_checkpoint");
   optimizer.restore(detail::read_checkpoint(optimizer, in));
 }
 
@@ -1112,6 +1124,7 @@ void save_file_atomically(const std::filesystem::path& path, const std::string& 
 /// (or none), never a half-written one under the real name.
 template <class Scalar, class Flavour>
 void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  detail::refuse_eval_mode(optimizer, "adamx::save_checkpoint");
   detail::save_file_atomically(path, "adamx::save_checkpoint",
                                [&](std::ostream& out) { save_checkpoint(optimizer, out); });
 }
@@ -1120,6 +1133,7 @@ void save_checkpoint(const Optimizer<Scalar, Flavour>& optimizer, const std::fil
 /// are refused as corruption). Same guarantees as the stream version.
 template <class Scalar, class Flavour>
 void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  detail::refuse_eval_mode(optimizer, "adamx::load_checkpoint");
   std::ifstream in;
   detail::open_for_reading(in, path, "adamx::load_checkpoint");
   try {

@@ -97,10 +97,11 @@ bool group_scalars_same_bits(const Scalars& a, const Scalars& b) {
   return same;
 }
 
-/// The scalars after step t (≥ 1) of a group with options `o`, whose
-/// squared gradient norm s was finite: the rule's advance_group_scalars (a
-/// rule that declares scalars declares how they advance; a non-finite s
-/// leaves every scalar as it was, and the driver does not call this).
+/// The scalars after step t (≥ 1) of a group with options `o` and squared
+/// gradient norm s: the rule's advance_group_scalars (a rule that declares
+/// scalars declares how they advance). The driver calls it for every step
+/// taken, s finite or not; the rule decides what a non-finite s means
+/// (AdamX's γ and h keep their values).
 template <class Rule, class Scalars, class Options>
 void advance_group_scalars(Scalars& scalars, double s, std::int64_t t, const Options& o) {
   if constexpr (!std::is_same<Scalars, NoGroupScalars>::value) Rule::advance_group_scalars(scalars, s, t, o);

@@ -281,6 +281,11 @@ class NormReducer {
 /// a + b whatever the order), see docs/distributed.md.
 template <class Scalar, class Flavour>
 class ShardedOptimizer {
+  static_assert(!adamx::detail::has_evaluation_point<typename Flavour::Rule>::value,
+                "adamx::mpi: this optimizer's parameters hold a training point that eval()/train() switch to the "
+                "point to evaluate, which the sharded driver does not offer yet (each rank holds only its shard of "
+                "the state it needs)");
+
   static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value ||
                     std::is_same<Scalar, Eigen::bfloat16>::value || std::is_same<Scalar, Eigen::half>::value,
                 "adamx::mpi::ShardedOptimizer: float, double, bfloat16 or half parameters");

@@ -71,6 +71,14 @@ template <class Groups, class View>
 struct is_range_of_ranges<Groups, View, std::void_t<decltype(std::end(std::declval<const Groups&>()))>>
     : is_range_of<std::decay_t<decltype(*std::begin(std::declval<const Groups&>()))>, View> {};
 
+// Whether update rule `Rule` declares an evaluation point (kEvaluationSlot):
+// its parameters hold a training point, and Optimizer::eval()/train() switch
+// them to the point to evaluate and back.
+template <class Rule, class = void>
+struct has_evaluation_point : std::false_type {};
+template <class Rule>
+struct has_evaluation_point<Rule, std::void_t<decltype(Rule::kEvaluationSlot)>> : std::true_type {};
+
 }  // namespace detail
 
 /// An Adam-family optimizer over one or more parameter groups. Use the
@@ -269,6 +277,85 @@ class Optimizer {
   /// The reports of the last step() (one per group).
   const std::vector<StepReport>& last_reports() const { return reports_; }
 
+  // ---- the evaluation point (a rule that declares one) ---------------------
+
+  /// Whether the parameters hold the evaluation point (between eval() and
+  /// train()); always false for a rule without one.
+  bool in_eval_mode() const { return eval_mode_; }
+
+  /// For a rule whose parameters hold a training point other than the point
+  /// to evaluate (Schedule-Free AdamW: y while training, x to evaluate, a
+  /// rule that declares kEvaluationSlot and evaluation_weight): moves every
+  /// parameter of every group that has stepped to x = y + w·(z − y), z the
+  /// rule's evaluation slot and w its evaluation_weight(options), keeping a
+  /// copy of y for train(). Call it before evaluating or exporting the
+  /// model; step() refuses to run until train(). Does nothing if already in
+  /// eval mode. Throws std::invalid_argument for parameters whose count or
+  /// shapes differ from the groups' (and std::bad_alloc), changing nothing.
+  template <class ParamGroups, class R = Rule, class = decltype(R::kEvaluationSlot),
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, Tensor>::value>>
+  ADAMX_OUT_OF_LINE void eval(const ParamGroups& params) {
+    detail::check_step_arguments<Tensor, ConstTensor>(Flavour::name, groups_, params, params);
+    if (eval_mode_) return;
+    std::vector<std::vector<Scalar>> stash(groups_.size());  // allocated before anything changes
+    auto param_group = std::begin(params);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group) {
+      const Group& g = groups_[gi];
+      stash[gi].reserve(static_cast<std::size_t>(work_[gi].elements));
+      for (const auto& view : *param_group) {
+        const Tensor p = view;
+        stash[gi].insert(stash[gi].end(), p.data(), p.data() + p.size());
+      }
+      (void)g;
+    }
+    param_group = std::begin(params);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group) {
+      const Group& g = groups_[gi];
+      if (g.t == 0) continue;  // z is set at a tensor's first step: x = y until then
+      using S = state_scalar_type;
+      const double w = Rule::evaluation_weight(g.options);
+      const S weight = static_cast<S>(w), one_minus_weight = static_cast<S>(1.0 - w);
+      const bool near_end_z = w >= 0.5;
+      std::size_t j = 0;
+      for (const auto& view : *param_group) {
+        const Tensor p = view;
+        const S* z = g.slots.data(Rule::kEvaluationSlot, j);
+        Scalar* theta = p.data();
+        for (Index i = 0; i < p.size(); ++i) {
+          const S y = static_cast<S>(theta[i]);
+          const S towards_z = z[i] - y;
+          theta[i] = static_cast<Scalar>(near_end_z ? z[i] - one_minus_weight * towards_z : y + weight * towards_z);
+        }
+        ++j;
+      }
+    }
+    eval_stash_ = std::move(stash);
+    eval_mode_ = true;
+  }
+
+  /// Puts back, bit for bit, the training point eval() kept (a rule with an
+  /// evaluation point). Does nothing if not in eval mode. Throws
+  /// std::invalid_argument for parameters whose count or shapes differ from
+  /// the groups', changing nothing.
+  template <class ParamGroups, class R = Rule, class = decltype(R::kEvaluationSlot),
+            class = std::enable_if_t<detail::is_range_of_ranges<ParamGroups, Tensor>::value>>
+  ADAMX_OUT_OF_LINE void train(const ParamGroups& params) {
+    detail::check_step_arguments<Tensor, ConstTensor>(Flavour::name, groups_, params, params);
+    if (!eval_mode_) return;
+    auto param_group = std::begin(params);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group) {
+      const Scalar* kept = eval_stash_[gi].data();
+      for (const auto& view : *param_group) {
+        const Tensor p = view;
+        std::copy(kept, kept + p.size(), p.data());
+        kept += p.size();
+      }
+    }
+    eval_stash_.clear();
+    eval_stash_.shrink_to_fit();
+    eval_mode_ = false;
+  }
+
   // ---- threads ------------------------------------------------------------
 
   /// Number of threads a step may use (default 1). Results are bitwise the
@@ -463,6 +550,7 @@ class Optimizer {
   /// `states` is only read: the state is copied once, into the optimizer's
   /// own storage.
   ADAMX_OUT_OF_LINE void restore(const std::vector<State>& states) {
+    refuse_in_eval_mode("restore");
     const std::vector<std::string> differences = structure_differences(states);
     if (!differences.empty()) {
       std::string message = prefix("restore") + "the state does not match the optimizer's groups:";
@@ -549,6 +637,15 @@ class Optimizer {
 
  private:
   static std::string prefix(const char* function) { return detail::message_prefix(Flavour::name, function); }
+
+  // Between eval() and train() the parameters hold the evaluation point,
+  // not the point the state continues from: stepping or replacing the state
+  // then is a mistake, refused before anything changes.
+  void refuse_in_eval_mode(const char* function) const {
+    if (eval_mode_)
+      throw std::logic_error(prefix(function) +
+                             "the parameters hold the evaluation point (eval()); call train(params) first");
+  }
 
   const Group& at(std::size_t group) const {
     if (group >= groups_.size())
@@ -653,6 +750,7 @@ class Optimizer {
   template <class ParamGroups, class GradGroups>
   ADAMX_OUT_OF_LINE const std::vector<StepReport>& clipped_step_impl(const ParamGroups& params, const GradGroups& grads,
                                                    const ClipGradNorm& clip) {
+    refuse_in_eval_mode("step");
     detail::check_clip_arguments(clip.max_norm, clip.norm_type);
     check_structure(params, grads);
     check_memory(params, grads);
@@ -671,6 +769,7 @@ class Optimizer {
   ADAMX_OUT_OF_LINE const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
                                            Reducer& reducer, const StepSubset* subset = nullptr) {
     constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
+    refuse_in_eval_mode("step");
     if (subset != nullptr)
       detail::check_subset_step_arguments<Tensor, ConstTensor>(Flavour::name, groups_, *subset, params, grads);
     else
@@ -766,10 +865,12 @@ class Optimizer {
       const double s = sharded ? reduced_norms_[gi] : ordered_block_sum(work.partials.data(), stepped_block_count(gi));
       const std::int64_t t = g.t + 1;
       g.t = t;
-      // A non-finite s leaves the group's scalars as they were (D5): one
-      // bad gradient must not poison every later step.
+      // Every step taken advances the group's scalars; the rule decides
+      // what a non-finite s means for them (AdamX's γ and h keep their
+      // values, D5: one bad gradient must not poison every later step;
+      // Schedule-Free's averaging weights follow every step regardless).
       report.finite = std::isfinite(s);
-      if (report.finite) advance_group_scalars<Rule>(scalars_of(g), s, t, g.options);
+      advance_group_scalars<Rule>(scalars_of(g), s, t, g.options);
       report.step = t;
       report.grad_norm_sq = s;
       report.gamma = gamma_of(scalars_of(g));
@@ -1017,6 +1118,8 @@ class Optimizer {
   std::vector<double> reduced_norms_;          // and its answer, s per group
   detail::OverlapCheck overlap_;               // sized in add_group: step() does not allocate
   int threads_ = 1;
+  bool eval_mode_ = false;                       // eval(): the parameters hold the evaluation point
+  std::vector<std::vector<Scalar>> eval_stash_;  // eval(): each group's training point, for train()
   double last_grad_norm_ = std::numeric_limits<double>::quiet_NaN();  // step(…, ClipGradNorm)
 };
 

@@ -9,6 +9,7 @@
 #include "adamx/rules/adan.hpp"
 #include "adamx/rules/lion.hpp"
 #include "adamx/rules/radam.hpp"
+#include "adamx/rules/schedule_free_adamw.hpp"
 
 /// Every optimizer of the library, by name: expands X(Name) once per
 /// optimizer, where Name is both its alias (adamx::Name<Scalar>,
@@ -18,7 +19,7 @@
 /// the libtorch adapter's, the checkpoint conversions (which must recognise
 /// every optimizer's files), the benchmarks and the comparison runner are all
 /// made from it, so an optimizer added here is offered everywhere.
-#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan)
+#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW)
 
 /// Every rule above, by its name in adamx::rules: expands X(Name) once per
 /// rule. Several optimizers may share a rule (Adam, AdamW and AdamX share
@@ -26,4 +27,4 @@
 /// element passes exist (separate_kernels.hpp defines each once). An
 /// optimizer with a rule of its own adds the rule here too; if it does not,
 /// kernel_instances.hpp refuses to compile and names it.
-#define ADAMX_FOR_EACH_RULE(X) X(Adam) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan)
+#define ADAMX_FOR_EACH_RULE(X) X(Adam) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW)

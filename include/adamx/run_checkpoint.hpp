@@ -427,6 +427,7 @@ void commit_run(RunContents<Scalar, Flavour>&& contents, Optimizer<Scalar, Flavo
 template <class Scalar, class Flavour>
 std::string run_record_to_save(const Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                                const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters) {
+  refuse_eval_mode(optimizer, "adamx::save_run");
   check_run_arguments(optimizer, params, schedules, counters, "adamx::save_run");
   std::string record = encode_run_record(optimizer, schedules, counters);
   if (record.size() > kMaxHeaderBytes)
@@ -455,6 +456,7 @@ template <class Scalar, class Flavour>
 void load_run_from(Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                    const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters,
                    std::istream& in) {
+  refuse_eval_mode(optimizer, "adamx::load_run");
   check_run_arguments(optimizer, params, schedules, counters, "adamx::load_run");
   try {
     commit_run(read_run(optimizer, schedules, counters, in), optimizer, params, schedules, counters);
@@ -467,6 +469,7 @@ template <class Scalar, class Flavour>
 void load_run_from(Optimizer<Scalar, Flavour>& optimizer, const ParamViews<Scalar>& params,
                    const std::vector<RunSchedule>& schedules, const std::vector<RunCounter>& counters,
                    const std::filesystem::path& path) {
+  refuse_eval_mode(optimizer, "adamx::load_run");
   check_run_arguments(optimizer, params, schedules, counters, "adamx::load_run");
   std::ifstream in(path, std::ios::binary);
   if (!in) {

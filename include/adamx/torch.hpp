@@ -149,6 +149,11 @@ inline std::string parameter_name(std::size_t group, std::size_t index) {
 /// A libtorch optimizer stepping with adamx. Use the aliases Adam, AdamW, AdamX.
 template <class Flavour>
 class BasicOptimizer : public torch::optim::Optimizer {
+  static_assert(!adamx::detail::has_evaluation_point<typename Flavour::Rule>::value,
+                "adamx::torch_optim: this optimizer's parameters hold a training point that eval()/train() switch "
+                "to the point to evaluate, which the libtorch adapter does not offer yet; step it on Eigen tensors "
+                "(adamx::Optimizer) instead");
+
  public:
   using Options = BasicOptions<Flavour>;
 

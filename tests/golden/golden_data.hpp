@@ -31,11 +31,12 @@ struct GroupSpec {
   bool amsgrad = false, maximize = false;
   double beta3 = 0;      // Adan's (optimizer 3) only
   bool no_prox = false;  // Adan's only
+  double warmup_steps = 0, r = 0, weight_lr_power = 0;  // Schedule-Free AdamW's (optimizer 4) only
 };
 
 struct Run {
   std::string name;
-  int optimizer = 0;  // 0 Adam, 1 AdamW, 2 RAdam, 3 Adan
+  int optimizer = 0;  // 0 Adam, 1 AdamW, 2 RAdam, 3 Adan, 4 Schedule-Free AdamW
   int width = 0;      // bytes per element: 4 float32, 8 float64
   std::uint64_t seed = 0;
   std::uint32_t steps = 0;
@@ -139,6 +140,11 @@ inline AdamParityFile read_adam_parity(const std::string& path) {
       if (run.optimizer == 3) {
         group.beta3 = in.get<double>();
         group.no_prox = in.get<std::uint8_t>() != 0;
+      }
+      if (run.optimizer == 4) {
+        group.warmup_steps = in.get<double>();
+        group.r = in.get<double>();
+        group.weight_lr_power = in.get<double>();
       }
       run.groups.push_back(group);
     }

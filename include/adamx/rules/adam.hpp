@@ -123,8 +123,8 @@ struct Adam {
                              option_field("h", &GroupScalars::h, option_range::non_negative));
     }
   };
-  /// γ and h after step t (≥ 1) with the group's finite squared gradient
-  /// norm s (docs/design.md D2, D3).
+  /// γ and h after step t (≥ 1) with the group's squared gradient norm s
+  /// (docs/design.md D2, D3); a non-finite s leaves both as they were (D5).
   template <class Options>
   static void advance_group_scalars(GroupScalars& scalars, double s, std::int64_t t, const Options& o) {
     advance_correction(scalars.gamma, scalars.h, s, t, o.beta3, o.beta_norm);
