@@ -94,10 +94,20 @@ inline bool finite_above_zero(double x) { return std::isfinite(x) && x > 0.0; }
 inline bool unit_interval(double x) { return std::isfinite(x) && x >= 0.0 && x < 1.0; }
 inline bool closed_unit_interval(double x) { return std::isfinite(x) && x >= 0.0 && x <= 1.0; }
 inline bool exactly_one(double x) { return x == 1.0; }
+// A count held in a double: whole, and small enough that every count below
+// it is exact (2^53).
+inline bool whole_at_least_zero(double x) {
+  return std::isfinite(x) && x >= 0.0 && x <= 9007199254740992.0 && x == std::floor(x);
+}
+inline bool finite_any(double x) { return std::isfinite(x); }
+inline bool open_unit_interval(double x) { return std::isfinite(x) && x > 0.0 && x < 1.0; }
 
 inline constexpr OptionCheck<double> non_negative{&finite_at_least_zero, "must be finite and >= 0"};
 inline constexpr OptionCheck<double> positive{&finite_above_zero, "must be finite and > 0"};
 inline constexpr OptionCheck<double> rate{&unit_interval, "must be in [0, 1)"};
+inline constexpr OptionCheck<double> whole_non_negative{&whole_at_least_zero,
+                                                        "must be a whole number >= 0 (at most 2^53)"};
+inline constexpr OptionCheck<double> finite{&finite_any, "must be finite"};
 }  // namespace option_range
 
 namespace detail {

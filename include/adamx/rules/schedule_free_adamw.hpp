@@ -44,17 +44,6 @@
 
 ADAMX_NAMESPACE_BEGIN
 
-namespace option_range {
-inline bool whole_at_least_zero(double x) {
-  return std::isfinite(x) && x >= 0.0 && x <= 9007199254740992.0 && x == std::floor(x);
-}
-inline constexpr OptionCheck<double> whole_non_negative{&whole_at_least_zero,
-                                                        "must be a whole number >= 0 (at most 2^53)"};
-inline bool finite_any(double x) { return std::isfinite(x); }
-inline constexpr OptionCheck<double> finite{&finite_any, "must be finite"};
-inline bool open_unit_interval(double x) { return std::isfinite(x) && x > 0.0 && x < 1.0; }
-}  // namespace option_range
-
 /// Schedule-Free AdamW's options, with the defaults of the authors'
 /// AdamWScheduleFree.
 struct ScheduleFreeAdamWOwnOptions {
