@@ -25,6 +25,7 @@
 #include "adamx/chunk.hpp"
 #include "adamx/group_scalars.hpp"
 #include "adamx/options.hpp"
+#include "adamx/rule_gradient.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
@@ -92,11 +93,10 @@ struct Lion {
     bool uses_slot(int k) const { return k == m; }
   };
 
-  /// The gradient the momentum sees: sign flipped for maximize.
+  /// The gradient the momentum sees: sign flipped for maximize (rule_gradient.hpp).
   template <class Scalar, class L, class LoadTheta>
   static ADAMX_ALWAYS_INLINE L gradient(const Coefficients<Scalar>& c, L grad, const LoadTheta& /*theta*/) {
-    if (c.maximize) grad = -grad;
-    return grad;
+    return detail::maximize_only_gradient(c.maximize, grad);
   }
 
   template <class Scalar, class L, class State>

@@ -41,6 +41,7 @@
 #include "adamx/chunk.hpp"
 #include "adamx/option_fields.hpp"
 #include "adamx/options.hpp"
+#include "adamx/rule_gradient.hpp"
 
 ADAMX_NAMESPACE_BEGIN
 
@@ -178,10 +179,10 @@ struct ScheduleFreeAdamW {
     bool uses_slot(int /*k*/) const { return true; }
   };
 
+  /// The gradient v and u see: sign flipped for maximize (rule_gradient.hpp).
   template <class Scalar, class L, class LoadTheta>
   static ADAMX_ALWAYS_INLINE L gradient(const Coefficients<Scalar>& c, L grad, const LoadTheta& /*theta*/) {
-    if (c.maximize) grad = -grad;
-    return grad;
+    return detail::maximize_only_gradient(c.maximize, grad);
   }
 
   /// y (θ) after the step.
