@@ -25,12 +25,16 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
+
+#include "rounding.hpp"
 
 namespace naive_adan {
 
-using Real = long double;
+using reference::one_minus_power_relative_error;
+using reference::Precision;
+using reference::Real;
+using reference::tiny;
 
 struct Hyper {
   Real lr = 1e-3L;
@@ -50,26 +54,6 @@ struct Group {
   std::vector<std::vector<Element>> tensors;
   std::int64_t t = 0;
 };
-
-struct Precision {
-  Real u;    // unit roundoff of the library's Scalar
-  Real eta;  // its smallest subnormal
-  Real u_double = std::numeric_limits<double>::epsilon() / 2;
-  template <class Scalar>
-  static Precision of() {
-    return {std::numeric_limits<Scalar>::epsilon() / 2, std::numeric_limits<Scalar>::denorm_min()};
-  }
-};
-
-// Relative error of 1 − β^t computed in double: pow within 2 ulps of β^t,
-// then a subtraction whose condition number is β^t/(1 − β^t).
-inline Real one_minus_power_relative_error(Real beta, std::int64_t t, Real ud) {
-  const Real power = std::pow(beta, static_cast<Real>(t));
-  return 2 * ud * power / (1 - power) + ud;
-}
-
-// a ≠ 0 ? e : 0, to charge a subnormal only where a result can be one.
-inline Real tiny(Real a, Real eta) { return a != 0 ? eta : 0; }
 
 /// One step with the gradients `grads[j][i]` (exactly those the library
 /// received). Returns false when the step was skipped (a non-finite

@@ -24,12 +24,15 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
+
+#include "rounding.hpp"
 
 namespace naive_lion {
 
-using Real = long double;
+using reference::Precision;
+using reference::Real;
+using reference::tiny;
 
 struct Hyper {
   Real lr = 1e-4L;
@@ -48,16 +51,6 @@ struct Group {
   std::vector<std::vector<Element>> tensors;
   std::int64_t t = 0;
   std::int64_t near_ties = 0;  // elements whose sign the rounding could flip
-};
-
-struct Precision {
-  Real u;    // unit roundoff of the library's Scalar
-  Real eta;  // its smallest subnormal
-  Real u_double = std::numeric_limits<double>::epsilon() / 2;
-  template <class Scalar>
-  static Precision of() {
-    return {std::numeric_limits<Scalar>::epsilon() / 2, std::numeric_limits<Scalar>::denorm_min()};
-  }
 };
 
 inline Real sign(Real c) { return c > 0 ? Real{1} : c < 0 ? Real{-1} : c == 0 ? Real{0} : c; }
@@ -95,7 +88,7 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       const bool decays = hp.weight_decay != 0;
       if (decays) {
         theta = theta * decay;
-        err_theta = std::fabs(decay) * err_theta + (rel_decay + u) * std::fabs(theta) + (theta != 0 ? eta : 0);
+        err_theta = std::fabs(decay) * err_theta + (rel_decay + u) * std::fabs(theta) + tiny(theta, eta);
       }
       const Real c = hp.beta1 * e.m + (1 - hp.beta1) * g;
       const Real m = hp.beta2 * e.m + (1 - hp.beta2) * g;
@@ -120,7 +113,7 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
       }
       const Real theta_new = theta - hp.lr * s;
       // ---- θ's bound: −α rounded, exact product with ±1, one rounded sum ----
-      err_theta = err_theta + (s != 0 ? err_lr : 0) + u * std::fabs(theta_new) + (theta_new != 0 ? eta : 0);
+      err_theta = err_theta + (s != 0 ? err_lr : 0) + u * std::fabs(theta_new) + tiny(theta_new, eta);
       if (widen) err_theta += 2 * hp.lr;
       // ---- m's bound: as c's, with β2 -----------------------------------------
       const Real a2 = std::fabs(hp.beta2 * e.m), b2 = std::fabs((1 - hp.beta2) * g);

@@ -23,12 +23,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
+
+#include "rounding.hpp"
 
 namespace naive_schedule_free {
 
-using Real = long double;
+using reference::one_minus_power_relative_error;
+using reference::Precision;
+using reference::Real;
+using reference::tiny;
 
 struct Hyper {
   Real lr = 0.0025L;
@@ -49,18 +53,6 @@ struct Group {
   std::int64_t t = 0;
   Real lr_max = -1, weight_sum = 0;
 };
-
-struct Precision {
-  Real u;    // unit roundoff of the library's Scalar
-  Real eta;  // its smallest subnormal
-  Real u_double = std::numeric_limits<double>::epsilon() / 2;
-  template <class Scalar>
-  static Precision of() {
-    return {std::numeric_limits<Scalar>::epsilon() / 2, std::numeric_limits<Scalar>::denorm_min()};
-  }
-};
-
-inline Real tiny(Real a, Real eta) { return a != 0 ? eta : 0; }
 
 /// One step with the gradients `grads[j][i]` (exactly those the library
 /// received). Returns false when the step was skipped (a non-finite
@@ -86,7 +78,7 @@ inline bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Re
   // The library's per-step constants: a few double operations each, rounded
   // once to Scalar. c_t's W_t is a sum of t terms in double (t·u_d).
   const Real rel_beta = u, rel_one_minus_beta = ud + u;
-  const Real rel_sqrt_bias2 = (2 * ud * power / (1 - power) + ud) / 2 + ud;
+  const Real rel_sqrt_bias2 = one_minus_power_relative_error(hp.beta2, t, ud) / 2 + ud;
   const Real rel_c = (td + 4) * ud;
   const Real rel_weight = rel_c + u;                                  // c_t rounded
   const Real rel_one_minus_weight = (c < 1 ? c / (1 - c) : 0) * rel_c + ud + u;
