@@ -18,22 +18,16 @@
 #include <adamx/adamx.hpp>
 
 #include <cmath>
-#include <cstdint>
 #include <cstring>
-#include <iostream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "reference/naive_lion.hpp"
-#include "reference/regime_gradients.hpp"
-#include "reference/regimes.hpp"
+#include "reference/reference_run.hpp"
 
 namespace {
 
 using naive_lion::Real;
-constexpr Real kSlack = 2;
-constexpr int kSteps = 600;
 // |c| ≤ 2·bound, the bound a few ulps of c's terms (|terms| ~ 1 here), has
 // probability about 4·(a few u)·density(0) ≈ 1e-6 per element and step in
 // float for these gradients (unit-scale normals): a run of 600 × 401 element
@@ -42,7 +36,6 @@ constexpr int kSteps = 600;
 constexpr double kMaxNearTieFraction = 1e-4;
 
 using reference::name;
-using reference::Regime;  // all but nonfinite_bursts: non-finite gradients are the skip variant's
 enum class Variant { defaults, decay, maximize, betas, skip_nonfinite };
 
 const char* name(Variant v) {
@@ -56,159 +49,73 @@ const char* name(Variant v) {
   return "?";
 }
 
-adamx::LionOptions options_for(Variant v) {
-  adamx::LionOptions o;
-  o.lr = 3e-4;
-  switch (v) {
-    case Variant::defaults: break;
-    case Variant::decay: o.weight_decay = 1.0; break;  // λ·α = 3e-4: Lion's usual λ is 3–10× AdamW's
-    case Variant::maximize: o.maximize = true; break;
-    case Variant::betas: o.set_betas(0.95, 0.98); break;
-    case Variant::skip_nonfinite: o.nonfinite = adamx::NonFinitePolicy::skip; break;
-  }
-  return o;
-}
-
-naive_lion::Hyper hyper_from(const adamx::LionOptions& o) {
-  naive_lion::Hyper h;
-  h.lr = o.lr;
-  h.beta1 = o.beta1;
-  h.beta2 = o.beta2;
-  h.weight_decay = o.weight_decay;
-  h.maximize = o.maximize;
-  h.skip_nonfinite = o.nonfinite != adamx::NonFinitePolicy::propagate;
-  return h;
-}
-
-// |library − reference| ≤ kSlack × bound (reference/regime_gradients.hpp).
-std::string compare(const char* what, Real library, Real expected, Real bound, Real& worst_ratio) {
-  return reference::compare_within_bound(what, library, expected, bound, kSlack, worst_ratio);
-}
-
-template <class Scalar>
-void run_case(Regime regime, Variant variant) {
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  const std::vector<std::size_t> sizes = {37, 300, 64};
-  std::vector<Vector> params, grads;
-  naive_lion::Group ref;
-  std::mt19937_64 init(7);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  for (std::size_t n : sizes) {
-    params.emplace_back(static_cast<Eigen::Index>(n));
-    grads.emplace_back(static_cast<Eigen::Index>(n));
-    ref.tensors.emplace_back(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      params.back()[static_cast<Eigen::Index>(i)] = static_cast<Scalar>(uniform(init));
-      ref.tensors.back()[i].theta = params.back()[static_cast<Eigen::Index>(i)];
-    }
-  }
-  const adamx::LionOptions options = options_for(variant);
-  adamx::Lion<Scalar> opt;
-  opt.add_group({params[0], params[1], params[2]}, options, "layer", {"w0", "w1", "w2"});
-  const naive_lion::Hyper hyper = hyper_from(options);
-  const auto precision = naive_lion::Precision::of<Scalar>();
-
-  reference::RegimeGradients source(regime, variant == Variant::skip_nonfinite, sizes);
-  std::vector<std::vector<double>> g;
-  std::vector<std::vector<Real>> g_ref(sizes.size()), theta_after(sizes.size());
-  Real worst_trajectory = 0, worst_one_step = 0;
-  for (int k = 1; k <= kSteps; ++k) {
-    source.next(k, g);
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      g_ref[j].resize(sizes[j]);
-      for (std::size_t i = 0; i < sizes[j]; ++i) {
-        grads[j][static_cast<Eigen::Index>(i)] = static_cast<Scalar>(g[j][i]);
-        g_ref[j][i] = grads[j][static_cast<Eigen::Index>(i)];  // exactly what the library sees
-      }
-    }
-    // The one-step check restarts the reference from the library's state.
-    naive_lion::Group restart;
-    {
-      const auto before = opt.state(0);
-      restart.t = before.t;
-      for (std::size_t j = 0; j < sizes.size(); ++j) {
-        restart.tensors.emplace_back(sizes[j]);
-        for (std::size_t i = 0; i < sizes[j]; ++i) {
-          restart.tensors[j][i].theta = params[j][static_cast<Eigen::Index>(i)];
-          restart.tensors[j][i].m = before.tensors[j].m[static_cast<Eigen::Index>(i)];
-        }
-      }
-    }
-    const adamx::StepReport report = opt.step({{params[0], params[1], params[2]}},
-                                              {{grads[0], grads[1], grads[2]}})[0];
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      theta_after[j].resize(sizes[j]);
-      for (std::size_t i = 0; i < sizes[j]; ++i) theta_after[j][i] = params[j][static_cast<Eigen::Index>(i)];
-    }
-    const bool applied = naive_lion::step(ref, hyper, g_ref, precision, kSlack, &theta_after);
-    ASSERT_EQ(naive_lion::step(restart, hyper, g_ref, precision, kSlack, &theta_after), applied) << "step " << k;
-    ASSERT_EQ(report.applied, applied) << "step " << k;
-    const auto state = opt.state(0);
-    ASSERT_EQ(state.t, ref.t) << "step " << k;
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      for (std::size_t i = 0; i < sizes[j]; ++i) {
-        const auto at = static_cast<Eigen::Index>(i);
-        const Real theta = params[j][at], m = state.tensors[j].m[at];
-        for (const naive_lion::Group* r : {&ref, &restart}) {
-          Real& worst = r == &ref ? worst_trajectory : worst_one_step;
-          const naive_lion::Element& e = r->tensors[j][i];
-          std::string problem = compare("theta", theta, e.theta, e.err_theta, worst);
-          if (problem.empty()) problem = compare("m", m, e.m, e.err_m, worst);
-          ASSERT_TRUE(problem.empty()) << "step " << k << (r == &ref ? ", trajectory" : ", one step")
-                                       << ", tensor " << j << " element " << i << ": " << problem;
-        }
-      }
-    }
-  }
-  // Near ties, where the reference took the library's sign, are rare.
-  const double element_steps = static_cast<double>(kSteps) * (37 + 300 + 64);
-  EXPECT_LE(static_cast<double>(ref.near_ties), kMaxNearTieFraction * element_steps);
-  // The bounds stay far below θ's scale (|θ| ≤ 1.2: 600 steps of α = 3e-4
-  // move it by at most 0.18), or the comparison could not fail: each step
+// Lion's part of the reference run (reference/reference_run.hpp).
+struct LionRun : reference::RunDefaults {
+  using Variant = ::Variant;
+  using Options = adamx::LionOptions;
+  template <class Scalar>
+  using Optimizer = adamx::Lion<Scalar>;
+  using Group = naive_lion::Group;
+  using Element = naive_lion::Element;
+  using Hyper = naive_lion::Hyper;
+  static constexpr const char* kLabel = "lion";
+  static constexpr reference::Quantity<Element> kParam{"theta", &Element::theta, &Element::err_theta, -1};
+  static constexpr reference::Quantity<Element> kSlots[] = {
+      {"m", &Element::m, &Element::err_m, adamx::rules::Lion::m}};
+  // |θ| ≤ 1.2 (600 steps of α = 3e-4 move it by at most 0.18): each step
   // adds at most about 5 roundings of |θ| (decay factor, product, sum), so 8
   // ulps of 1 per step is a ceiling the bounds reach only if they are wrong.
-  Real largest_bound = 0;
-  for (const auto& tensor : ref.tensors)
-    for (const auto& e : tensor) largest_bound = std::fmax(largest_bound, e.err_theta);
-  EXPECT_LT(largest_bound, 8 * kSteps * precision.u);
-  std::cout << "[ lion ] |lib-ref|/bound: trajectory " << static_cast<double>(worst_trajectory) << ", one step "
-            << static_cast<double>(worst_one_step) << "; largest theta bound " << static_cast<double>(largest_bound)
-            << "; near ties " << ref.near_ties << "\n";
-}
+  static constexpr int kThetaBoundUlpsPerStep = 8;
 
-struct Case {
-  Regime regime;
-  Variant variant;
-  bool is_double;
+  static Options options(Variant v) {
+    adamx::LionOptions o;
+    o.lr = 3e-4;
+    switch (v) {
+      case Variant::defaults: break;
+      case Variant::decay: o.weight_decay = 1.0; break;  // λ·α = 3e-4: Lion's usual λ is 3–10× AdamW's
+      case Variant::maximize: o.maximize = true; break;
+      case Variant::betas: o.set_betas(0.95, 0.98); break;
+      case Variant::skip_nonfinite: o.nonfinite = adamx::NonFinitePolicy::skip; break;
+    }
+    return o;
+  }
+
+  static Hyper hyper(const Options& o) {
+    naive_lion::Hyper h;
+    h.lr = o.lr;
+    h.beta1 = o.beta1;
+    h.beta2 = o.beta2;
+    h.weight_decay = o.weight_decay;
+    h.maximize = o.maximize;
+    h.skip_nonfinite = o.nonfinite != adamx::NonFinitePolicy::propagate;
+    return h;
+  }
+
+  // Every sign is checked exactly except at near ties (|c| within the slack
+  // of its bound), where the reference takes the library's sign, read off
+  // the library's θ after the step.
+  static bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Real>>& grads,
+                   const reference::Precision& p, const std::vector<std::vector<Real>>& library_theta) {
+    return naive_lion::step(group, hp, grads, p, reference::kSlack, &library_theta);
+  }
+
+  // Near ties, where the reference took the library's sign, are rare.
+  static std::string after_run(const Group& ref, double element_steps) {
+    EXPECT_LE(static_cast<double>(ref.near_ties), kMaxNearTieFraction * element_steps);
+    return "; near ties " + std::to_string(ref.near_ties);
+  }
 };
+
+using Case = reference::Case<Variant>;
 
 class LionReference : public testing::TestWithParam<Case> {};
 
-TEST_P(LionReference, MatchesLongDoubleReferenceWithinRoundingBound) {
-  if (GetParam().is_double) {
-    run_case<double>(GetParam().regime, GetParam().variant);
-  } else {
-    run_case<float>(GetParam().regime, GetParam().variant);
-  }
-}
+TEST_P(LionReference, MatchesLongDoubleReferenceWithinRoundingBound) { reference::run_case<LionRun>(GetParam()); }
 
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  for (bool is_double : {false, true}) {
-    for (Regime r : {Regime::stationary, Regime::burst, Regime::decaying, Regime::mixed_scales,
-                     Regime::zero_stretches})
-      cases.push_back({r, Variant::defaults, is_double});
-    for (Variant v : {Variant::decay, Variant::maximize, Variant::betas, Variant::skip_nonfinite})
-      cases.push_back({Regime::stationary, v, is_double});
-  }
-  return cases;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllRegimesAndOptions, LionReference, testing::ValuesIn(all_cases()),
-                         [](const testing::TestParamInfo<Case>& info) {
-                           return std::string(name(info.param.regime)) + "_" + name(info.param.variant) +
-                                  (info.param.is_double ? "_double" : "_float");
-                         });
+INSTANTIATE_TEST_SUITE_P(AllRegimesAndOptions, LionReference,
+                         testing::ValuesIn(reference::all_cases({Variant::decay, Variant::maximize, Variant::betas,
+                                                                 Variant::skip_nonfinite})),
+                         reference::case_name<Variant>);
 
 TEST(Lion, DefaultsAreThePapers) {
   const adamx::LionOptions o;

@@ -15,30 +15,22 @@
 #include <adamx/adamx.hpp>
 
 #include <cmath>
-#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
-#include <iostream>
-#include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
 #include "reference/naive_schedule_free.hpp"
-#include "reference/regime_gradients.hpp"
-#include "reference/regimes.hpp"
+#include "reference/reference_run.hpp"
 
 namespace {
 
 using naive_schedule_free::Real;
-constexpr Real kSlack = 2;
-constexpr int kSteps = 600;
 
 using reference::name;
-using reference::Regime;  // all but nonfinite_bursts: non-finite gradients are the skip variant's
 enum class Variant { defaults, decay, warmup, averaging_powers, maximize, betas, skip_nonfinite };
 
 const char* name(Variant v) {
@@ -54,171 +46,91 @@ const char* name(Variant v) {
   return "?";
 }
 
-adamx::ScheduleFreeAdamWOptions options_for(Variant v) {
-  adamx::ScheduleFreeAdamWOptions o;
-  switch (v) {
-    case Variant::defaults: break;
-    case Variant::decay: o.weight_decay = 0.05; break;
-    case Variant::warmup: o.warmup_steps = 50; break;
-    case Variant::averaging_powers:
-      o.r = 1.0;
-      o.weight_lr_power = 1.0;
-      o.warmup_steps = 20;
-      break;
-    case Variant::maximize: o.maximize = true; break;
-    case Variant::betas:
-      o.set_betas(0.95, 0.99);
-      o.eps = 1e-6;
-      break;
-    case Variant::skip_nonfinite: o.nonfinite = adamx::NonFinitePolicy::skip; break;
-  }
-  return o;
-}
-
-naive_schedule_free::Hyper hyper_from(const adamx::ScheduleFreeAdamWOptions& o) {
-  naive_schedule_free::Hyper h;
-  h.lr = o.lr;
-  h.beta1 = o.beta1;
-  h.beta2 = o.beta2;
-  h.eps = o.eps;
-  h.weight_decay = o.weight_decay;
-  h.warmup_steps = o.warmup_steps;
-  h.r = o.r;
-  h.weight_lr_power = o.weight_lr_power;
-  h.maximize = o.maximize;
-  h.skip_nonfinite = o.nonfinite != adamx::NonFinitePolicy::propagate;
-  return h;
-}
-
-// |library − reference| ≤ kSlack × bound (reference/regime_gradients.hpp).
-std::string compare(const char* what, Real library, Real expected, Real bound, Real& worst_ratio) {
-  return reference::compare_within_bound(what, library, expected, bound, kSlack, worst_ratio);
-}
-
-template <class Scalar>
-void run_case(Regime regime, Variant variant) {
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  const std::vector<std::size_t> sizes = {37, 300, 64};
-  std::vector<Vector> params, grads;
-  naive_schedule_free::Group ref;
-  std::mt19937_64 init(7);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  for (std::size_t n : sizes) {
-    params.emplace_back(static_cast<Eigen::Index>(n));
-    grads.emplace_back(static_cast<Eigen::Index>(n));
-    ref.tensors.emplace_back(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      params.back()[static_cast<Eigen::Index>(i)] = static_cast<Scalar>(uniform(init));
-      ref.tensors.back()[i].y = params.back()[static_cast<Eigen::Index>(i)];
-    }
-  }
-  const adamx::ScheduleFreeAdamWOptions options = options_for(variant);
-  adamx::ScheduleFreeAdamW<Scalar> opt;
-  opt.add_group({params[0], params[1], params[2]}, options, "layer", {"w0", "w1", "w2"});
-  const naive_schedule_free::Hyper hyper = hyper_from(options);
-  const auto precision = naive_schedule_free::Precision::of<Scalar>();
-
-  reference::RegimeGradients source(regime, variant == Variant::skip_nonfinite, sizes);
-  std::vector<std::vector<double>> g;
-  std::vector<std::vector<Real>> g_ref(sizes.size());
-  Real worst_trajectory = 0, worst_one_step = 0;
-  for (int k = 1; k <= kSteps; ++k) {
-    source.next(k, g);
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      g_ref[j].resize(sizes[j]);
-      for (std::size_t i = 0; i < sizes[j]; ++i) {
-        grads[j][static_cast<Eigen::Index>(i)] = static_cast<Scalar>(g[j][i]);
-        g_ref[j][i] = grads[j][static_cast<Eigen::Index>(i)];  // exactly what the library sees
-      }
-    }
-    // The one-step check restarts the reference from the library's state.
-    naive_schedule_free::Group restart;
-    {
-      const auto before = opt.state(0);
-      restart.t = before.t;
-      restart.lr_max = adamx::group_scalar_or(before.scalars(), "lr_max", 0.0);
-      restart.weight_sum = adamx::group_scalar_or(before.scalars(), "weight_sum", 0.0);
-      for (std::size_t j = 0; j < sizes.size(); ++j) {
-        restart.tensors.emplace_back(sizes[j]);
-        for (std::size_t i = 0; i < sizes[j]; ++i) {
-          const auto at = static_cast<Eigen::Index>(i);
-          naive_schedule_free::Element& e = restart.tensors[j][i];
-          e.y = params[j][at];
-          e.z = before.t == 0 ? e.y : static_cast<Real>(before.tensors[j].z[at]);
-          e.v = before.tensors[j].v[at];
-        }
-      }
-    }
-    const adamx::StepReport report = opt.step({{params[0], params[1], params[2]}},
-                                              {{grads[0], grads[1], grads[2]}})[0];
-    const bool applied = naive_schedule_free::step(ref, hyper, g_ref, precision);
-    ASSERT_EQ(naive_schedule_free::step(restart, hyper, g_ref, precision), applied) << "step " << k;
-    ASSERT_EQ(report.applied, applied) << "step " << k;
-    const auto state = opt.state(0);
-    ASSERT_EQ(state.t, ref.t) << "step " << k;
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      for (std::size_t i = 0; i < sizes[j]; ++i) {
-        const auto at = static_cast<Eigen::Index>(i);
-        const Real y = params[j][at], z = state.tensors[j].z[at], v = state.tensors[j].v[at];
-        for (const naive_schedule_free::Group* r : {&ref, &restart}) {
-          Real& worst = r == &ref ? worst_trajectory : worst_one_step;
-          const naive_schedule_free::Element& e = r->tensors[j][i];
-          std::string problem = compare("y", y, e.y, e.err_y, worst);
-          if (problem.empty()) problem = compare("z", z, e.z, e.err_z, worst);
-          if (problem.empty()) problem = compare("v", v, e.v, e.err_v, worst);
-          ASSERT_TRUE(problem.empty()) << "step " << k << (r == &ref ? ", trajectory" : ", one step")
-                                       << ", tensor " << j << " element " << i << ": " << problem;
-        }
-      }
-    }
-  }
-  // The bounds stay far below θ's scale, or the comparison could not fail:
-  // each step adds a few roundings of |θ| ≤ 2 and of the update (≤ α times
+// Schedule-Free AdamW's part of the reference run
+// (reference/reference_run.hpp). The parameters hold y. A restarted
+// reference takes z from the library's slot even before step 1, where the
+// library holds no z yet: the reference, like the library, starts z at θ
+// when it takes step 1.
+struct ScheduleFreeRun : reference::RunDefaults {
+  using Variant = ::Variant;
+  using Options = adamx::ScheduleFreeAdamWOptions;
+  template <class Scalar>
+  using Optimizer = adamx::ScheduleFreeAdamW<Scalar>;
+  using Group = naive_schedule_free::Group;
+  using Element = naive_schedule_free::Element;
+  using Hyper = naive_schedule_free::Hyper;
+  using Rule = adamx::rules::ScheduleFreeAdamW;
+  static constexpr const char* kLabel = "schedule-free";
+  static constexpr reference::Quantity<Element> kParam{"y", &Element::y, &Element::err_y, -1};
+  static constexpr reference::Quantity<Element> kSlots[] = {{"z", &Element::z, &Element::err_z, Rule::z},
+                                                            {"v", &Element::v, &Element::err_v, Rule::v}};
+  // Each step adds a few roundings of |θ| ≤ 2 and of the update (≤ α times
   // a few), so 16 ulps of 1 per step is a ceiling the bounds reach only if
   // they are wrong.
-  Real largest_bound = 0;
-  for (const auto& tensor : ref.tensors)
-    for (const auto& e : tensor) largest_bound = std::fmax(largest_bound, e.err_y);
-  EXPECT_LT(largest_bound, 16 * kSteps * precision.u);
-  std::cout << "[ schedule-free ] |lib-ref|/bound: trajectory " << static_cast<double>(worst_trajectory) << ", one step "
-            << static_cast<double>(worst_one_step) << "; largest theta bound " << static_cast<double>(largest_bound)
-            << "\n";
-}
+  static constexpr int kThetaBoundUlpsPerStep = 16;
 
-struct Case {
-  Regime regime;
-  Variant variant;
-  bool is_double;
+  static Options options(Variant v) {
+    adamx::ScheduleFreeAdamWOptions o;
+    switch (v) {
+      case Variant::defaults: break;
+      case Variant::decay: o.weight_decay = 0.05; break;
+      case Variant::warmup: o.warmup_steps = 50; break;
+      case Variant::averaging_powers:
+        o.r = 1.0;
+        o.weight_lr_power = 1.0;
+        o.warmup_steps = 20;
+        break;
+      case Variant::maximize: o.maximize = true; break;
+      case Variant::betas:
+        o.set_betas(0.95, 0.99);
+        o.eps = 1e-6;
+        break;
+      case Variant::skip_nonfinite: o.nonfinite = adamx::NonFinitePolicy::skip; break;
+    }
+    return o;
+  }
+
+  static Hyper hyper(const Options& o) {
+    naive_schedule_free::Hyper h;
+    h.lr = o.lr;
+    h.beta1 = o.beta1;
+    h.beta2 = o.beta2;
+    h.eps = o.eps;
+    h.weight_decay = o.weight_decay;
+    h.warmup_steps = o.warmup_steps;
+    h.r = o.r;
+    h.weight_lr_power = o.weight_lr_power;
+    h.maximize = o.maximize;
+    h.skip_nonfinite = o.nonfinite != adamx::NonFinitePolicy::propagate;
+    return h;
+  }
+
+  // The averaging's running values, which step t's weight depends on.
+  template <class GroupState>
+  static void restart_scalars(Group& restart, const GroupState& before) {
+    restart.lr_max = adamx::group_scalar_or(before.scalars(), "lr_max", 0.0);
+    restart.weight_sum = adamx::group_scalar_or(before.scalars(), "weight_sum", 0.0);
+  }
+
+  static bool step(Group& group, const Hyper& hp, const std::vector<std::vector<Real>>& grads,
+                   const reference::Precision& p, const std::vector<std::vector<Real>>& /*library_theta*/) {
+    return naive_schedule_free::step(group, hp, grads, p);
+  }
 };
+
+using Case = reference::Case<Variant>;
 
 class ScheduleFreeReference : public testing::TestWithParam<Case> {};
 
 TEST_P(ScheduleFreeReference, MatchesLongDoubleReferenceWithinRoundingBound) {
-  if (GetParam().is_double) {
-    run_case<double>(GetParam().regime, GetParam().variant);
-  } else {
-    run_case<float>(GetParam().regime, GetParam().variant);
-  }
+  reference::run_case<ScheduleFreeRun>(GetParam());
 }
 
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  for (bool is_double : {false, true}) {
-    for (Regime r : {Regime::stationary, Regime::burst, Regime::decaying, Regime::mixed_scales,
-                     Regime::zero_stretches})
-      cases.push_back({r, Variant::defaults, is_double});
-    for (Variant v : {Variant::decay, Variant::warmup, Variant::averaging_powers, Variant::maximize, Variant::betas,
-                      Variant::skip_nonfinite})
-      cases.push_back({Regime::stationary, v, is_double});
-  }
-  return cases;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllRegimesAndOptions, ScheduleFreeReference, testing::ValuesIn(all_cases()),
-                         [](const testing::TestParamInfo<Case>& info) {
-                           return std::string(name(info.param.regime)) + "_" + name(info.param.variant) +
-                                  (info.param.is_double ? "_double" : "_float");
-                         });
+INSTANTIATE_TEST_SUITE_P(AllRegimesAndOptions, ScheduleFreeReference,
+                         testing::ValuesIn(reference::all_cases({Variant::decay, Variant::warmup,
+                                                                 Variant::averaging_powers, Variant::maximize,
+                                                                 Variant::betas, Variant::skip_nonfinite})),
+                         reference::case_name<Variant>);
 
 TEST(ScheduleFreeAdamW, DefaultsAreTheAuthors) {
   const adamx::ScheduleFreeAdamWOptions o;

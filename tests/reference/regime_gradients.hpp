@@ -1,6 +1,7 @@
 // The gradients and the comparison of the reference tests of the rules that
-// step three tensors over 600 steps (tests/test_lion.cpp, test_adan.cpp):
-// one generator per regime of regimes.hpp and one check of a library value
+// step three tensors over 600 steps (reference_run.hpp, the run of
+// tests/test_lion.cpp, test_adan.cpp and test_schedule_free.cpp): one
+// generator per regime of regimes.hpp and one check of a library value
 // against the reference's within a slack times its rounding-error bound.
 #pragma once
 
