@@ -27,19 +27,15 @@
 
 #include <adamx/adamx.hpp>
 
-#include <Eigen/Core>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <limits>
-#include <ostream>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "golden/golden_data.hpp"
-#include "golden/golden_inputs.hpp"
 #include "golden/parity_cases.hpp"
+#include "golden/parity_replay.hpp"
 
 namespace {
 
@@ -49,135 +45,89 @@ const golden::AdamParityFile& parity_file() {
   return file;
 }
 
-const golden::Run* find_run(const std::string& name, int width) {
-  for (const golden::Run& run : parity_file().runs)
-    if (run.name == name && run.width == width) return &run;
-  return nullptr;
-}
-
-struct Deviation {
-  bool inputs_match = false;
-  double max_ratio = 0;  // max |adamx − authors| / bound
-  double max_abs = 0;
-  std::size_t bitwise_equal = 0, compared = 0;
-  std::string worst;
-};
-
+// The recursions of the top of the file, per element: err_z and err_y
+// carried from step to step, err_y the bound (golden/parity_replay.hpp
+// replays the run).
 template <class Scalar>
-Deviation replay(const golden::Run& run, double lr_scale) {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const double u = std::numeric_limits<Scalar>::epsilon() / 2;
-  golden::SplitMix64 rng(run.seed);
-
-  std::vector<Matrix> params, grads;
-  const std::vector<double> theta0 = golden::uniform_values(rng, run.elements());
-  std::uint64_t hash = golden::fnv1a64<Scalar>(theta0);
-  std::size_t offset = 0;
-  for (const golden::TensorSpec& t : run.tensors) {
-    Matrix p(t.rows, t.cols);
-    for (std::size_t i = 0; i < t.size(); ++i) p.data()[i] = static_cast<Scalar>(theta0[offset + i]);
-    params.push_back(p);
-    grads.emplace_back(t.rows, t.cols);
-    offset += t.size();
-  }
-
-  adamx::ScheduleFreeAdamW<Scalar> opt;
-  std::vector<std::vector<adamx::TensorRef<Scalar>>> param_views(run.groups.size());
-  std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grad_views(run.groups.size());
-  std::vector<std::size_t> group_of(run.tensors.size()), index_in_group(run.tensors.size());
-  for (std::size_t g = 0; g < run.groups.size(); ++g) {
-    const golden::GroupSpec& spec = run.groups[g];
-    adamx::ScheduleFreeAdamWOptions o;
-    o.lr = run.lr[0][g] * lr_scale;
+class ScheduleFreeBound {
+ public:
+  template <class Options>
+  static void set_options(Options& o, const golden::GroupSpec& spec) {
     o.set_betas(spec.beta1, spec.beta2);
     o.eps = spec.eps;
     o.weight_decay = spec.weight_decay;
     o.warmup_steps = spec.warmup_steps;
     o.r = spec.r;
     o.weight_lr_power = spec.weight_lr_power;
-    for (const std::uint32_t j : spec.tensors) {
-      group_of[j] = g;
-      index_in_group[j] = param_views[g].size();
-      param_views[g].emplace_back(params[j]);
-      grad_views[g].emplace_back(grads[j]);
-    }
-    opt.add_group(grad_views[g], o);
   }
 
-  Deviation d;
-  std::vector<double> err_y(run.elements(), 0.0), err_z(run.elements(), 0.0);
-  // The averaging's running values, as both compute them (in double).
-  std::vector<double> lr_max(run.groups.size(), -1.0), weight_sum(run.groups.size(), 0.0);
-  for (std::size_t t = 1; t <= run.steps; ++t) {
-    std::vector<double> flat;
-    for (std::size_t j = 0; j < run.tensors.size(); ++j)
-      for (std::size_t i = 0; i < run.tensors[j].size(); ++i) {
-        const double value = golden::gradient_value(run.tensors[j].regime, rng.int21(),
-                                                    static_cast<std::int64_t>(i),
-                                                    static_cast<std::int64_t>(t));
-        grads[j].data()[i] = static_cast<Scalar>(value);
-        flat.push_back(value);
-      }
-    hash = golden::fnv1a64<Scalar>(flat, hash);
-    for (std::size_t g = 0; g < run.groups.size(); ++g) opt.set_lr(g, run.lr[t - 1][g] * lr_scale);
-    // y before the step, for the decay's and the interpolation's terms.
-    std::vector<Matrix> before = params;
-    opt.step(param_views, grad_views);
+  ScheduleFreeBound(const golden::Run& run, double lr_scale, double u, const std::vector<double>& /*theta0*/)
+      : run_(run),
+        lr_scale_(lr_scale),
+        u_(u),
+        err_y_(run.elements(), 0.0),
+        err_z_(run.elements(), 0.0),
+        lr_max_(run.groups.size(), -1.0),
+        weight_sum_(run.groups.size(), 0.0),
+        c_(run.groups.size()),
+        a_(run.groups.size()),
+        lr_(run.groups.size()),
+        bias2_(run.groups.size()) {}
 
-    const std::vector<double>& theirs_all = run.theta[t - 1];
-    std::vector<double> c(run.groups.size()), a(run.groups.size()), lr(run.groups.size());
-    for (std::size_t g = 0; g < run.groups.size(); ++g) {
-      const golden::GroupSpec& spec = run.groups[g];
+  // y before the step, for the decay's and the interpolation's terms.
+  template <class Optimizer>
+  void before_step(Optimizer& /*opt*/, std::size_t /*t*/, const std::vector<golden::ParityMatrix<Scalar>>& params) {
+    before_ = params;
+  }
+
+  void after_step(std::size_t t) {
+    for (std::size_t g = 0; g < run_.groups.size(); ++g) {
+      const golden::GroupSpec& spec = run_.groups[g];
       const double td = static_cast<double>(t);
-      const double base = run.lr[t - 1][g] * lr_scale;
-      lr[g] = spec.warmup_steps > 0 && td < spec.warmup_steps ? base * (td / spec.warmup_steps) : base;
-      lr_max[g] = std::max(lr_max[g], lr[g]);
-      const double w = std::pow(td, spec.r) * std::pow(lr_max[g], spec.weight_lr_power);
-      weight_sum[g] += w;
-      c[g] = weight_sum[g] != 0 ? w / weight_sum[g] : 0;
-      a[g] = lr[g] * (spec.beta1 * (1 - c[g]) - 1);
-    }
-    std::size_t e = 0;
-    for (std::size_t j = 0; j < run.tensors.size(); ++j) {
-      const std::size_t g = group_of[j];
-      const golden::GroupSpec& spec = run.groups[g];
-      const double bias2 = 1 - std::pow(spec.beta2, static_cast<double>(t));
-      const auto ts = opt.state_view(g, index_in_group[j]);
-      for (std::size_t i = 0; i < run.tensors[j].size(); ++i, ++e) {
-        const auto at = static_cast<Eigen::Index>(i);
-        const double y_before = static_cast<double>(before[j].data()[i]);
-        const double z = static_cast<double>(ts.z[at]);
-        const double g_value = static_cast<double>(grads[j].data()[i]);
-        const double normalised =
-            std::fabs(g_value) / (std::sqrt(static_cast<double>(ts.v[at]) / bias2) + spec.eps) +
-            spec.weight_decay * std::fabs(y_before);
-        const double err_u = 10 * u * normalised + 2 * u * spec.weight_decay * std::fabs(y_before) +
-                             spec.weight_decay * err_y[e];
-        err_z[e] += lr[g] * err_u + 2 * u * std::fabs(z);
-        const double ours = static_cast<double>(params[j].data()[i]);
-        const double theirs = theirs_all[e];
-        err_y[e] = (1 - c[g]) * err_y[e] + c[g] * err_z[e] + std::fabs(a[g]) * err_u + 4 * u * std::fabs(theirs) +
-                   3 * u * (std::fabs(z - y_before) + lr[g] * normalised);  // ≥ |z − y| before the step
-        const double diff = std::fabs(ours - theirs);
-        const double ratio = err_y[e] > 0 ? diff / err_y[e] : (diff > 0 ? INFINITY : 0.0);
-        if (ratio > d.max_ratio) {
-          d.max_ratio = ratio;
-          d.worst = "step " + std::to_string(t) + ", tensor " + std::to_string(j) + ", element " +
-                    std::to_string(i) + ": adamx " + adamx::detail::format_value(ours) + ", authors' " +
-                    adamx::detail::format_value(theirs) + ", bound " + adamx::detail::format_value(err_y[e]);
-        }
-        d.max_abs = std::max(d.max_abs, diff);
-        d.bitwise_equal += ours == theirs;
-        ++d.compared;
-      }
+      const double base = run_.lr[t - 1][g] * lr_scale_;
+      lr_[g] = spec.warmup_steps > 0 && td < spec.warmup_steps ? base * (td / spec.warmup_steps) : base;
+      lr_max_[g] = std::max(lr_max_[g], lr_[g]);
+      const double w = std::pow(td, spec.r) * std::pow(lr_max_[g], spec.weight_lr_power);
+      weight_sum_[g] += w;
+      c_[g] = weight_sum_[g] != 0 ? w / weight_sum_[g] : 0;
+      a_[g] = lr_[g] * (spec.beta1 * (1 - c_[g]) - 1);
+      bias2_[g] = 1 - std::pow(spec.beta2, td);
     }
   }
-  d.inputs_match = hash == run.inputs_hash;
-  return d;
-}
 
-Deviation replay_run(const golden::Run& run, double lr_scale = 1.0) {
-  return run.width == 4 ? replay<float>(run, lr_scale) : replay<double>(run, lr_scale);
+  template <class StateView>
+  double element(const golden::ElementAt& at, const StateView& ts) {
+    const std::size_t g = at.group, e = at.flat;
+    const golden::GroupSpec& spec = run_.groups[g];
+    const auto i = static_cast<Eigen::Index>(at.index);
+    const double y_before = static_cast<double>(before_[at.tensor].data()[at.index]);
+    const double z = static_cast<double>(ts.z[i]);
+    const double normalised = std::fabs(at.grad) / (std::sqrt(static_cast<double>(ts.v[i]) / bias2_[g]) + spec.eps) +
+                              spec.weight_decay * std::fabs(y_before);
+    const double err_u =
+        10 * u_ * normalised + 2 * u_ * spec.weight_decay * std::fabs(y_before) + spec.weight_decay * err_y_[e];
+    err_z_[e] += lr_[g] * err_u + 2 * u_ * std::fabs(z);
+    err_y_[e] = (1 - c_[g]) * err_y_[e] + c_[g] * err_z_[e] + std::fabs(a_[g]) * err_u + 4 * u_ * std::fabs(at.theirs) +
+                3 * u_ * (std::fabs(z - y_before) + lr_[g] * normalised);  // ≥ |z − y| before the step
+    return err_y_[e];
+  }
+
+ private:
+  const golden::Run& run_;
+  double lr_scale_;
+  double u_;
+  std::vector<double> err_y_, err_z_;
+  // The averaging's running values, as both compute them (in double).
+  std::vector<double> lr_max_, weight_sum_;
+  // Per group, for the step just taken: c_t, lr_t·(β1·(1 − c_t) − 1), lr_t, 1 − β2^t.
+  std::vector<double> c_, a_, lr_, bias2_;
+  std::vector<golden::ParityMatrix<Scalar>> before_;
+};
+
+golden::Deviation replay_run(const golden::Run& run, double lr_scale = 1.0) {
+  return run.width == 4
+             ? golden::replay<adamx::ScheduleFreeAdamW<float>, ScheduleFreeBound<float>>(run, lr_scale, "authors'")
+             : golden::replay<adamx::ScheduleFreeAdamW<double>, ScheduleFreeBound<double>>(run, lr_scale, "authors'");
 }
 
 const char* const kRunNames[] = {"schedule_free_default", "schedule_free_warmup_decay_groups"};
@@ -185,40 +135,36 @@ const char* const kRunNames[] = {"schedule_free_default", "schedule_free_warmup_
 using golden::ParityCase;
 std::vector<ParityCase> all_cases() { return golden::parity_cases(kRunNames); }
 
+// The file's part of the case tests (golden/parity_replay.hpp).
+struct ScheduleFreeParityRuns {
+  static constexpr const char* kFile = "schedule_free_parity.bin";
+  static constexpr int kOptimizer = 4;
+  static constexpr const char* kRecorder = "the transcription";
+  static constexpr int kNameWidth = 36;
+  static constexpr double kNormwiseTarget = 0;  // not checked: the bound is the target
+  static const golden::Run* find_run(const std::string& name, int width) {
+    return golden::find_run(parity_file(), name, width);
+  }
+  static golden::Deviation replay_run(const golden::Run& run, double lr_scale) {
+    return ::replay_run(run, lr_scale);
+  }
+};
+
 class ScheduleFreeParity : public testing::TestWithParam<ParityCase> {};
 
 TEST_P(ScheduleFreeParity, EveryStepMatchesTheAuthorsAlgorithmWithinTheRoundingBound) {
-  const ParityCase& c = GetParam();
-  const golden::Run* run = find_run(c.name, c.width);
-  ASSERT_NE(run, nullptr) << c.name << " (" << c.width << "-byte) is missing from schedule_free_parity.bin";
-  ASSERT_EQ(run->optimizer, 4);
-  ASSERT_EQ(run->steps, 300u);
-  const Deviation d = replay_run(*run);
-  ASSERT_TRUE(d.inputs_match) << "the regenerated gradients differ from those the transcription saw: "
-                                 "tests/golden/golden_inputs.hpp and tools/torch_golden.py disagree";
-  std::printf("[parity] %-36s %s  max |diff| %.3e  max diff/bound %.4f  bitwise equal %zu/%zu\n", c.name.c_str(),
-              c.width == 4 ? "float32" : "float64", d.max_abs, d.max_ratio, d.bitwise_equal, d.compared);
-  EXPECT_LE(d.max_ratio, 1.0) << "worst at " << d.worst;
+  golden::check_parity_case<ScheduleFreeParityRuns>(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Runs, ScheduleFreeParity, testing::ValuesIn(all_cases()), golden::parity_case_name);
 
 TEST(ScheduleFreeParityFile, HoldsExactlyTheExpectedRuns) {
   const golden::AdamParityFile& file = parity_file();
-  EXPECT_EQ(file.runs.size(), all_cases().size());
-  for (const ParityCase& c : all_cases()) EXPECT_NE(find_run(c.name, c.width), nullptr) << c.name;
-  EXPECT_EQ(file.torch.rfind("torch 1.13", 0), 0u) << file.torch;
+  golden::expect_exactly_the_cases<ScheduleFreeParityRuns>(file.runs.size(), all_cases(), file.torch);
 }
 
 TEST(ScheduleFreeParitySensitivity, ASmallLearningRateChangeExceedsTheBound) {
-  for (const char* name : kRunNames) {
-    const golden::Run* f32 = find_run(name, 4);
-    const golden::Run* f64 = find_run(name, 8);
-    ASSERT_NE(f32, nullptr);
-    ASSERT_NE(f64, nullptr);
-    EXPECT_GT(replay_run(*f32, 1 + 1e-3).max_ratio, 1.0) << name;
-    EXPECT_GT(replay_run(*f64, 1 + 1e-9).max_ratio, 1.0) << name;
-  }
+  golden::expect_small_lr_change_caught<ScheduleFreeParityRuns>(kRunNames);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The cases of the tests that replay a parity file's trajectories
-// (test_parity_adam.cpp, test_parity_adan.cpp): each run by name, in
-// float32 and float64, with a printer and a case name for GoogleTest.
+// (test_parity_adam.cpp, test_parity_adan.cpp, test_parity_schedule_free.cpp;
+// parity_replay.hpp replays them): each run by name, in float32 and
+// float64, with a printer and a case name for GoogleTest.
 #pragma once
 
 #include <gtest/gtest.h>
