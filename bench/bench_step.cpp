@@ -168,6 +168,67 @@ void bm_step(benchmark::State& state, std::int64_t tensors,
   run_steps(state, problem, n);
 }
 
+// ---- matrices: Muon against AdamW on the same layers ----------------------
+
+// A model's weight matrices and bias vectors, float, as a training loop holds
+// them: every matrix in one group and every vector in another. An optimizer
+// whose rule steps whole matrices (Muon) gets its default options for the
+// matrices and muon_adamw_options() for the vectors; any other its defaults
+// for both, so the two step the same tensors.
+struct LayerShape {
+  Eigen::Index rows, cols;
+};
+
+template <class Opt>
+class Layers {
+ public:
+  using Shape = LayerShape;
+  explicit Layers(const std::vector<Shape>& shapes) {
+    std::int64_t seed = 0;
+    for (const Shape& shape : shapes) {
+      const std::int64_t n = shape.rows * shape.cols;
+      const std::vector<float>& p0 = random_values<float>(n + seed, Fill::param);
+      const std::vector<float>& g0 = random_values<float>(n + seed, Fill::grad);
+      Eigen::MatrixXf p = Eigen::Map<const Eigen::MatrixXf>(p0.data(), shape.rows, shape.cols);
+      Eigen::MatrixXf g = Eigen::Map<const Eigen::MatrixXf>(g0.data(), shape.rows, shape.cols);
+      const std::size_t kind = shape.rows > 1 && shape.cols > 1 ? 0 : 1;
+      params_[kind].push_back(std::move(p));
+      grads_[kind].push_back(std::move(g));
+      elements_ += n;
+      ++seed;
+    }
+    typename Opt::Options vector_options{};
+    if constexpr (adamx::detail::steps_matrices<typename Opt::flavour_type::Rule>::value) vector_options = adamx::muon_adamw_options();
+    for (std::size_t kind = 0; kind < 2; ++kind) {
+      if (params_[kind].empty()) continue;
+      param_views_.emplace_back(params_[kind].begin(), params_[kind].end());
+      grad_views_.emplace_back(grads_[kind].begin(), grads_[kind].end());
+      opt_.add_group(param_views_.back(), kind == 0 ? typename Opt::Options{} : vector_options);
+    }
+  }
+  const std::vector<adamx::StepReport>& step() { return opt_.step(param_views_, grad_views_); }
+  std::int64_t elements() const { return elements_; }
+
+ private:
+  std::vector<Eigen::MatrixXf> params_[2], grads_[2];
+  std::vector<std::vector<adamx::TensorRef<float>>> param_views_;
+  std::vector<std::vector<adamx::ConstTensorRef<float>>> grad_views_;
+  std::int64_t elements_ = 0;
+  Opt opt_;
+};
+
+template <class Opt>
+void bm_layers(benchmark::State& state, std::vector<LayerShape> shapes) {
+  Layers<Opt> layers(shapes);
+  layers.step();  // warm-up: first touch of the state, outside the timing
+  for (auto _ : state) {
+    const std::vector<adamx::StepReport>& reports = layers.step();
+    benchmark::DoNotOptimize(reports.front().grad_norm_sq);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * layers.elements());
+}
+
 // Optimizer::set_threads arrives with the OpenMP kernel; until a header has
 // it, the one-thread runs go ahead and the two-thread runs are skipped.
 template <class Opt, class = void>
@@ -312,7 +373,11 @@ void register_benchmarks() {
   // optimizer added there is measured here): RAdam's rectified step is
   // Adam's rule, AdaBound adds a clip, AdaMod a third array (read and
   // written: 36 bytes per float element), Lion has one array fewer.
-#define ADAMX_REGISTER_STEP(Name) register_step<adamx::Name<float>>("step/" #Name "/float");
+  // An optimizer that steps whole matrices is measured on matrices below
+  // (layers/), not on this one long vector.
+#define ADAMX_REGISTER_STEP(Name)                                                               \
+  if constexpr (!adamx::detail::steps_matrices<adamx::flavour::Name::Rule>::value) \
+    register_step<adamx::Name<float>>("step/" #Name "/float");
   ADAMX_FOR_EACH_OPTIMIZER(ADAMX_REGISTER_STEP)
 #undef ADAMX_REGISTER_STEP
   register_step<adamx::Adam<double>>("step/Adam/double");
@@ -361,6 +426,24 @@ void register_benchmarks() {
       ->Arg(std::int64_t{1} << 20)
       ->Arg(std::int64_t{1} << 24)
       ->Unit(benchmark::kMicrosecond);
+
+  // Muon's step (momentum, five Newton-Schulz steps of matrix products, the
+  // update) against AdamW's element pass on the same tensors: the demo's MLP
+  // (784 -> 128 -> 10, weights and biases) and one 1024x1024 layer. AdamW is
+  // measured twice (A/A: the run's noise).
+  const std::vector<std::pair<std::string, std::vector<LayerShape>>> models = {
+      {"mlp", {{128, 784}, {128, 1}, {10, 128}, {10, 1}}}, {"1024x1024", {{1024, 1024}}}};
+  for (const auto& model : models) {
+    benchmark::RegisterBenchmark(("layers/AdamW/float/" + model.first).c_str(), bm_layers<adamx::AdamW<float>>,
+                                 model.second)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("layers/Muon/float/" + model.first).c_str(), bm_layers<adamx::Muon<float>>,
+                                 model.second)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("layers/AdamW/float/" + model.first + ":again").c_str(),
+                                 bm_layers<adamx::AdamW<float>>, model.second)
+        ->Unit(benchmark::kMicrosecond);
+  }
 
   // Finite gradients: the cost of the checking pass when nothing is wrong.
   for (const adamx::NonFinitePolicy policy :

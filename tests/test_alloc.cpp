@@ -195,6 +195,36 @@ TYPED_TEST(NoAllocation, AFailedAllocationChangesNothing) {
 }
 
 // The counter is live: adding a group allocates, so a zero above is a real zero.
+// Muon's step keeps its Newton-Schulz workspace with the group (sized by
+// add_group): for matrices whose products fit Eigen's stack workspace
+// (EIGEN_STACK_ALLOCATION_LIMIT, 128 KB: these), it allocates nothing; a
+// larger product takes Eigen's packing buffers from the heap
+// (docs/design.md, "Muon").
+template <class Scalar>
+void muon_step_allocates_nothing() {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Matrix w1 = Matrix::Ones(48, 24), g1 = Matrix::Constant(48, 24, Scalar(0.1));
+  Matrix w2 = Matrix::Ones(16, 40), g2 = Matrix::Constant(16, 40, Scalar(-0.1));
+  g1(3, 4) = Scalar(0.5);
+  g2(7, 1) = Scalar(0.25);
+  Vector b = Vector::Ones(24), gb = Vector::Constant(24, Scalar(0.3));
+  adamx::Muon<Scalar> opt;
+  adamx::MuonOptions o;
+  o.nonfinite = adamx::NonFinitePolicy::skip;
+  opt.add_group({w1, w2}, o, "matrices");
+  opt.add_group({b}, adamx::muon_adamw_options(), "vectors");
+  opt.step({{w1, w2}, {b}}, {{g1, g2}, {gb}});
+  const long before = allocations.load();
+  for (int i = 0; i < 5; ++i) opt.step({{w1, w2}, {b}}, {{g1, g2}, {gb}});
+  EXPECT_EQ(allocations.load() - before, 0);
+}
+
+TEST(NoAllocationMuon, StepAllocatesNothingAfterTheFirstStep) {
+  muon_step_allocates_nothing<float>();
+  muon_step_allocates_nothing<double>();
+}
+
 TEST(NoAllocationCounter, CountsTheAllocationsOfAddGroup) {
   Eigen::VectorXf w = Eigen::VectorXf::Ones(100);
   adamx::AdamX<float> opt;

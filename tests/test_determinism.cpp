@@ -104,6 +104,45 @@ TYPED_TEST(Determinism, OneTwoAndThreeThreadsGiveBitwiseEqualResults) {
   }
 }
 
+// Muon's Newton-Schulz products are Eigen's, split over set_threads()
+// threads by Eigen (a split of the result's rows or columns: every output
+// element is summed in the same order whoever computes it), so Muon too gives
+// bitwise the same results with 1, 2 or 3 threads. The matrices are large
+// enough for Eigen to split their products.
+template <class Scalar>
+std::vector<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> muon_run(int threads) {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<Matrix> w = {Matrix(160, 240), Matrix(300, 96)}, g = w;
+  for (Matrix& m : w)
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(0.1 * normal(rng));
+  adamx::Muon<Scalar> opt;
+  opt.set_threads(threads);
+  opt.add_group({w[0], w[1]});
+  for (int t = 0; t < 4; ++t) {
+    for (Matrix& m : g)
+      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(normal(rng));
+    opt.step({{w[0], w[1]}}, {{g[0], g[1]}});
+  }
+  return w;
+}
+
+TEST(Threads, MuonIsBitwiseTheSameOnOneTwoAndThreeThreads) {
+  const auto one = muon_run<float>(1);
+  for (const int threads : {2, 3}) {
+    const auto other = muon_run<float>(threads);
+    for (std::size_t k = 0; k < one.size(); ++k)
+      EXPECT_EQ(0, std::memcmp(one[k].data(), other[k].data(), sizeof(float) * static_cast<std::size_t>(one[k].size())))
+          << "matrix " << k << ", " << threads << " threads";
+  }
+  const auto one_d = muon_run<double>(1);
+  const auto two_d = muon_run<double>(2);
+  for (std::size_t k = 0; k < one_d.size(); ++k)
+    EXPECT_EQ(0, std::memcmp(one_d[k].data(), two_d[k].data(), sizeof(double) * static_cast<std::size_t>(one_d[k].size())))
+        << "matrix " << k;
+}
+
 TEST(Threads, InvalidThreadCountsThrowAndKeepTheSetting) {
   adamx::AdamX<float> opt;
   opt.set_threads(2);

@@ -152,6 +152,14 @@ def build(times, errors):
                     "%s / Adam, time (float)" % name, size_label(n),
                     "step/%s/float/%d" % (name, n), "step/Adam/float/%d" % n)
 
+    # Muon's matrix step against AdamW on the same layers, and AdamW against
+    # itself later in the run (A/A: the noise).
+    for model in ("mlp", "1024x1024"):
+        r.ratio("muon_over_adamw_" + model, "Muon / AdamW, time per step (float)", model,
+                "layers/Muon/float/" + model, "layers/AdamW/float/" + model)
+        r.ratio("layers_aa_" + model, "AdamW, run again / run first (A/A: noise)", model,
+                "layers/AdamW/float/%s:again" % model, "layers/AdamW/float/" + model)
+
     adam = r.time("step/Adam/float/%d" % P24)
     value = adam / P24 if adam is not None else None
     r.rows.append(("Adam ns per element (float, 1 thread)", size_label(P24), value,

@@ -18,6 +18,9 @@ It writes these files, whose layouts tests/data/README.md documents:
   schedule_free_parity.bin  Schedule-Free AdamW trajectories from
                     ScheduleFreeAdamWTranscription below (the same layout, each
                     group record followed by warmup_steps, r, weight_lr_power)
+  muon_parity.bin   Muon trajectories from MuonTranscription below (the same
+                    layout with tensors of their own, each group record
+                    followed by use_muon, momentum, nesterov, adjust_lr, ns_steps)
 
 Every input is made from a splitmix64 stream with integer arithmetic only, so
 the C++ tests regenerate the same gradients bit for bit without Python
@@ -107,7 +110,11 @@ def fnv1a64(data, h=0xCBF29CE484222325):
 # (rows, cols, regime) of the four tensors every run holds.
 TENSORS = [(4, 5, NOISE), (6, 1, DRIFT_DECAY), (3, 1, TINY), (1, 3, BURSTS)]
 
-ADAM, ADAMW, RADAM, ADAN, SCHEDULE_FREE = 0, 1, 2, 3, 4
+ADAM, ADAMW, RADAM, ADAN, SCHEDULE_FREE, MUON = 0, 1, 2, 3, 4, 5
+
+# Muon's runs hold matrices (Muon's groups take nothing else), tall and wide,
+# beside two vectors for its AdamW group.
+MUON_TENSORS = [(4, 5, NOISE), (7, 3, DRIFT_DECAY), (6, 6, BURSTS), (5, 1, TINY), (1, 3, NOISE)]
 
 
 def warmup_cosine(opt):
@@ -121,10 +128,13 @@ def step_decay(opt):
 
 
 def group(tensors, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-          maximize=False, beta3=None, no_prox=False, warmup_steps=0, r=0.0, weight_lr_power=2.0):
+          maximize=False, beta3=None, no_prox=False, warmup_steps=0, r=0.0, weight_lr_power=2.0,
+          use_muon=False, momentum=0.95, nesterov=True, adjust_lr=0, ns_steps=5):
     return dict(tensors=tensors, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                 amsgrad=amsgrad, maximize=maximize, beta3=beta3, no_prox=no_prox,
-                warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
+                warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
+                use_muon=use_muon, momentum=momentum, nesterov=nesterov, adjust_lr=adjust_lr,
+                ns_steps=ns_steps)
 
 
 class AdanTranscription(torch.optim.Optimizer):
@@ -273,6 +283,80 @@ class ScheduleFreeAdamWTranscription(torch.optim.Optimizer):
             group["k"] = k + 1
 
 
+class MuonTranscription(torch.optim.Optimizer):
+    """Muon (K. Jordan et al. 2024) with its AdamW for the other tensors, as
+    the authors' reference code computes it: github.com/KellerJordan/Muon,
+    muon.py, SingleDeviceMuonWithAuxAdam with muon_update and
+    zeropower_via_newtonschulz5, plus torch.optim.Muon's two options
+    (nesterov; adjust_lr_fn "match_rms_adamw", code 1, whose scale multiplies
+    lr). Written for adamx from a reading of that code, operation by operation
+    in its order and with its in-place semantics, not copied from it:
+
+      Muon groups (use_muon):  B.lerp_(G, 1 - mu);  U = G.lerp(B, mu) (nesterov)
+        or B;  X = U (transposed when rows > cols);  X = X/(||X||_F + 1e-7);
+        ns_steps times: A = X X^T; Bq = b*A + c*(A @ A); X = a*X + Bq @ X;
+        original: X *= sqrt(max(1, rows/cols)), p *= 1 - lr*wd, p += -lr*X;
+        match_rms_adamw: p *= 1 - lr*wd, p += -(lr*0.2*sqrt(max(rows, cols)))*X.
+      AdamW groups: m.lerp_(g, 1 - b1); v.lerp_(g*g, 1 - b2);
+        u = (m/(1 - b1^t))/((v/(1 - b2^t)).sqrt() + eps);
+        p *= 1 - lr*wd; p += -lr*u.
+
+    One deviation, so that the comparison measures the algorithm and not a
+    precision: the authors cast X to bfloat16 for the Newton-Schulz steps
+    (on a GPU); this runs them in the parameter's dtype, as adamx does. The
+    products go through PyTorch's BLAS, on Debian the reference BLAS
+    (libblas3: plain loops, no vector instructions chosen at run time), so
+    the file does not depend on the generating machine.
+    """
+
+    def __init__(self, params):
+        super().__init__(params, dict())
+
+    @torch.no_grad()
+    def step(self):
+        a, b, c = 3.4445, -4.7750, 2.0315
+        for group in self.param_groups:
+            for p in group["params"]:
+                grad = p.grad.clone()
+                state = self.state[p]
+                if group["use_muon"]:
+                    if len(state) == 0:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    mu = group["momentum"]
+                    buf = state["momentum_buffer"]
+                    buf.lerp_(grad, 1 - mu)
+                    update = grad.lerp_(buf, mu) if group["nesterov"] else buf
+                    rows, cols = update.size(-2), update.size(-1)
+                    x = update.mT if rows > cols else update
+                    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+                    for _ in range(group["ns_steps"]):
+                        big_a = x @ x.mT
+                        big_b = b * big_a + c * big_a @ big_a
+                        x = a * x + big_b @ x
+                    if rows > cols:
+                        x = x.mT
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    if group["adjust_lr"] == 0:
+                        x = x * max(1, rows / cols) ** 0.5
+                        p.add_(x, alpha=-group["lr"])
+                    else:
+                        p.add_(x, alpha=-(group["lr"] * 0.2 * math.sqrt(max(rows, cols))))
+                else:
+                    if len(state) == 0:
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                        state["step"] = 0
+                    state["step"] += 1
+                    beta1, beta2 = group["betas"]
+                    state["exp_avg"].lerp_(grad, 1 - beta1)
+                    state["exp_avg_sq"].lerp_(grad.square(), 1 - beta2)
+                    m_hat = state["exp_avg"] / (1 - beta1 ** state["step"])
+                    v_hat = state["exp_avg_sq"] / (1 - beta2 ** state["step"])
+                    update = m_hat / (v_hat.sqrt() + group["eps"])
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(update, alpha=-group["lr"])
+
+
 # Adan: the authors' defaults; and decay both ways with other betas, two groups.
 ADAN_RUNS = [
     ("adan_default", ADAN, [group(ALL, betas=(0.98, 0.92), beta3=0.99)], None, 31),
@@ -296,6 +380,23 @@ SCHEDULE_FREE_RUNS = [
      None, 42),
 ]
 
+# Muon: the authors' defaults (Muon for the matrices, its AdamW for the
+# vectors); and Muon without Nesterov, match_rms_adamw, decay, a smaller
+# momentum (lerp from the other end) and three Newton-Schulz steps on one
+# group of matrices, the AdamW group with decay and other betas.
+MUON_RUNS = [
+    ("muon_default", MUON,
+     [group([0, 1, 2], lr=0.02, weight_decay=0.0, use_muon=True, momentum=0.95),
+      group([3, 4], lr=3e-4, betas=(0.9, 0.95), eps=1e-10)],
+     None, 51),
+    ("muon_options_decay", MUON,
+     [group([0, 2], lr=0.01, weight_decay=0.1, use_muon=True, momentum=0.95, nesterov=False,
+            adjust_lr=1),
+      group([1], lr=0.03, weight_decay=0.0, use_muon=True, momentum=0.3, ns_steps=3),
+      group([3, 4], lr=1e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.05)],
+     None, 52),
+]
+
 DTYPES = [(np.float32, 4), (np.float64, 8)]
 
 
@@ -305,11 +406,12 @@ def pack_str(text):
 
 
 def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
+    tensors = MUON_TENSORS if kind == MUON else TENSORS
     rng = SplitMix64(seed)
-    sizes = [rows * cols for rows, cols, _ in TENSORS]
+    sizes = [rows * cols for rows, cols, _ in tensors]
     theta0 = initial_values(rng, sum(sizes))
     params, offset = [], 0
-    for (rows, cols, _), n in zip(TENSORS, sizes):
+    for (rows, cols, _), n in zip(tensors, sizes):
         values = np.array(theta0[offset:offset + n], dtype=np_dtype).reshape(rows, cols)
         params.append(torch.nn.Parameter(torch.from_numpy(values.copy())))
         offset += n
@@ -338,6 +440,12 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
             g["r"] = spec["r"]
             g["weight_lr_power"] = spec["weight_lr_power"]
         opt = ScheduleFreeAdamWTranscription(torch_groups)
+    elif kind == MUON:
+        for g, spec in zip(torch_groups, groups):
+            del g["amsgrad"], g["maximize"]
+            for key in ("use_muon", "momentum", "nesterov", "adjust_lr", "ns_steps"):
+                g[key] = spec[key]
+        opt = MuonTranscription(torch_groups)
     else:
         cls = torch.optim.Adam if kind == ADAM else torch.optim.AdamW
         opt = cls(torch_groups, foreach=False)
@@ -345,10 +453,10 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
 
     lrs, trajectory = [], []
     for t in range(1, STEPS + 1):
-        grads = step_gradients(rng, TENSORS, t)
+        grads = step_gradients(rng, tensors, t)
         flat = [x for tensor in grads for x in tensor]
         inputs_hash = fnv1a64(np.array(flat, dtype=np_dtype).tobytes(), inputs_hash)
-        for p, g, (rows, cols, _) in zip(params, grads, TENSORS):
+        for p, g, (rows, cols, _) in zip(params, grads, tensors):
             p.grad = torch.from_numpy(np.array(g, dtype=np_dtype).reshape(rows, cols))
         lrs.append([pg["lr"] for pg in opt.param_groups])
         opt.step()
@@ -359,8 +467,8 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
     out = bytearray()
     out += pack_str(name)
     out += struct.pack("<BBQI", kind, width, seed, STEPS)
-    out += struct.pack("<I", len(TENSORS))
-    for rows, cols, regime in TENSORS:
+    out += struct.pack("<I", len(tensors))
+    for rows, cols, regime in tensors:
         out += struct.pack("<IIB", rows, cols, regime)
     out += struct.pack("<I", len(groups))
     for g in groups:
@@ -372,6 +480,9 @@ def adam_run(name, kind, groups, make_scheduler, seed, np_dtype, width):
             out += struct.pack("<dB", g["beta3"], g["no_prox"])
         if kind == SCHEDULE_FREE:
             out += struct.pack("<ddd", g["warmup_steps"], g["r"], g["weight_lr_power"])
+        if kind == MUON:
+            out += struct.pack("<BdBBd", g["use_muon"], g["momentum"], g["nesterov"], g["adjust_lr"],
+                               g["ns_steps"])
     out += struct.pack("<Q", inputs_hash)
     for step_lrs in lrs:
         out += struct.pack("<%dd" % len(step_lrs), *step_lrs)
@@ -691,6 +802,7 @@ def main():
     write_adam_parity(os.path.join(out_dir, "radam_parity.bin"), RADAM_RUNS)
     write_adam_parity(os.path.join(out_dir, "adan_parity.bin"), ADAN_RUNS)
     write_adam_parity(os.path.join(out_dir, "schedule_free_parity.bin"), SCHEDULE_FREE_RUNS)
+    write_adam_parity(os.path.join(out_dir, "muon_parity.bin"), MUON_RUNS)
     write_schedules(os.path.join(out_dir, "schedules.txt"))
     write_lines(os.path.join(out_dir, "schedules_more.txt"),
                 schedule_lines(" (MultiStepLR to ChainedScheduler)", MORE_SCHEDULES))

@@ -285,6 +285,11 @@ class ShardedOptimizer {
                 "adamx::mpi: this optimizer's parameters hold a training point that eval()/train() switch to the "
                 "point to evaluate, which the sharded driver does not offer yet (each rank holds only its shard of "
                 "the state it needs)");
+  static_assert(!adamx::detail::steps_matrices<typename Flavour::Rule>::value,
+                "adamx::mpi: this optimizer steps whole matrices (Muon's Newton-Schulz reads every element of a "
+                "matrix), and the sharded driver splits tensors element-wise across ranks; sharding it would need "
+                "each matrix owned whole by one rank (its gradient reduced there, its update broadcast), which is "
+                "not offered: step adamx::Muon on every rank with all-reduced gradients instead");
 
   static_assert(std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value ||
                     std::is_same<Scalar, Eigen::bfloat16>::value || std::is_same<Scalar, Eigen::half>::value,

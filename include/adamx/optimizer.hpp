@@ -79,6 +79,28 @@ struct has_evaluation_point : std::false_type {};
 template <class Rule>
 struct has_evaluation_point<Rule, std::void_t<decltype(Rule::kEvaluationSlot)>> : std::true_type {};
 
+// Whether update rule `Rule` steps some groups one whole matrix at a time
+// (kStepsMatrices, Muon): for a group whose coefficients say
+// steps_matrices(), the driver calls Rule::matrix_update once per tensor
+// instead of running the element passes.
+template <class Rule, class = void>
+struct steps_matrices : std::false_type {};
+template <class Rule>
+struct steps_matrices<Rule, std::void_t<decltype(Rule::kStepsMatrices)>>
+    : std::integral_constant<bool, Rule::kStepsMatrices> {};
+
+// What a rule refuses in a tensor of a group with `options` (Rule::tensor_problem,
+// e.g. Muon's vectors); empty for a rule that refuses nothing.
+template <class Rule, class Options>
+auto rule_tensor_problem(const Options& options, const TensorShape& shape, int)
+    -> decltype(Rule::tensor_problem(options, shape)) {
+  return Rule::tensor_problem(options, shape);
+}
+template <class Rule, class Options>
+std::string rule_tensor_problem(const Options&, const TensorShape&, long) {
+  return {};
+}
+
 }  // namespace detail
 
 /// An Adam-family optimizer over one or more parameter groups. Use the
@@ -97,6 +119,8 @@ class Optimizer {
  public:
   /// The type of the parameters and gradients.
   using scalar_type = Scalar;
+  /// Its flavour: the optimizer's name, update rule and option parts.
+  using flavour_type = Flavour;
   /// The type of m, v and v_max, and of the element arithmetic: float for
   /// bfloat16 and half parameters (converted in registers during the pass,
   /// rounded once when θ is stored), the parameter type otherwise.
@@ -125,10 +149,19 @@ class Optimizer {
     Options options;
     std::int64_t t = 0;
     detail::FlatState<state_scalar_type, Rule::kSlots> slots;
+    // A rule that steps whole matrices: the largest workspace its tensors
+    // need, allocated with the group (and when its options change), so
+    // that step() does not allocate it.
+    std::vector<state_scalar_type> matrix_scratch;
   };
 
  public:
   static constexpr const char* name() { return Flavour::name; }
+
+  /// Whether some groups, by their options, are stepped one whole matrix
+  /// at a time (Muon's groups with muon = true), and so take only matrices
+  /// of at least 2 x 2.
+  static constexpr bool matrix_rule = detail::steps_matrices<Rule>::value;
 
   /// The defaults of this optimizer (PyTorch's, plus AdamX's β3 and β_n).
   static Options default_options() { return Options{}; }
@@ -379,14 +412,19 @@ class Optimizer {
   void set_options(std::size_t group, const Options& options) {
     Group& g = at(group);
     validate(options, g.name);
+    check_tensors(options, g.name, g.tensors, "set_options");
     // Allocate every new slot buffer first, then swap: an allocation failure
     // leaves the group as it was.
     const std::array<bool, Rule::kSlots> next = slots_in_use(options);
     detail::AlignedArray<state_scalar_type> fresh[Rule::kSlots];
     for (int k = 0; k < Rule::kSlots; ++k)
       if (next[k] != g.slots.in_use(k)) fresh[k] = g.slots.fresh_slot(next[k]);
+    const std::size_t scratch_size = matrix_scratch_size(options, g.tensors);
+    std::vector<state_scalar_type> scratch;
+    if (scratch_size != g.matrix_scratch.size()) scratch.resize(scratch_size);
     for (int k = 0; k < Rule::kSlots; ++k)
       if (next[k] != g.slots.in_use(k)) g.slots.replace_slot(k, next[k], fresh[k]);
+    if (scratch_size != g.matrix_scratch.size()) g.matrix_scratch.swap(scratch);
     g.options = options;
   }
 
@@ -570,6 +608,11 @@ class Optimizer {
   /// γ = 1 for all but AdamX) and its arrays have its tensors' sizes.
   void check_values(const State& g) const {
     check_scalars(g);
+    {
+      std::vector<TensorShape> shapes;
+      for (const tensor_state_type& ts : g.tensors) shapes.push_back(ts.shape());
+      check_tensors(g.options, g.name, shapes, "restore");
+    }
     const auto fail = [&](const std::string& what) {
       throw std::invalid_argument(prefix("restore") + "group '" + g.name + "': " + what);
     };
@@ -679,7 +722,9 @@ class Optimizer {
     static_cast<GroupLayout&>(g) =
         detail::new_group_layout(Flavour::name, std::move(name), std::move(shapes), std::move(tensor_names));
     g.options = options;
+    check_tensors(options, g.name, g.tensors, "add_group");
     g.slots = detail::FlatState<state_scalar_type, Rule::kSlots>(g.sizes(), slots_in_use(options));
+    g.matrix_scratch.resize(matrix_scratch_size(options, g.tensors));
     // Everything step() needs is allocated here, before the group is
     // published, so a failure leaves the optimizer as it was and step()
     // never allocates.
@@ -846,10 +891,14 @@ class Optimizer {
         continue;
       }
       Work& work = gather(gi, *param_group, *grad_group, subset != nullptr ? &subset->groups[gi] : nullptr);
-      for_each_stepped_block(gi, [&](Index k, const Block& block, const Coefficients& c, std::size_t next) {
-        work.partials[static_cast<std::size_t>(k)] = detail::fused_block<Rule>(
-            c, all_arrays(g, work, block.tensor, block.start, c), block.length, all_arrays(g, work, next, 0, c));
-      });
+      if (steps_matrices(g.options)) {
+        step_matrices(gi);
+      } else {
+        for_each_stepped_block(gi, [&](Index k, const Block& block, const Coefficients& c, std::size_t next) {
+          work.partials[static_cast<std::size_t>(k)] = detail::fused_block<Rule>(
+              c, all_arrays(g, work, block.tensor, block.start, c), block.length, all_arrays(g, work, next, 0, c));
+        });
+      }
       report.applied = true;
     }
     // γ_t is first used at step t+1 (docs/design.md D1), so s can be combined after
@@ -916,6 +965,66 @@ class Optimizer {
         for (; block < work.blocks.size() && work.blocks[block].tensor == j; ++block)
           chosen.blocks[chosen.block_count++] = block;
       }
+    }
+  }
+
+  // Whether a group with `options` is stepped one matrix at a time
+  // (detail::steps_matrices): never for an element-wise rule.
+  static bool steps_matrices(const Options& options) {
+    if constexpr (detail::steps_matrices<Rule>::value)
+      return Coefficients::make(options, 1, Scalars{}).steps_matrices();
+    else
+      return false;
+  }
+
+  // The workspace a group with `options` and these tensors needs to step
+  // its matrices (the largest any one tensor needs; none for a group of
+  // the element passes).
+  static std::size_t matrix_scratch_size(const Options& options, const std::vector<TensorShape>& tensors) {
+    Index largest = 0;
+    if constexpr (detail::steps_matrices<Rule>::value)
+      if (steps_matrices(options))
+        for (const TensorShape& shape : tensors) largest = std::max(largest, Rule::matrix_scratch_size(shape));
+    return static_cast<std::size_t>(largest);
+  }
+
+  // Throws std::invalid_argument naming the first tensor the rule refuses
+  // in a group with `options` (Muon's groups take matrices).
+  static void check_tensors(const Options& options, const std::string& group, const std::vector<TensorShape>& tensors,
+                            const char* function) {
+    for (const TensorShape& shape : tensors) {
+      const std::string problem = detail::rule_tensor_problem<Rule>(options, shape, 0);
+      if (!problem.empty())
+        throw std::invalid_argument(prefix(function) + "group '" + group + "': tensor '" + shape.name + "' " + problem);
+    }
+  }
+
+  // One step of group gi's stepped tensors, one whole matrix at a time, in
+  // order (the rule's matrix_update; its products run on up to threads()
+  // threads, split by Eigen). A tensor's squared gradient norm lands in the partial of its
+  // first block and its other blocks' partials are 0, so s sums as for the
+  // element passes.
+  void step_matrices(std::size_t gi) {
+    if constexpr (detail::steps_matrices<Rule>::value) {
+      Group& g = groups_[gi];
+      Work& work = work_[gi];
+      const Selection& chosen = selections_[gi];
+      const detail::EigenProductThreads product_threads(threads_);
+      for (std::size_t k = 0; k < stepped_block_count(gi); ++k) {
+        const Block& block = stepped_block(gi, k);
+        if (block.start != 0) {
+          work.partials[k] = 0.0;
+          continue;
+        }
+        const std::size_t j = block.tensor;
+        const Coefficients& c = chosen.whole ? chosen.group_coefficients : chosen.coefficients[j];
+        state_scalar_type* slots[Rule::kSlots];
+        for (int s = 0; s < Rule::kSlots; ++s) slots[s] = c.uses_slot(s) ? g.slots.data(s, j) : nullptr;
+        work.partials[k] =
+            Rule::matrix_update(c, work.params[j], work.grads[j], slots, g.tensors[j], g.matrix_scratch.data());
+      }
+    } else {
+      static_cast<void>(gi);
     }
   }
 
@@ -1074,6 +1183,7 @@ class Optimizer {
     copy_scalars(state, g);
     for (const tensor_state_type& ts : state.tensors) g.tensors.push_back(ts.shape());
     g.slots = detail::FlatState<state_scalar_type, Rule::kSlots>(g.sizes(), slots_in_use(g.options));
+    g.matrix_scratch.resize(matrix_scratch_size(g.options, g.tensors));
     for (std::size_t j = 0; j < g.tensors.size(); ++j)
       for (int k = 0; k < Rule::kSlots; ++k)
         if (g.slots.in_use(k))

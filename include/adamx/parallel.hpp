@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <string>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "adamx/abi.hpp"
 
 // kOpenMP and for_each_block differ with ADAMX_OPENMP, and so does the
@@ -58,6 +62,30 @@ void for_each_block(Eigen::Index count, int threads, const Work& work) {
 #endif
   for (Eigen::Index i = 0; i < count; ++i) work(i);
 }
+
+/// While alive, Eigen's matrix products called on this thread use at most
+/// `threads` threads (a rule that steps whole matrices: Muon). With OpenMP,
+/// Eigen splits a large product over omp_get_max_threads() threads, which
+/// is every core unless set otherwise; a step must use the optimizer's own
+/// count (default 1) instead. The count is the calling thread's OpenMP
+/// setting (nthreads-var, which other threads do not see), put back when
+/// the guard goes. A count set with Eigen::setNbThreads overrides both.
+class EigenProductThreads {
+ public:
+#ifdef _OPENMP
+  explicit EigenProductThreads(int threads) : previous_(omp_get_max_threads()) { omp_set_num_threads(threads); }
+  ~EigenProductThreads() { omp_set_num_threads(previous_); }
+#else
+  explicit EigenProductThreads(int /*threads*/) {}
+#endif
+  EigenProductThreads(const EigenProductThreads&) = delete;
+  EigenProductThreads& operator=(const EigenProductThreads&) = delete;
+
+#ifdef _OPENMP
+ private:
+  int previous_;
+#endif
+};
 
 }  // namespace detail
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -1,5 +1,5 @@
 // The gradient the moments see, for the update rules whose only change to
-// the gradient is maximize's sign flip (Lion, Adan, Schedule-Free AdamW):
+// the gradient is maximize's sign flip (Lion, Adan, Schedule-Free AdamW, Muon):
 // none of them decays through the gradient, so θ is never read. Each rule
 // still declares its own static `gradient` (the kernel calls Rule::gradient
 // in the update and in the checking pass of the skip/error policies, which

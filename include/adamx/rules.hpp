@@ -8,6 +8,7 @@
 #include "adamx/rules/adamod.hpp"
 #include "adamx/rules/adan.hpp"
 #include "adamx/rules/lion.hpp"
+#include "adamx/rules/muon.hpp"
 #include "adamx/rules/radam.hpp"
 #include "adamx/rules/schedule_free_adamw.hpp"
 
@@ -19,7 +20,7 @@
 /// the libtorch adapter's, the checkpoint conversions (which must recognise
 /// every optimizer's files), the benchmarks and the comparison runner are all
 /// made from it, so an optimizer added here is offered everywhere.
-#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW)
+#define ADAMX_FOR_EACH_OPTIMIZER(X) X(Adam) X(AdamW) X(AdamX) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW) X(Muon)
 
 /// Every rule above, by its name in adamx::rules: expands X(Name) once per
 /// rule. Several optimizers may share a rule (Adam, AdamW and AdamX share
@@ -27,4 +28,4 @@
 /// element passes exist (separate_kernels.hpp defines each once). An
 /// optimizer with a rule of its own adds the rule here too; if it does not,
 /// kernel_instances.hpp refuses to compile and names it.
-#define ADAMX_FOR_EACH_RULE(X) X(Adam) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW)
+#define ADAMX_FOR_EACH_RULE(X) X(Adam) X(RAdam) X(AdaBound) X(AdaMod) X(Lion) X(Adan) X(ScheduleFreeAdamW) X(Muon)

@@ -736,7 +736,13 @@ inline void convert_checkpoints(const ShardSet& from, bool from_sharded, const s
     }
   }
   with_checkpoint_type(kind, who, [&](auto scalar, auto flavour) {
-    Converter<typename decltype(scalar)::type, typename decltype(flavour)::type> converter(who);
+    using Flavour = typename decltype(flavour)::type;
+    // A rule that steps whole matrices has no sharded driver (adamx::mpi
+    // refuses it): shards of its state could never be loaded.
+    if (to_ranks > 0 && steps_matrices<typename Flavour::Rule>::value)
+      throw CheckpointError(who + ": the checkpoint is " + Flavour::name +
+                           "'s, which steps whole matrices and has no sharded driver, so it is not cut into shards");
+    Converter<typename decltype(scalar)::type, Flavour> converter(who);
     converter.scan(from.files, from_sharded);
     // Every file passed its own checks; each must also be the one its
     // manifest records (not a file of another save put in its place).

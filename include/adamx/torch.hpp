@@ -153,6 +153,10 @@ class BasicOptimizer : public torch::optim::Optimizer {
                 "adamx::torch_optim: this optimizer's parameters hold a training point that eval()/train() switch "
                 "to the point to evaluate, which the libtorch adapter does not offer yet; step it on Eigen tensors "
                 "(adamx::Optimizer) instead");
+  static_assert(!adamx::detail::steps_matrices<typename Flavour::Rule>::value,
+                "adamx::torch_optim: this optimizer steps whole matrices, and the libtorch adapter passes every "
+                "parameter flat (numel x 1), without its shape; step it on Eigen tensors (adamx::Optimizer) "
+                "instead");
 
  public:
   using Options = BasicOptions<Flavour>;

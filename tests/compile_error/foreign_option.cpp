@@ -36,6 +36,11 @@ int main() {
   adan.set_beta3(0, 0.95);  // Adan's own β3 (its n's rate) and ε
   adan.set_eps(0, 1e-6);
   adan.set(0, &adamx::AdanOptions::no_prox, true);
+  adamx::Muon<float> muon;
+  muon.add_group({w}, adamx::muon_adamw_options());  // a vector: Muon's AdamW group
+  muon.set(0, &adamx::MuonOptions::momentum, 0.9);  // Muon's own options, generic setter and typed ones
+  muon.set_betas(0, 0.9, 0.99);
+  muon.set_eps(0, 1e-8);
 #if ADAMX_CASE == 1  // AdaBound's final_lr on Adam
   adam.set_final_lr(0, 0.05);
 #elif ADAMX_CASE == 2  // AdaMod's beta_step on RAdam
@@ -56,6 +61,12 @@ int main() {
   adan.set_decay_mode(0, adamx::WeightDecayMode::decoupled);
 #elif ADAMX_CASE == 10  // Adan's no_prox on Adam, through the generic setter
   adam.set(0, &adamx::AdanOptions::no_prox, true);
+#elif ADAMX_CASE == 11  // AMSGrad on Muon (its AdamW groups are plain AdamW)
+  muon.set_amsgrad(0, true);
+#elif ADAMX_CASE == 12  // Muon's momentum on AdamW, through the generic setter
+  adamx::AdamW<float> adamw;
+  adamw.add_group({w});
+  adamw.set(0, &adamx::MuonOptions::momentum, 0.9);
 #endif
   return options.lr > 0 && gamma == 1.0 ? 0 : 1;
 }

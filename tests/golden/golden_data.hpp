@@ -32,6 +32,9 @@ struct GroupSpec {
   double beta3 = 0;      // Adan's (optimizer 3) only
   bool no_prox = false;  // Adan's only
   double warmup_steps = 0, r = 0, weight_lr_power = 0;  // Schedule-Free AdamW's (optimizer 4) only
+  bool use_muon = false, nesterov = false;              // Muon's (optimizer 5) only
+  double momentum = 0, ns_steps = 0;
+  int adjust_lr = 0;  // 0 original, 1 match_rms_adamw
 };
 
 struct Run {
@@ -145,6 +148,13 @@ inline AdamParityFile read_adam_parity(const std::string& path) {
         group.warmup_steps = in.get<double>();
         group.r = in.get<double>();
         group.weight_lr_power = in.get<double>();
+      }
+      if (run.optimizer == 5) {
+        group.use_muon = in.get<std::uint8_t>() != 0;
+        group.momentum = in.get<double>();
+        group.nesterov = in.get<std::uint8_t>() != 0;
+        group.adjust_lr = in.get<std::uint8_t>();
+        group.ns_steps = in.get<double>();
       }
       run.groups.push_back(group);
     }
