@@ -333,13 +333,11 @@ class Optimizer {
     std::vector<std::vector<Scalar>> stash(groups_.size());  // allocated before anything changes
     auto param_group = std::begin(params);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group) {
-      const Group& g = groups_[gi];
       stash[gi].reserve(static_cast<std::size_t>(work_[gi].elements));
       for (const auto& view : *param_group) {
         const Tensor p = view;
         stash[gi].insert(stash[gi].end(), p.data(), p.data() + p.size());
       }
-      (void)g;
     }
     param_group = std::begin(params);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi, ++param_group) {
