@@ -686,6 +686,136 @@ TEST_F(TorchBaselines, AdanDoubleBitwiseEqualsEigenAndResumes) {
   check_baseline_bitwise<to::Adan, double>(torch::kFloat64, archive());
 }
 
+// ---- Muon and Schedule-Free AdamW through the adapter ------------------------------
+
+// Muon sees a parameter of two or more dimensions as the row-major matrix
+// size(0) × (numel / size(0)) and steps it bitwise as adamx::Muon steps the
+// same values held in Eigen row-major matrices; a bias in a group of
+// muon_adamw_options() is its AdamW. torch::save/load resume bitwise.
+TEST(TorchMuon, BitwiseEqualsEigenMuonAndResumes) {
+  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  torch::manual_seed(29);
+  std::vector<torch::Tensor> params = {torch::randn({8, 5}).requires_grad_(),
+                                       torch::randn({4, 3, 2, 2}).requires_grad_(),
+                                       torch::randn({8}).requires_grad_()};
+  const auto make_adapter = [](const std::vector<torch::Tensor>& ps) {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{ps[0], ps[1]});
+    groups.emplace_back(std::vector<torch::Tensor>{ps[2]},
+                        std::make_unique<to::MuonOptions>(to::MuonOptions::from_adamx(adamx::muon_adamw_options())));
+    return std::make_unique<to::Muon>(groups, to::MuonOptions(0.02).weight_decay(0.1).nesterov(false));
+  };
+  auto ours = make_adapter(params);
+  RowMajor w = Eigen::Map<const RowMajor>(params[0].data_ptr<float>(), 8, 5);
+  RowMajor conv = Eigen::Map<const RowMajor>(params[1].data_ptr<float>(), 4, 12);
+  Eigen::VectorXf bias = Eigen::Map<const Eigen::VectorXf>(params[2].data_ptr<float>(), 8);
+  RowMajor gw(8, 5), gconv(4, 12);
+  Eigen::VectorXf gbias(8);
+  adamx::Muon<float> reference;
+  adamx::MuonOptions muon;
+  muon.weight_decay = 0.1;
+  muon.nesterov = false;
+  reference.add_group({w, conv}, muon);
+  reference.add_group({bias}, adamx::muon_adamw_options());
+  for (int step = 1; step <= 30; ++step) {
+    for (auto& p : params) p.mutable_grad() = torch::randn(p.sizes());
+    gw = Eigen::Map<const RowMajor>(params[0].grad().data_ptr<float>(), 8, 5);
+    gconv = Eigen::Map<const RowMajor>(params[1].grad().data_ptr<float>(), 4, 12);
+    gbias = Eigen::Map<const Eigen::VectorXf>(params[2].grad().data_ptr<float>(), 8);
+    ours->step();
+    reference.step({{w, conv}, {bias}}, {{gw, gconv}, {gbias}});
+    ASSERT_EQ(std::memcmp(w.data(), params[0].data_ptr<float>(), sizeof(float) * 40), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(conv.data(), params[1].data_ptr<float>(), sizeof(float) * 48), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(bias.data(), params[2].data_ptr<float>(), sizeof(float) * 8), 0) << "step " << step;
+  }
+  EXPECT_EQ(ours->engine<float>()->layout(0).tensors[1].describe(), "4x12 row-major");
+  const std::filesystem::path archive =
+      std::filesystem::temp_directory_path() / ("adamx_torch_muon_" + std::to_string(::getpid()) + ".pt");
+  torch::save(*ours, archive.string());
+  std::vector<torch::Tensor> copies;
+  for (const auto& p : params) copies.push_back(p.detach().clone().requires_grad_());
+  auto resumed = make_adapter(copies);
+  torch::load(*resumed, archive.string());
+  std::filesystem::remove(archive);
+  for (int step = 31; step <= 40; ++step) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      params[i].mutable_grad() = torch::randn(params[i].sizes());
+      copies[i].mutable_grad() = params[i].grad().clone();
+    }
+    ours->step();
+    resumed->step();
+  }
+  for (std::size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::equal(params[i].detach(), copies[i].detach())) << "parameter " << i;
+}
+
+// A vector in a Muon group is refused before anything changes, naming the
+// parameter as libtorch numbers it.
+TEST(TorchMuon, VectorInAMuonGroupIsRefused) {
+  torch::Tensor w = torch::randn({6, 4}).requires_grad_();
+  torch::Tensor b = torch::randn({6}).requires_grad_();
+  to::Muon ours({w, b});
+  w.mutable_grad() = torch::randn({6, 4});
+  b.mutable_grad() = torch::randn({6});
+  const torch::Tensor w_before = w.detach().clone(), b_before = b.detach().clone();
+  try {
+    ours.step();
+    FAIL() << "a bias was stepped in a Muon group";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("group 0 parameter 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("muon = false"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(torch::equal(w.detach(), w_before));
+  EXPECT_TRUE(torch::equal(b.detach(), b_before));
+  EXPECT_EQ(ours.engine<float>(), nullptr);
+}
+
+// Schedule-Free AdamW through the adapter: bitwise the Eigen-level
+// optimizer's steps; eval() writes the same x, train() puts y back bit for
+// bit, and step(), save() and load() refuse in between, changing nothing.
+TEST(TorchScheduleFree, StepsEvalAndTrainAsTheEigenOptimizer) {
+  torch::manual_seed(31);
+  torch::Tensor a = torch::randn({40}).requires_grad_();
+  torch::Tensor b = torch::randn({3, 7}).requires_grad_();
+  to::ScheduleFreeAdamW ours({a, b}, to::ScheduleFreeAdamWOptions(1e-2).warmup_steps(5));
+  Eigen::VectorXf ea = Eigen::Map<const Eigen::VectorXf>(a.data_ptr<float>(), 40);
+  Eigen::VectorXf eb = Eigen::Map<const Eigen::VectorXf>(b.data_ptr<float>(), 21);
+  Eigen::VectorXf ga(40), gb(21);
+  adamx::ScheduleFreeAdamWOptions o;
+  o.lr = 1e-2;
+  o.warmup_steps = 5;
+  adamx::ScheduleFreeAdamW<float> reference;
+  reference.add_group({ea, eb}, o);
+  for (int step = 1; step <= 20; ++step) {
+    a.mutable_grad() = torch::randn({40});
+    b.mutable_grad() = torch::randn({3, 7});
+    ga = Eigen::Map<const Eigen::VectorXf>(a.grad().data_ptr<float>(), 40);
+    gb = Eigen::Map<const Eigen::VectorXf>(b.grad().data_ptr<float>(), 21);
+    ours.step();
+    reference.step({{ea, eb}}, {{ga, gb}});
+  }
+  ASSERT_EQ(std::memcmp(ea.data(), a.data_ptr<float>(), sizeof(float) * 40), 0);
+  const torch::Tensor y_a = a.detach().clone(), y_b = b.detach().clone();
+  ours.eval();
+  reference.eval(std::vector<std::vector<adamx::TensorRef<float>>>{{ea, eb}});
+  EXPECT_TRUE(ours.in_eval_mode());
+  EXPECT_EQ(std::memcmp(ea.data(), a.data_ptr<float>(), sizeof(float) * 40), 0);
+  EXPECT_EQ(std::memcmp(eb.data(), b.data_ptr<float>(), sizeof(float) * 21), 0);
+  EXPECT_FALSE(torch::equal(a.detach(), y_a));
+  const torch::Tensor x_a = a.detach().clone();
+  EXPECT_THROW(ours.step(), std::logic_error);
+  std::ostringstream archive;
+  EXPECT_THROW(torch::save(ours, archive), std::logic_error);
+  EXPECT_TRUE(torch::equal(a.detach(), x_a));
+  ours.eval();  // again: nothing changes
+  EXPECT_TRUE(torch::equal(a.detach(), x_a));
+  ours.train();
+  EXPECT_FALSE(ours.in_eval_mode());
+  EXPECT_TRUE(torch::equal(a.detach(), y_a));
+  EXPECT_TRUE(torch::equal(b.detach(), y_b));
+  ours.step();  // training goes on from y
+}
+
 // ---- parameters without a gradient ----------------------------------------------
 
 // Rule: a parameter without grad keeps its value and its m, v; the group's

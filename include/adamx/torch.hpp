@@ -27,6 +27,13 @@
 //  - torch::save / torch::load store adamx's own checkpoint (checkpoint.hpp)
 //    as one byte tensor, so its CRCs and structure checks apply unchanged,
 //    plus the per-parameter step counts; load restores the archive's options.
+//  - Muon, which steps whole matrices, sees a parameter of two or more
+//    dimensions as the row-major matrix size(0) × (numel / size(0)) (a
+//    convolution's filters as its authors flatten them) and any other as a
+//    vector, which belongs in a group with muon = false.
+//  - Schedule-Free AdamW's parameters hold its training point y: eval()
+//    moves them to x, the point to evaluate, and train() puts y back bit
+//    for bit; step(), save() and load() refuse in between.
 #pragma once
 
 #include <torch/torch.h>
@@ -93,6 +100,14 @@ class BasicOptions : public torch::optim::OptimizerCloneableOptions<BasicOptions
   ADAMX_TORCH_OPTION(bound_speed)
   ADAMX_TORCH_OPTION(beta_step)
   ADAMX_TORCH_OPTION(no_prox)
+  ADAMX_TORCH_OPTION(warmup_steps)
+  ADAMX_TORCH_OPTION(r)
+  ADAMX_TORCH_OPTION(weight_lr_power)
+  ADAMX_TORCH_OPTION(muon)
+  ADAMX_TORCH_OPTION(momentum)
+  ADAMX_TORCH_OPTION(nesterov)
+  ADAMX_TORCH_OPTION(adjust_lr)
+  ADAMX_TORCH_OPTION(ns_steps)
 #undef ADAMX_TORCH_OPTION
   /// β1 and β2 together, as libtorch's `betas`.
   BasicOptions& betas(const Betas& value) {
@@ -149,14 +164,6 @@ inline std::string parameter_name(std::size_t group, std::size_t index) {
 /// A libtorch optimizer stepping with adamx. Use the aliases Adam, AdamW, AdamX.
 template <class Flavour>
 class BasicOptimizer : public torch::optim::Optimizer {
-  static_assert(!adamx::detail::has_evaluation_point<typename Flavour::Rule>::value,
-                "adamx::torch_optim: this optimizer's parameters hold a training point that eval()/train() switch "
-                "to the point to evaluate, which the libtorch adapter does not offer yet; step it on Eigen tensors "
-                "(adamx::Optimizer) instead");
-  static_assert(!adamx::detail::steps_matrices<typename Flavour::Rule>::value,
-                "adamx::torch_optim: this optimizer steps whole matrices, and the libtorch adapter passes every "
-                "parameter flat (numel x 1), without its shape; step it on Eigen tensors (adamx::Optimizer) "
-                "instead");
 
  public:
   using Options = BasicOptions<Flavour>;
@@ -179,11 +186,41 @@ class BasicOptimizer : public torch::optim::Optimizer {
       at::AutoGradMode enable_grad(true);
       loss = closure();
     }
+    if (in_eval_mode())
+      throw std::logic_error(where("step") + "the parameters hold the evaluation point (eval()); call train() first");
     const torch::Dtype dtype = check_tensors();
     std::vector<adamx::BasicOptions<Flavour>> options = check_options();
+    check_tensor_kinds(options);
     ensure_built(dtype);
     std::visit([&](auto& opt) { step_with(*opt, options); }, engine_);
     return loss;
+  }
+
+  /// For an optimizer whose parameters hold a training point other than the
+  /// point to evaluate (Schedule-Free AdamW): moves every parameter to the
+  /// point to evaluate (adamx::Optimizer::eval), keeping the training point
+  /// for train(). Call it before evaluating or exporting the model; step(),
+  /// save() and load() refuse until train(). Does nothing if already in
+  /// eval mode. Throws std::invalid_argument for unsupported tensors,
+  /// changing nothing.
+  template <class R = typename Flavour::Rule, class = decltype(R::kEvaluationSlot)>
+  void eval() {
+    if (in_eval_mode()) return;
+    ensure_built(check_tensors());
+    std::visit([&](auto& opt) { opt->eval(all_parameters<typename std::decay_t<decltype(*opt)>::scalar_type>()); },
+               engine_);
+  }
+  /// Puts back, bit for bit, the training point eval() kept. Does nothing if
+  /// not in eval mode.
+  template <class R = typename Flavour::Rule, class = decltype(R::kEvaluationSlot)>
+  void train() {
+    if (!in_eval_mode()) return;
+    std::visit([&](auto& opt) { opt->train(all_parameters<typename std::decay_t<decltype(*opt)>::scalar_type>()); },
+               engine_);
+  }
+  /// Whether the parameters hold the evaluation point (between eval() and train()).
+  bool in_eval_mode() const {
+    return std::visit([](const auto& opt) { return opt != nullptr && opt->in_eval_mode(); }, engine_);
   }
 
   /// Threads a step may use (adamx::Optimizer::set_threads; results do not depend on it).
@@ -213,6 +250,8 @@ class BasicOptimizer : public torch::optim::Optimizer {
   /// "adamx_checkpoint" (with its dtype in "adamx_dtype") and every
   /// parameter's step count, group after group, in "adamx_parameter_steps".
   void save(torch::serialize::OutputArchive& archive) const override {
+    if (in_eval_mode())
+      throw std::logic_error(where("save") + "the parameters hold the evaluation point (eval()); call train() first");
     std::ostringstream bytes;
     std::int64_t dtype_code = -1;
     std::visit(
@@ -247,6 +286,8 @@ class BasicOptimizer : public torch::optim::Optimizer {
   /// one whose tensors are named "param<j>" (adamx before the adapter used
   /// adamx's default names) loads with its state renamed.
   void load(torch::serialize::InputArchive& archive) override {
+    if (in_eval_mode())
+      throw std::logic_error(where("load") + "the parameters hold the evaluation point (eval()); call train() first");
     torch::Tensor data;
     torch::Tensor dtype_tensor;
     torch::Tensor steps_tensor;
@@ -511,6 +552,58 @@ class BasicOptimizer : public torch::optim::Optimizer {
     return reinterpret_cast<Scalar*>(t.data_ptr());
   }
 
+  // The tensor adamx sees for parameter `p` (and for its gradient, `data`
+  // the gradient's memory): one tensor of numel() elements, or, for a rule
+  // that steps whole matrices, a parameter of two or more dimensions as the
+  // row-major matrix size(0) × (numel / size(0)).
+  template <class View, class Scalar>
+  static View view_of(Scalar* data, const torch::Tensor& p) {
+    if constexpr (adamx::detail::steps_matrices<typename Flavour::Rule>::value) {
+      if (p.dim() >= 2 && p.numel() > 0) {
+        using Matrix = Eigen::Matrix<std::remove_const_t<Scalar>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using Map = std::conditional_t<std::is_const<Scalar>::value, Eigen::Map<const Matrix>, Eigen::Map<Matrix>>;
+        return View(Map(data, p.size(0), p.numel() / p.size(0)));
+      }
+    }
+    return View(data, p.numel(), 1);
+  }
+  template <class Scalar>
+  static TensorRef<Scalar> parameter_view(const torch::Tensor& p) {
+    return view_of<TensorRef<Scalar>>(data_of<Scalar>(p), p);
+  }
+  template <class Scalar>
+  static ConstTensorRef<Scalar> gradient_view(const torch::Tensor& p) {
+    return view_of<ConstTensorRef<Scalar>>(static_cast<const Scalar*>(data_of<Scalar>(p.grad())), p);
+  }
+
+  // Every parameter of every group, as adamx sees them (eval and train).
+  template <class Scalar>
+  std::vector<std::vector<TensorRef<Scalar>>> all_parameters() const {
+    std::vector<std::vector<TensorRef<Scalar>>> out(param_groups_.size());
+    for (std::size_t g = 0; g < param_groups_.size(); ++g)
+      for (const torch::Tensor& p : param_groups_[g].params()) out[g].push_back(parameter_view<Scalar>(p));
+    return out;
+  }
+
+  // Throws std::invalid_argument, before anything changes, if a group's
+  // rule refuses one of its parameters with its options (Muon's groups
+  // take matrices), naming the parameter as libtorch numbers it.
+  void check_tensor_kinds(const std::vector<adamx::BasicOptions<Flavour>>& options) const {
+    for (std::size_t g = 0; g < param_groups_.size() && g < options.size(); ++g) {
+      const auto& params = param_groups_[g].params();
+      for (std::size_t j = 0; j < params.size(); ++j) {
+        const TensorShape shape =
+            view_of<ConstTensorRef<float>>(static_cast<const float*>(nullptr), params[j]).layout().shape();
+        const std::string problem =
+            adamx::detail::rule_tensor_problem<typename Flavour::Rule>(options[g], shape, 0);
+        if (!problem.empty())
+          throw std::invalid_argument("adamx::torch_optim::" + std::string(Flavour::name) + ": " +
+                                      detail::parameter_name(g, j) + " (" + detail::describe(params[j]) + ") " +
+                                      problem + "; nothing was changed");
+      }
+    }
+  }
+
   // Creates the adamx optimizer for `dtype` (first step or load), and adds
   // groups added to this optimizer since. Tensors were checked.
   void ensure_built(torch::Dtype dtype) {
@@ -534,12 +627,13 @@ class BasicOptimizer : public torch::optim::Optimizer {
       opt = fresh.get();
     }
     const std::vector<adamx::BasicOptions<Flavour>> options = check_options();
+    check_tensor_kinds(options);
     for (std::size_t g = opt->num_groups(); g < param_groups_.size(); ++g) {
       std::vector<ConstTensorRef<Scalar>> shapes;
       std::vector<std::string> names;
       const auto& params = param_groups_[g].params();
       for (std::size_t j = 0; j < params.size(); ++j) {
-        shapes.emplace_back(data_of<Scalar>(params[j]), params[j].numel(), 1);
+        shapes.push_back(parameter_view<Scalar>(params[j]));
         names.push_back(adamx::default_tensor_name(j));
       }
       opt->add_group(shapes, options[g], adamx::default_group_name(g), names);
@@ -557,7 +651,8 @@ class BasicOptimizer : public torch::optim::Optimizer {
   template <class Scalar>
   void step_with(adamx::Optimizer<Scalar, Flavour>& opt,
                  const std::vector<adamx::BasicOptions<Flavour>>& options) {
-    // Options first: all were validated, so these cannot throw.
+    // Options first: all were validated (and the tensors' kinds checked
+    // against them), so these cannot throw.
     for (std::size_t g = 0; g < options.size(); ++g)
       if (opt.options(g) != options[g]) opt.set_options(g, options[g]);
 
@@ -578,8 +673,8 @@ class BasicOptimizer : public torch::optim::Optimizer {
       for (std::size_t j = 0; j < ps.size(); ++j) {
         const torch::Tensor& p = ps[j];
         if (!p.grad().defined()) continue;
-        params[g].emplace_back(data_of<Scalar>(p), p.numel(), 1);
-        grads[g].emplace_back(data_of<Scalar>(p.grad()), p.numel(), 1);
+        params[g].push_back(parameter_view<Scalar>(p));
+        grads[g].push_back(gradient_view<Scalar>(p));
         with_gradients_.groups[g].add(j, tensor_steps_[g][j]);
       }
     }
