@@ -78,6 +78,54 @@ TYPED_TEST(Mpi, GlobalGradientBitwiseEqualToOneProcess) {
   EXPECT_EQ(sharded.local().state(0).t, kSteps - 1) << "the NaN step is skipped on every rank";
 }
 
+// Schedule-Free AdamW sharded: its steps bitwise one process's (each rank
+// steps its shard of z and v); eval() puts one process's x into the full
+// parameters on every rank, train() puts y back bit for bit, and a step or a
+// save in between is refused on every rank with nothing changed.
+TEST(MpiScheduleFree, StepsEvalAndTrainBitwiseOneProcess) {
+  using Opt = adamx::ScheduleFreeAdamW<float>;
+  shard_model::Reference<Opt> reference(kSteps);
+  Tensors<float> params = shard_model::initial_params<float>();
+  Tensors<float> grads = shard_model::zeros<float>();
+  adamx::mpi::ScheduleFreeAdamW<float> sharded(MPI_COMM_WORLD);
+  add_model(sharded, params);
+  Views<float> views(params, grads);
+  for (int k = 1; k <= kSteps; ++k) {
+    shard_model::global_gradient(k, grads);
+    sharded.step_global(views.params, views.grads);
+  }
+  shard_model::expect_shard_equal(reference, sharded.local(), my_shards(sharded), params, world_rank());
+  const Tensors<float> y = params;
+  std::vector<std::vector<adamx::TensorRef<float>>> reference_views;
+  for (auto& group : reference.params) reference_views.emplace_back(group.begin(), group.end());
+  reference.opt.eval(reference_views);
+  sharded.eval(views.params);
+  EXPECT_TRUE(sharded.in_eval_mode());
+  bool moved = false;
+  for (std::size_t g = 0; g < params.size(); ++g)
+    for (std::size_t t = 0; t < params[g].size(); ++t) {
+      EXPECT_TRUE(shard_model::same_bits(params[g][t].data(), reference.params[g][t].data(), params[g][t].size()))
+          << "group " << g << ", tensor " << t;
+      moved = moved || !shard_model::same_bits(params[g][t].data(), y[g][t].data(), params[g][t].size());
+    }
+  EXPECT_TRUE(moved);
+  const Tensors<float> x = params;
+  EXPECT_THROW(sharded.step_global(views.params, views.grads), std::logic_error);
+  EXPECT_THROW(adamx::mpi::save_checkpoint(sharded, "unused.ckpt"), std::logic_error);
+  sharded.eval(views.params);  // again: nothing changes
+  for (std::size_t g = 0; g < params.size(); ++g)
+    for (std::size_t t = 0; t < params[g].size(); ++t)
+      EXPECT_TRUE(shard_model::same_bits(params[g][t].data(), x[g][t].data(), params[g][t].size()));
+  sharded.train(views.params);
+  EXPECT_FALSE(sharded.in_eval_mode());
+  for (std::size_t g = 0; g < params.size(); ++g)
+    for (std::size_t t = 0; t < params[g].size(); ++t)
+      EXPECT_TRUE(shard_model::same_bits(params[g][t].data(), y[g][t].data(), params[g][t].size()))
+          << "group " << g << ", tensor " << t;
+  shard_model::global_gradient(kSteps + 1, grads);
+  sharded.step_global(views.params, views.grads);  // training goes on from y
+}
+
 // A gradient with few significant bits, so that sums of a few of its
 // multiples are exact in float.
 template <class Scalar>

@@ -281,10 +281,6 @@ class NormReducer {
 /// a + b whatever the order), see docs/distributed.md.
 template <class Scalar, class Flavour>
 class ShardedOptimizer {
-  static_assert(!adamx::detail::has_evaluation_point<typename Flavour::Rule>::value,
-                "adamx::mpi: this optimizer's parameters hold a training point that eval()/train() switch to the "
-                "point to evaluate, which the sharded driver does not offer yet (each rank holds only its shard of "
-                "the state it needs)");
   static_assert(!adamx::detail::steps_matrices<typename Flavour::Rule>::value,
                 "adamx::mpi: this optimizer steps whole matrices (Muon's Newton-Schulz reads every element of a "
                 "matrix), and the sharded driver splits tensors element-wise across ranks; sharding it would need "
@@ -437,6 +433,31 @@ class ShardedOptimizer {
   /// The reports of the last step (one per group; s is the whole model's).
   const std::vector<StepReport>& last_reports() const { return local_.last_reports(); }
 
+  // ---- the evaluation point (a rule that declares one) ----------------------
+
+  /// Schedule-Free AdamW (a rule with an evaluation point): moves the full
+  /// parameters on every rank to the point to evaluate, bitwise one
+  /// process's Optimizer::eval. Each rank computes x on its shard (from its
+  /// shard of z) and keeps its shard of y; then one all-gather per bucket,
+  /// as after a step. step(), the checkpoint functions and restore_full()
+  /// refuse until train(). Collective; `params` are the full parameters, the
+  /// same on every rank. Bad arguments throw std::invalid_argument on every
+  /// rank (or MpiError if only some ranks refuse), changing nothing.
+  template <class ParamGroups, class R = typename Flavour::Rule, class = decltype(R::kEvaluationSlot),
+            class = std::enable_if_t<adamx::detail::is_range_of_ranges<ParamGroups, Tensor>::value>>
+  void eval(const ParamGroups& params) {
+    switch_point(params, true);
+  }
+  /// Puts the training point back, bitwise, on every rank: each rank's kept
+  /// shard of y, all-gathered. Collective, with eval()'s checks.
+  template <class ParamGroups, class R = typename Flavour::Rule, class = decltype(R::kEvaluationSlot),
+            class = std::enable_if_t<adamx::detail::is_range_of_ranges<ParamGroups, Tensor>::value>>
+  void train(const ParamGroups& params) {
+    switch_point(params, false);
+  }
+  /// Whether the parameters hold the evaluation point (the same on every rank).
+  bool in_eval_mode() const { return local_.in_eval_mode(); }
+
   // ---- threads --------------------------------------------------------------
 
   /// Threads this rank's step may use, as Optimizer::set_threads (results
@@ -576,6 +597,7 @@ class ShardedOptimizer {
   /// and values); any problem throws MpiError on every rank, nothing changed.
   void restore_full(const std::vector<State>& states) {
     ensure_ready();
+    refuse_in_eval_mode("restore_full");
     std::string problem;
     std::vector<State> mine;
     // Compared with the whole model's names and shapes directly (layout.hpp):
@@ -656,6 +678,7 @@ class ShardedOptimizer {
   /// each rank's file may be on a disk of its own (node-local disks work).
   void save_sharded_checkpoint(const std::filesystem::path& prefix) {
     ensure_ready();
+    refuse_in_eval_mode("save_sharded_checkpoint");
     const std::string who = "adamx::mpi::ShardedOptimizer::save_sharded_checkpoint";
     const std::string me = "rank " + std::to_string(rank_) + ": ";
     std::string problem = adamx::detail::create_parent_directory(prefix);
@@ -713,6 +736,7 @@ class ShardedOptimizer {
   /// rank throws MpiError on every rank with nothing changed. Collective.
   void load_sharded_checkpoint(const std::filesystem::path& prefix) {
     ensure_ready();
+    refuse_in_eval_mode("load_sharded_checkpoint");
     std::string problem;
     std::vector<State> states;
     const std::string who = "adamx::mpi::ShardedOptimizer::load_sharded_checkpoint";
@@ -1140,11 +1164,75 @@ class ShardedOptimizer {
                    "setters alike); nothing was changed:" + listed);
   }
 
+  // Between eval() and train() every rank is in eval mode alike (both are
+  // collective), so each refuses on its own, before any collective.
+  void refuse_in_eval_mode(const char* function) const {
+    if (local_.in_eval_mode())
+      throw std::logic_error(std::string("adamx::mpi::ShardedOptimizer::") + function +
+                             ": the parameters hold the evaluation point (eval()); call train(params) first");
+  }
+
+  // eval() (to_evaluation) or train(): the local optimizer switches this
+  // rank's shard of the parameters, then the shards are all-gathered.
+  template <class ParamGroups>
+  void switch_point(const ParamGroups& params, bool to_evaluation) {
+    ensure_ready();
+    std::string problem;
+    try {
+      Local::check_step_arguments(groups_, params, params);
+    } catch (const std::invalid_argument& e) {
+      problem = e.what();
+    }
+    agree_step(problem);
+    if (local_.in_eval_mode() == to_evaluation) return;
+    const auto me = static_cast<std::size_t>(rank_);
+    param_views_.resize(groups_.size());
+    auto p = std::begin(params);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
+      param_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      shard_views(groups_[g].shards[me], param_bases_, param_views_[g]);
+    }
+    if constexpr (adamx::detail::has_evaluation_point<typename Flavour::Rule>::value) {
+      if (to_evaluation)
+        local_.eval(param_views_);
+      else
+        local_.train(param_views_);
+    }
+    share_parameters(params);
+  }
+
+  // Every rank's shards of θ (the full `params`) to every rank: one
+  // all-gather per bucket.
+  template <class ParamGroups>
+  void share_parameters(const ParamGroups& params) {
+    const auto me = static_cast<std::size_t>(rank_);
+    auto p = std::begin(params);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
+      param_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      pack_pieces(groups_[g].shards[me], param_bases_, flat_place(g, me));
+    }
+    for (Bucket& bucket : buckets_)
+      detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, flat_.data() + bucket.base,
+                                   bucket.counts.data(), bucket.displacements.data(), detail::datatype<Scalar>(),
+                                   comm_),
+                    "MPI_Allgatherv (parameters)");
+    p = std::begin(params);
+    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
+      param_bases_.clear();
+      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
+      for (std::size_t r = 0; r < groups_[g].shards.size(); ++r)
+        if (r != me) unpack_pieces(groups_[g].shards[r], flat_place(g, r), param_bases_);
+    }
+  }
+
   // `clip` (may be null): clip the gradient by its global norm (clip_shard).
   template <class ParamGroups, class GradGroups>
   const std::vector<StepReport>& step_impl(const ParamGroups& params, const GradGroups& grads,
                                            bool reduce_scatter, const ClipGradNorm* clip = nullptr) {
     ensure_ready();
+    refuse_in_eval_mode("step");
     // Input is checked on every rank and the verdict shared before any
     // collective that moves data, so a refusal cannot leave a rank waiting.
     // Invalid clip arguments come first and throw clip_grad_norm's
@@ -1210,25 +1298,8 @@ class ShardedOptimizer {
     const double norm = clip ? clip_shard(*clip) : 0.0;
     const std::vector<StepReport>& reports = local_.step(param_views_, grad_views_, *reducer_);
 
-    // Every rank's new shards of θ to every rank: one all-gather per bucket.
-    p = std::begin(params);
-    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
-      param_bases_.clear();
-      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
-      pack_pieces(groups_[g].shards[me], param_bases_, flat_place(g, me));
-    }
-    for (Bucket& bucket : buckets_)
-      detail::check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, flat_.data() + bucket.base,
-                                   bucket.counts.data(), bucket.displacements.data(), detail::datatype<Scalar>(),
-                                   comm_),
-                    "MPI_Allgatherv (parameters)");
-    p = std::begin(params);
-    for (std::size_t g = 0; g < groups_.size(); ++g, ++p) {
-      param_bases_.clear();
-      for (const auto& tensor : *p) param_bases_.push_back(Tensor(tensor).data());
-      for (std::size_t r = 0; r < groups_[g].shards.size(); ++r)
-        if (r != me) unpack_pieces(groups_[g].shards[r], flat_place(g, r), param_bases_);
-    }
+    // Every rank's new shards of θ to every rank.
+    share_parameters(params);
     if (clip) last_grad_norm_ = norm;
     return reports;
   }
@@ -1277,6 +1348,9 @@ void load_sharded_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const
 /// (adamx::load_checkpoint into a plain Optimizer), can resume from it.
 template <class Scalar, class Flavour>
 void save_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  if (optimizer.in_eval_mode())
+    throw std::logic_error("adamx::mpi::save_checkpoint: the parameters hold the evaluation point (eval()); call "
+                           "train(params) first");
   const auto states = optimizer.full_state();
   std::string problem;
   if (optimizer.rank() == 0) {
@@ -1299,6 +1373,9 @@ void save_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::fi
 /// with the optimizer unchanged. Collective.
 template <class Scalar, class Flavour>
 void load_checkpoint(ShardedOptimizer<Scalar, Flavour>& optimizer, const std::filesystem::path& path) {
+  if (optimizer.in_eval_mode())
+    throw std::logic_error("adamx::mpi::load_checkpoint: the parameters hold the evaluation point (eval()); call "
+                           "train(params) first");
   auto full = optimizer.make_full();
   std::string problem;
   try {
