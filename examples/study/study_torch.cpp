@@ -1,0 +1,15 @@
+// study_torch.cpp - the optimizer study's neural-network tasks, written with
+// libtorch and stepped through adamx's libtorch adapter (study_torch.hpp).
+// Run by scripts/results; see study_main.hpp for the command line.
+#include <torch/torch.h>
+
+#include "study_main.hpp"
+#include "study_torch.hpp"
+
+int main(int argc, char** argv) {
+  // One thread per process: scripts/results runs two tasks at once on the
+  // two-core machine, and one thread keeps every run's arithmetic the same.
+  torch::set_num_threads(1);
+  const std::vector<study::TaskEntry> tasks = {};
+  return study::study_main(argc, argv, "study_torch", tasks);
+}
