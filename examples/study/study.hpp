@@ -10,8 +10,10 @@
 //  - every arm gets the same tuning budget: a log grid of kGridPoints
 //    learning rates, kGridRatio apart, centred on the task's base lr times
 //    the arm's own scale; each lr is scored by the mean validation metric
-//    over the tuning seeds; while the best lr is at an edge of the grid the
-//    grid grows by one point past that edge (at most kMaxExtensions times);
+//    over the tuning seeds (ties go to the smaller lr, so a grid on which
+//    every lr diverges grows downwards); while the best lr is at an edge of
+//    the grid the grid grows by one point past that edge (at most
+//    kMaxExtensions times);
 //  - the chosen lr is then run on fresh evaluation seeds (none of them used
 //    for tuning) and scored on test data;
 //  - seeds are paired: within a seed every arm starts from the same
@@ -236,6 +238,7 @@ struct Task {
   std::string name;                ///< file names and tables
   std::string description;         ///< one line: model, data, length
   std::string metric;              ///< what Outcome::metric is, e.g. "test loss"
+  std::string curve;               ///< what the "metric" curve shows, if not the metric itself
   bool higher_is_better = false;
   /// The equivalence margin: two optimizers whose difference is shown to be
   /// within ±margin (relative: ±margin × the baseline's mean) are a tie.
@@ -303,7 +306,8 @@ class Recorder {
          << "margin," << format_value(task.margin) << "\n"
          << "margin_relative," << (task.margin_relative ? 1 : 0) << "\n"
          << "divergence_value," << format_value(task.divergence_value) << "\n"
-         << "base_lr," << format_value(task.base_lr) << "\n";
+         << "base_lr," << format_value(task.base_lr) << "\n"
+         << "curve," << (task.curve.empty() ? task.metric : task.curve) << "\n";
     meta.close();
     if (!meta) throw std::runtime_error("writing " + path(".meta.csv") + " failed");
   }
@@ -453,16 +457,6 @@ inline void run_protocol(const Task& task, const std::string& dir, bool quick,
     rec.progress(true, Run{arm, lr, 0, Phase::eval, quick});
   }
   rec.finish();
-}
-
-// --------------------------------------------------- helpers for tasks --
-
-/// The root mean square of `after - before`, divided by lr: a layer's
-/// effective step size (per unit of learning rate) between two snapshots.
-template <class A, class B>
-double step_per_lr(const A& before, const B& after, double lr) {
-  const double n = static_cast<double>(before.size());
-  return std::sqrt((after.template cast<double>() - before.template cast<double>()).squaredNorm() / n) / lr;
 }
 
 }  // namespace study

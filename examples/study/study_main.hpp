@@ -76,10 +76,6 @@ inline int study_main(int argc, char** argv, const char* program, const std::vec
     for (const Arm& a : arms()) std::printf("optimizer %s\n", a.name.c_str());
     return 0;
   }
-  if (task_name.empty() || out_dir.empty()) {
-    std::fprintf(stderr, "%s: --task and --out are required\ntry '%s --help'\n", program, program);
-    return adamx_cli::kUsageExit;
-  }
   const std::vector<std::string> only_arms = split_list(only);
   for (const auto& a : only_arms) {
     bool known = false;
@@ -89,6 +85,10 @@ inline int study_main(int argc, char** argv, const char* program, const std::vec
                    a.c_str(), program);
       return adamx_cli::kUsageExit;
     }
+  }
+  if (task_name.empty() || out_dir.empty()) {
+    std::fprintf(stderr, "%s: --task and --out are required\ntry '%s --help'\n", program, program);
+    return adamx_cli::kUsageExit;
   }
   try {
     for (const auto& t : tasks) {

@@ -27,6 +27,16 @@ ADAMX_DEBIAN_PACKAGES=(
   libtorch-dev
 )
 
+# What the optimizer study (scripts/results, and its --quick run in the test
+# suite) needs beyond the build: the text its language models read, the
+# tabular data set, and Debian's Python with the libraries of its report
+# (numpy and scipy come with python3-sklearn).
+ADAMX_STUDY_PACKAGES=(
+  fortunes
+  python3-sklearn
+  python3-matplotlib
+)
+
 # Print the packages from ADAMX_DEBIAN_PACKAGES that are not installed.
 adamx_missing_packages() {
   local pkg status
