@@ -165,7 +165,7 @@ inline TaskEntry transformer_lm_task() {
             // at 6.5e-3, 2.61 at 1e-2, 2.63 at 1.4e-2, 2.70 at 3e-2; at 0.1
             // its runs stall at 3.27, the unigram level, but stay finite):
             // the grid around 3e-3 (3e-4 .. 3e-2) holds it inside and reaches
-            // the rates at which the missing warm-up starts to hurt.
+            // the rates at which Adam's runs start to fail.
             t.base_lr = 3e-3;
             t.run = [data, shape](const Run& run, Curves& curves) {
               torch::manual_seed(static_cast<std::uint64_t>(run.seed));
