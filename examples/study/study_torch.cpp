@@ -6,11 +6,14 @@
 #include "study_main.hpp"
 #include "study_torch.hpp"
 #include "task_cartpole.hpp"
+#include "task_char_lm.hpp"
+#include "task_transformer.hpp"
 
 int main(int argc, char** argv) {
   // One thread per process: scripts/results runs two tasks at once on the
   // two-core machine, and one thread keeps every run's arithmetic the same.
   torch::set_num_threads(1);
-  const std::vector<study::TaskEntry> tasks = {study::cartpole_reinforce_task()};
+  const std::vector<study::TaskEntry> tasks = {study::cartpole_reinforce_task(), study::char_gru_task(),
+                                               study::transformer_lm_task()};
   return study::study_main(argc, argv, "study_torch", tasks);
 }
