@@ -6,11 +6,13 @@
 #include "study_main.hpp"
 #include "study_torch.hpp"
 #include "task_fashion_cnn.hpp"
+#include "task_gan.hpp"
 
 int main(int argc, char** argv) {
   // One thread per process: scripts/results runs two tasks at once on the
   // two-core machine, and one thread keeps every run's arithmetic the same.
   torch::set_num_threads(1);
-  const std::vector<study::TaskEntry> tasks = {fashion_cnn_b8_task(), fashion_cnn_b128_task()};
+  const std::vector<study::TaskEntry> tasks = {fashion_cnn_b8_task(), fashion_cnn_b128_task(),
+                                               gan_8gaussians_task()};
   return study::study_main(argc, argv, "study_torch", tasks);
 }
