@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   // two-core machine, and one thread keeps every run's arithmetic the same.
   torch::set_num_threads(1);
   const std::vector<study::TaskEntry> tasks = {study::char_gru_task(),        study::transformer_lm_task(),
-                                               study::cartpole_reinforce_task(), gan_8gaussians_task(),
-                                               fashion_cnn_b8_task(),            fashion_cnn_b128_task()};
+                                               study::cartpole_reinforce_task(), study::gan_8gaussians_task(),
+                                               study::fashion_cnn_b8_task(),     study::fashion_cnn_b128_task()};
   return study::study_main(argc, argv, "study_torch", tasks);
 }

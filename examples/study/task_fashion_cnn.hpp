@@ -236,7 +236,6 @@ inline TaskEntry entry(const std::string& name, std::int64_t batch, long steps, 
 }
 
 }  // namespace fashion_cnn
-}  // namespace study
 
 // The lengths fit the budget of 8 s per run on one core, evaluation
 // included (about 6.5 s measured for either): batch 8 takes 5000 steps
@@ -249,3 +248,5 @@ inline study::TaskEntry fashion_cnn_b8_task() {
 inline study::TaskEntry fashion_cnn_b128_task() {
   return study::fashion_cnn::entry("fashion_cnn_b128", 128, 400, 15);
 }
+
+}  // namespace study

@@ -221,7 +221,6 @@ inline Outcome train(const NoiseSets& noise, long steps, const Run& run, Curves&
 }
 
 }  // namespace gan
-}  // namespace study
 
 inline study::TaskEntry gan_8gaussians_task() {
   return {
@@ -257,3 +256,5 @@ inline study::TaskEntry gan_8gaussians_task() {
         return t;
       }};
 }
+
+}  // namespace study
