@@ -97,22 +97,17 @@ inline const std::vector<Arm>& arms() {
     adan.lr_scale = 2;
     a.push_back(adan);
     a.push_back({"AdamX", "AdamX"});
-    for (const double b : {0.9, 0.999}) {
+    // AdamX with one of its rates changed, named "AdamX(<field>=<value>)".
+    const auto ablation = [&](const char* field, double Arm::*rate, double value) {
       Arm x{"", "AdamX"};
       std::ostringstream name;
-      name << "AdamX(beta_norm=" << b << ")";
+      name << "AdamX(" << field << "=" << value << ")";
       x.name = name.str();
-      x.beta_norm = b;
+      x.*rate = value;
       a.push_back(x);
-    }
-    for (const double b : {0.9, 0.999}) {
-      Arm x{"", "AdamX"};
-      std::ostringstream name;
-      name << "AdamX(beta3=" << b << ")";
-      x.name = name.str();
-      x.beta3 = b;
-      a.push_back(x);
-    }
+    };
+    for (const double b : {0.9, 0.999}) ablation("beta_norm", &Arm::beta_norm, b);
+    for (const double b : {0.9, 0.999}) ablation("beta3", &Arm::beta3, b);
     Arm global{"AdamX(one group)", "AdamX"};
     global.one_group = true;
     a.push_back(global);

@@ -49,20 +49,18 @@ inline EigenGroups group_layers(const Arm& arm, const std::vector<EigenLayer>& l
     g.grads[group].push_back(layer.grads[i]);
   };
   if (steps_matrices(arm)) {
-    open("muon", true);
-    open("adamw", false);
-    for (const auto& layer : layers)
-      for (std::size_t i = 0; i < layer.params.size(); ++i) {
-        const bool matrix = layer.params[i].rows() > 1 && layer.params[i].cols() > 1;
-        put(layer.hidden && matrix ? 0 : 1, layer, i);
-      }
-    for (std::size_t k = g.names.size(); k-- > 0;)
-      if (g.params[k].empty()) {
-        g.params.erase(g.params.begin() + static_cast<long>(k));
-        g.grads.erase(g.grads.begin() + static_cast<long>(k));
-        g.names.erase(g.names.begin() + static_cast<long>(k));
-        g.muon.erase(g.muon.begin() + static_cast<long>(k));
-      }
+    // Muon's group first, then its AdamW's; a kind with no tensor gets no group.
+    for (const bool muon : {true, false}) {
+      bool opened = false;
+      for (const auto& layer : layers)
+        for (std::size_t i = 0; i < layer.params.size(); ++i) {
+          const bool matrix = layer.params[i].rows() > 1 && layer.params[i].cols() > 1;
+          if ((layer.hidden && matrix) != muon) continue;
+          if (!opened) open(muon ? "muon" : "adamw", muon);
+          opened = true;
+          put(g.names.size() - 1, layer, i);
+        }
+    }
   } else if (arm.one_group) {
     open("all", false);
     for (const auto& layer : layers)
