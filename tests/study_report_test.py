@@ -94,5 +94,15 @@ class Measures(unittest.TestCase):
         self.assertAlmostEqual(report.step_spread(run), expected, places=14)
 
 
+class Formatting(unittest.TestCase):
+    def test_a_relative_effect_is_a_signed_percentage(self):
+        self.assertEqual(report.percent(-0.2634), "-26.3 %")
+        self.assertEqual(report.percent(0.0), "+0.0 %")
+
+    def test_no_ratio_against_a_zero_baseline_mean(self):
+        # The comparison gives nan when the baseline's mean is 0 (a GAN optimizer that covered no mode).
+        self.assertEqual(report.percent(float("nan")), "n/a")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -350,10 +350,15 @@ def task_tables(t, comps):
         for c in cs:
             lines.append(f"| {c['baseline']} | {fmt(c['mean_adamx'])} | {fmt(c['mean_base'])} | "
                          f"{fmt(c['diff'], 3)} [{fmt(c['lo'], 3)}, {fmt(c['hi'], 3)}] | "
-                         f"{100 * c['rel']:+.1f} % | {fmt(c['delta'], 2)} | {fmt(c['p_holm'], 2)} | "
+                         f"{percent(c['rel'])} | {fmt(c['delta'], 2)} | {fmt(c['p_holm'], 2)} | "
                          f"{fmt(c['p_tost_holm'], 2)} | **{c['verdict']}** |")
         lines.append("")
     return lines
+
+
+def percent(relative):
+    """A relative effect as a signed percentage; "n/a" when the baseline's mean is 0 (no ratio exists)."""
+    return "n/a" if math.isnan(relative) else f"{100 * relative:+.1f} %"
 
 
 def verdict_matrix(reports, all_comps):
@@ -369,7 +374,7 @@ def verdict_matrix(reports, all_comps):
         cells = []
         for b in baselines:
             c = by.get(b)
-            cells.append("—" if c is None else f"{c['verdict']} {100 * c['rel']:+.1f} %")
+            cells.append("—" if c is None else f"{c['verdict']} {percent(c['rel'])}")
         lines.append(f"| {t.name} | " + " | ".join(cells) + " |")
     return lines
 
