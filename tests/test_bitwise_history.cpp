@@ -4,8 +4,9 @@
 // parameter and of the whole state (m, v, v_max, step_avg, t, γ, h) is taken
 // after steps 1, 2, 3, 7, 10 and 40. tests/data/bitwise_history.txt holds the
 // digests recorded from an earlier build; every one must be reproduced, and
-// the file must list exactly the cases this test runs. Two threads must
-// reproduce them too.
+// the file must list exactly the cases this test runs. Every instruction
+// set this machine runs (isa.hpp) must reproduce them, on one thread and on
+// two.
 //
 // ADAMX_WRITE_BITWISE_HISTORY=<path> writes the file instead of comparing:
 // doing that accepts a change of results (tests/data/README.md).
@@ -375,33 +376,44 @@ void write_history(const char* path, const std::vector<Record>& records) {
   ASSERT_TRUE(out.good()) << "writing " << path << " failed";
 }
 
+// On every instruction set this machine runs (isa.hpp): the digests were
+// recorded on one set, and every set must reproduce them bit for bit.
 TEST(BitwiseHistory, EveryCaseReproducesItsRecordedDigests) {
-  const std::vector<Record> records = run_all(1);
+  const adamx::InstructionSet before = adamx::instruction_set();
   if (const char* path = std::getenv("ADAMX_WRITE_BITWISE_HISTORY")) {
+    const std::vector<Record> records = run_all(1);
     write_history(path, records);
-    std::printf("wrote %zu digests to %s\n", records.size(), path);
+    std::printf("wrote %zu digests to %s (instruction set %s)\n", records.size(), path,
+                adamx::instruction_set_name(before));
     return;
   }
   const auto recorded = read_history();
-  std::set<std::pair<std::string, int>> run;
-  std::size_t mismatches = 0;
-  for (const Record& r : records) {
-    run.emplace(r.name, r.step);
-    const auto found = recorded.find({r.name, r.step});
-    if (found == recorded.end()) {
-      ADD_FAILURE() << r.name << " step " << r.step << ": no recorded digest (a case the file does not list)";
-    } else if (found->second != hex(r.digest)) {
-      ++mismatches;
-      ADD_FAILURE() << r.name << " step " << r.step << ": digest " << hex(r.digest) << ", recorded "
-                    << found->second;
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+    SCOPED_TRACE(std::string("instruction set ") + adamx::instruction_set_name(set));
+    adamx::set_instruction_set(set);
+    const std::vector<Record> records = run_all(1);
+    std::set<std::pair<std::string, int>> run;
+    std::size_t mismatches = 0;
+    for (const Record& r : records) {
+      run.emplace(r.name, r.step);
+      const auto found = recorded.find({r.name, r.step});
+      if (found == recorded.end()) {
+        ADD_FAILURE() << r.name << " step " << r.step << ": no recorded digest (a case the file does not list)";
+      } else if (found->second != hex(r.digest)) {
+        ++mismatches;
+        ADD_FAILURE() << r.name << " step " << r.step << ": digest " << hex(r.digest) << ", recorded "
+                      << found->second;
+      }
     }
+    for (const auto& entry : recorded)
+      if (run.count(entry.first) == 0)
+        ADD_FAILURE() << entry.first.first << " step " << entry.first.second
+                      << ": recorded, but this test runs no such case";
+    EXPECT_EQ(mismatches, 0u);
+    std::printf("%s: %zu cases, %zu digests compared\n", adamx::instruction_set_name(set),
+                records.size() / kRecordedSteps.size(), records.size());
   }
-  for (const auto& entry : recorded)
-    if (run.count(entry.first) == 0)
-      ADD_FAILURE() << entry.first.first << " step " << entry.first.second
-                    << ": recorded, but this test runs no such case";
-  EXPECT_EQ(mismatches, 0u);
-  std::printf("%zu cases, %zu digests compared\n", records.size() / kRecordedSteps.size(), records.size());
+  adamx::set_instruction_set(before);
 }
 
 // The wide cases (group 1 above the size where steps use threads) on two
@@ -417,14 +429,20 @@ TEST(BitwiseHistory, TwoThreadsReproduceTheRecordedDigests) {
   for (const auto& tensor : wide[1].tensors) group_size += tensor.size();
   ASSERT_GE(group_size, adamx::detail::kMinParallelElements) << "the wide group would be stepped on one thread";
   const auto recorded = read_history();
-  const std::vector<Record> records = run_all(2, 10);
-  // Every optimizer and type, wide variant, 5 recorded steps.
-  ASSERT_EQ(records.size(), std::tuple_size<AllOptimizers>::value * 5u);
-  for (const Record& r : records) {
-    const auto found = recorded.find({r.name, r.step});
-    ASSERT_NE(found, recorded.end()) << r.name << " step " << r.step;
-    EXPECT_EQ(hex(r.digest), found->second) << r.name << " step " << r.step << " on two threads";
+  const adamx::InstructionSet before = adamx::instruction_set();
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+    SCOPED_TRACE(std::string("instruction set ") + adamx::instruction_set_name(set));
+    adamx::set_instruction_set(set);
+    const std::vector<Record> records = run_all(2, 10);
+    // Every optimizer and type, wide variant, 5 recorded steps.
+    ASSERT_EQ(records.size(), std::tuple_size<AllOptimizers>::value * 5u);
+    for (const Record& r : records) {
+      const auto found = recorded.find({r.name, r.step});
+      ASSERT_NE(found, recorded.end()) << r.name << " step " << r.step;
+      EXPECT_EQ(hex(r.digest), found->second) << r.name << " step " << r.step << " on two threads";
+    }
   }
+  adamx::set_instruction_set(before);
 }
 
 // The comparison can fail: one bit of one parameter, or of one moment, changes

@@ -1,7 +1,9 @@
-// The vectorised bfloat16/half <-> float conversions of simd.hpp against
-// Eigen's scalar conversions, which define the library's rounding (the scalar
-// lanes of an update rule store through static_cast, kernel.hpp). Exact: every result is
-// compared bit for bit, NaN payloads included.
+// The vectorised bfloat16/half <-> float conversions of the element passes
+// (simd.hpp, kernel_passes.hpp), on every instruction set this machine runs
+// (isa.hpp), against Eigen's scalar conversions, which define the library's
+// rounding (the scalar lanes of an update rule store through static_cast,
+// kernel_passes.hpp). Exact: every result is compared bit for bit, NaN
+// payloads included.
 //   widening:  all 65536 inputs of each type;
 //   narrowing: every one of the 2^32 float bit patterns in an optimised build
 //              (about 20 s with -O2); with sanitizers or without
@@ -10,11 +12,12 @@
 //              boundary case below and its 64 neighbours on either side.
 #include <gtest/gtest.h>
 
-#include <adamx/simd.hpp>
+#include <adamx/kernel.hpp>
 
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -93,23 +96,35 @@ std::vector<std::uint32_t> boundary_floats() {
   return all;
 }
 
-// Runs narrow8 over `bits` (a multiple of 8 values) and counts mismatches
-// with Eigen's scalar cast, recording the first few.
+void print_instruction_sets() {
+  std::string sets;
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets())
+    sets += std::string(sets.empty() ? "" : ", ") + adamx::instruction_set_name(set);
+  std::printf("checked on: %s\n", sets.c_str());
+}
+
+// Converts `bits` with the conversions of every instruction set this
+// machine runs and counts mismatches with Eigen's scalar cast (computed
+// once), recording the first few.
 template <class Narrow>
 void check_narrowing(const std::vector<std::uint32_t>& bits, std::uint64_t& mismatches,
                      std::vector<std::string>& examples) {
-  float in[8];
-  Narrow out[8];
-  for (std::size_t i = 0; i + 8 <= bits.size(); i += 8) {
-    for (int k = 0; k < 8; ++k) in[k] = float_from_bits(bits[i + static_cast<std::size_t>(k)]);
-    adamx::detail::narrow8(in, out);
-    for (int k = 0; k < 8; ++k) {
-      const std::uint16_t expected = bits_of(static_cast<Narrow>(in[k]));
-      if (bits_of(out[k]) != expected) {
+  std::vector<float> in(bits.size());
+  std::vector<std::uint16_t> expected(bits.size());
+  std::vector<Narrow> out(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) {
+    in[i] = float_from_bits(bits[i]);
+    expected[i] = bits_of(static_cast<Narrow>(in[i]));
+  }
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+    adamx::set_instruction_set(set);
+    adamx::detail::convert_block(in.data(), out.data(), static_cast<Eigen::Index>(in.size()));
+    for (std::size_t i = 0; i < bits.size(); ++i) {
+      if (bits_of(out[i]) != expected[i]) {
         ++mismatches;
         if (examples.size() < 5)
-          examples.push_back(hex(bits_of(in[k])) + " -> " + hex(bits_of(out[k])) + ", Eigen " +
-                             hex(expected));
+          examples.push_back(std::string(adamx::instruction_set_name(set)) + ": " + hex(bits_of(in[i])) + " -> " +
+                             hex(bits_of(out[i])) + ", Eigen " + hex(expected[i]));
       }
     }
   }
@@ -117,6 +132,7 @@ void check_narrowing(const std::vector<std::uint32_t>& bits, std::uint64_t& mism
 
 template <class Narrow>
 void narrowing_matches_eigen() {
+  const adamx::InstructionSet before = adamx::instruction_set();
   std::uint64_t mismatches = 0;
   std::vector<std::string> examples;
   std::vector<std::uint32_t> batch;
@@ -141,33 +157,48 @@ void narrowing_matches_eigen() {
   flush();
   std::ostringstream first;
   for (const std::string& e : examples) first << "\n  " << e;
-  EXPECT_EQ(mismatches, 0u) << "of " << checked << " floats (stride " << stride
-                            << "), first mismatches:" << first.str();
+  adamx::set_instruction_set(before);
+  EXPECT_EQ(mismatches, 0u) << "of " << checked << " floats (stride " << stride << ") on every instruction set"
+                            << ", first mismatches:" << first.str();
+  print_instruction_sets();
 }
 
 template <class Narrow>
 void widening_matches_eigen() {
+  std::vector<Narrow> in(65536);
+  std::vector<float> out(in.size());
+  for (std::uint32_t k = 0; k < 65536; ++k) in[k] = narrow_from_bits<Narrow>(static_cast<std::uint16_t>(k));
+  adamx::detail::convert_block(in.data(), out.data(), static_cast<Eigen::Index>(in.size()));
   int mismatches = 0;
-  for (std::uint32_t start = 0; start < 65536; start += 8) {
-    Narrow in[8];
-    float out[8];
-    for (std::uint32_t k = 0; k < 8; ++k)
-      in[k] = narrow_from_bits<Narrow>(static_cast<std::uint16_t>(start + k));
-    adamx::detail::widen8(in, out);
-    for (int k = 0; k < 8; ++k) {
-      const std::uint32_t expected = bits_of(static_cast<float>(in[k]));
-      if (bits_of(out[k]) != expected && ++mismatches <= 5)
-        ADD_FAILURE() << "input " << hex(bits_of(in[k])) << " -> " << hex(bits_of(out[k]))
-                      << ", Eigen " << hex(expected);
-    }
+  for (std::size_t k = 0; k < in.size(); ++k) {
+    const std::uint32_t expected = bits_of(static_cast<float>(in[k]));
+    if (bits_of(out[k]) != expected && ++mismatches <= 5)
+      ADD_FAILURE() << "input " << hex(bits_of(in[k])) << " -> " << hex(bits_of(out[k])) << ", Eigen "
+                    << hex(expected);
   }
   EXPECT_EQ(mismatches, 0);
 }
 
-TEST(Conversion, BFloat16WideningMatchesEigenForAllInputs) {
-  widening_matches_eigen<Eigen::bfloat16>();
+// Runs check() once on each instruction set this machine runs, with that
+// set active, and says which ones ran.
+template <class Check>
+void on_every_instruction_set(Check check) {
+  const adamx::InstructionSet before = adamx::instruction_set();
+  std::string ran;
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+    SCOPED_TRACE(std::string("instruction set ") + adamx::instruction_set_name(set));
+    adamx::set_instruction_set(set);
+    check();
+    ran += std::string(ran.empty() ? "" : ", ") + adamx::instruction_set_name(set);
+  }
+  adamx::set_instruction_set(before);
+  std::printf("checked on: %s\n", ran.c_str());
 }
-TEST(Conversion, HalfWideningMatchesEigenForAllInputs) { widening_matches_eigen<Eigen::half>(); }
+
+TEST(Conversion, BFloat16WideningMatchesEigenForAllInputs) {
+  on_every_instruction_set(widening_matches_eigen<Eigen::bfloat16>);
+}
+TEST(Conversion, HalfWideningMatchesEigenForAllInputs) { on_every_instruction_set(widening_matches_eigen<Eigen::half>); }
 
 TEST(Conversion, BFloat16NarrowingMatchesEigen) { narrowing_matches_eigen<Eigen::bfloat16>(); }
 TEST(Conversion, HalfNarrowingMatchesEigen) { narrowing_matches_eigen<Eigen::half>(); }

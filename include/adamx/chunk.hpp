@@ -31,7 +31,10 @@ ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 #if defined(__GNUC__)
-constexpr int kRegisterBytes =
+/// The register width of the baseline: what this translation unit's own
+/// flags give (isa.hpp). Wider instruction sets pass theirs as Chunk's
+/// RegisterBytes.
+constexpr int kBaselineRegisterBytes =
 #if defined(__AVX__)
     32;
 #else
@@ -49,13 +52,17 @@ constexpr bool kWholeChunk = true;
 constexpr bool kWholeChunk = false;
 #endif
 
-/// A vector of the extensions holding Lanes values of Scalar (kWholeChunk)
-/// or one register's worth of them, its unaligned-access form (loads and
-/// stores at any element address) and the mask a comparison gives.
-template <class Scalar, int Lanes>
+/// A vector of the extensions holding Lanes values of Scalar (kWholeChunk,
+/// or a chunk narrower than a register) or one register's worth
+/// (RegisterBytes) of them, its unaligned-access form (loads and stores at
+/// any element address) and the mask a comparison gives.
+template <class Scalar, int Lanes, int RegisterBytes>
 struct VectorOf {
   using Integer = std::conditional_t<sizeof(Scalar) == 8, std::int64_t, std::int32_t>;
-  static constexpr int kBytes = kWholeChunk ? Lanes * static_cast<int>(sizeof(Scalar)) : kRegisterBytes;
+  static constexpr int kBytes =
+      kWholeChunk || Lanes * static_cast<int>(sizeof(Scalar)) < RegisterBytes
+          ? Lanes * static_cast<int>(sizeof(Scalar))
+          : RegisterBytes;
   typedef Integer Mask __attribute__((vector_size(kBytes)));
   typedef Scalar Vector __attribute__((vector_size(kBytes)));
   typedef Scalar Unaligned __attribute__((vector_size(kBytes), aligned(alignof(Scalar)), may_alias));
@@ -78,16 +85,24 @@ struct VectorOf {
   /// instruction, register by register. (Eigen's packet sqrt, with
   /// EIGEN_FAST_MATH, its default, is for float an rsqrt estimate plus one
   /// Newton step that flushes subnormals to zero; the optimizer promises
-  /// IEEE results.)
+  /// IEEE results.) The update rules call this from code compiled for the
+  /// baseline, whatever instruction set the pass that inlines it targets
+  /// (isa.hpp), so it may only use the baseline's instructions: a vector
+  /// wider than those registers is taken 16 bytes at a time with SSE2's
+  /// instruction, which a pass compiled for AVX encodes as VEX.
   static ADAMX_ALWAYS_INLINE void sqrt(Vector& x) {
     Scalar* const lane = reinterpret_cast<Scalar*>(&x);
 #if defined(__AVX__)
-    constexpr int kStep = 32 / static_cast<int>(sizeof(Scalar));
-    for (int k = 0; k < kLanes; k += kStep) {
-      if constexpr (sizeof(Scalar) == 4) _mm256_storeu_ps(lane + k, _mm256_sqrt_ps(_mm256_loadu_ps(lane + k)));
-      else _mm256_storeu_pd(lane + k, _mm256_sqrt_pd(_mm256_loadu_pd(lane + k)));
+    if constexpr (kBytes % 32 == 0) {
+      constexpr int kStep = 32 / static_cast<int>(sizeof(Scalar));
+      for (int k = 0; k < kLanes; k += kStep) {
+        if constexpr (sizeof(Scalar) == 4) _mm256_storeu_ps(lane + k, _mm256_sqrt_ps(_mm256_loadu_ps(lane + k)));
+        else _mm256_storeu_pd(lane + k, _mm256_sqrt_pd(_mm256_loadu_pd(lane + k)));
+      }
+      return;
     }
-#elif defined(__SSE2__)
+#endif
+#if defined(__SSE2__)
     constexpr int kStep = 16 / static_cast<int>(sizeof(Scalar));
     for (int k = 0; k < kLanes; k += kStep) {
       if constexpr (sizeof(Scalar) == 4) _mm_storeu_ps(lane + k, _mm_sqrt_ps(_mm_loadu_ps(lane + k)));
@@ -100,7 +115,8 @@ struct VectorOf {
 };
 #else
 /// Without vector extensions: one Scalar per "vector", Lanes of them.
-template <class Scalar, int>
+constexpr int kBaselineRegisterBytes = 0;
+template <class Scalar, int, int>
 struct VectorOf {
   using Mask = bool;
   using Vector = Scalar;
@@ -114,9 +130,11 @@ struct VectorOf {
 };
 #endif
 
-template <class Scalar, int Lanes>
+/// Lanes values of Scalar in vector registers of RegisterBytes bytes (the
+/// baseline's unless a pass for a wider instruction set asks for its own).
+template <class Scalar, int Lanes, int RegisterBytes = kBaselineRegisterBytes>
 class Chunk {
-  using V = VectorOf<Scalar, Lanes>;
+  using V = VectorOf<Scalar, Lanes, RegisterBytes>;
   using Vector = typename V::Vector;
   static constexpr int kParts = Lanes / V::kLanes;
   static_assert(kParts * V::kLanes == Lanes, "a chunk is whole vectors");
@@ -222,8 +240,8 @@ template <class Scalar, std::enable_if_t<std::is_floating_point<Scalar>::value, 
 ADAMX_ALWAYS_INLINE Scalar lane_sqrt(Scalar x) {
   return std::sqrt(x);
 }
-template <class Scalar, int Lanes>
-ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes> lane_sqrt(const Chunk<Scalar, Lanes>& x) {
+template <class Scalar, int Lanes, int RegisterBytes>
+ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes, RegisterBytes> lane_sqrt(const Chunk<Scalar, Lanes, RegisterBytes>& x) {
   return sqrt(x);
 }
 
@@ -234,10 +252,10 @@ template <class Scalar, std::enable_if_t<std::is_floating_point<Scalar>::value, 
 ADAMX_ALWAYS_INLINE Scalar lane_select(bool mask, Scalar if_set, Scalar otherwise) {
   return mask ? if_set : otherwise;
 }
-template <class Scalar, int Lanes>
-ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes> lane_select(const typename Chunk<Scalar, Lanes>::Mask& mask,
-                                                     const Chunk<Scalar, Lanes>& if_set,
-                                                     const Chunk<Scalar, Lanes>& otherwise) {
+template <class Scalar, int Lanes, int RegisterBytes>
+ADAMX_ALWAYS_INLINE Chunk<Scalar, Lanes, RegisterBytes> lane_select(
+    const typename Chunk<Scalar, Lanes, RegisterBytes>::Mask& mask, const Chunk<Scalar, Lanes, RegisterBytes>& if_set,
+    const Chunk<Scalar, Lanes, RegisterBytes>& otherwise) {
   return select(mask, if_set, otherwise);
 }
 

@@ -164,6 +164,7 @@ double clip_grad_norm_impl(const Groups& grads, double max_norm, double norm_typ
                            bool error_if_nonfinite) {
   check_clip_arguments(max_norm, norm_type);
   require_contiguous(grads, "clip_grad_norm");
+  (void)instruction_set();  // chosen, or ADAMX_INSTRUCTION_SET refused, before anything changes
   double total = 0.0;
   std::size_t gi = 0;
   std::size_t first_bad = std::numeric_limits<std::size_t>::max();

@@ -23,6 +23,16 @@
 // so both compute the same bits for the same element. This file never names
 // a rule.
 //
+// Instruction sets: the passes themselves are in kernel_passes.hpp, which
+// this file includes once per instruction set the compiler can target
+// (isa.hpp: the baseline, and with GCC or Clang on x86-64 AVX2 and
+// AVX-512), each inside a region compiled for that set; the functions named
+// fused_block, squared_norm_block, gradient_within_safe_bound_block and
+// squared_sum_block below call the one of the set chosen at run time. No
+// pass contracts a multiplication and an addition into a fused
+// multiply-add (ADAMX_KERNEL_PASS, and the rules' ADAMX_EXACT_ARITHMETIC),
+// which some sets have and others lack: the sets compute the same bits.
+//
 // The same code must also be fast unoptimised (a Debug build of a user's
 // program): every per-chunk helper is always inlined, and with g++ the
 // passes are compiled optimised whatever the build (unoptimised_builds.hpp).
@@ -37,9 +47,14 @@
 
 #include "adamx/abi.hpp"
 #include "adamx/chunk.hpp"
+#include "adamx/isa.hpp"
 #include "adamx/simd.hpp"
 #include "adamx/tensor_ref.hpp"
 #include "adamx/unoptimised_builds.hpp"
+
+#if ADAMX_DISPATCH
+#include <immintrin.h>
+#endif
 
 ADAMX_NAMESPACE_BEGIN
 namespace detail {
@@ -47,10 +62,6 @@ namespace detail {
 constexpr Index kNormBlock = 4096;
 constexpr int kNormLanes = 8;
 static_assert(kNormBlock % kNormLanes == 0, "blocks must hold whole chunks");
-
-/// The chunk type of the passes: kNormLanes values of Scalar.
-template <class Scalar>
-using ChunkOf = Chunk<Scalar, kNormLanes>;
 
 /// The lanes of a block's partial of s, lane k summing elements k mod kNormLanes.
 struct Lanes {
@@ -129,31 +140,6 @@ ADAMX_ALWAYS_INLINE void prefetch_arrays(const TensorArrays<Param, Scalar, Slots
   prefetch_slots<0, Bound>(a, at);
 }
 
-/// kNormLanes parameters or gradients from `x` in the arithmetic type Scalar:
-/// a plain load when they are of that type, else widened in registers
-/// (simd.hpp), exactly as static_cast<Scalar> widens one.
-template <class Scalar, class Param>
-ADAMX_ALWAYS_INLINE ChunkOf<Scalar> load_chunk(const Param* x) {
-  if constexpr (std::is_same<Param, Scalar>::value) {
-    return ChunkOf<Scalar>::load(x);
-  } else {
-    ChunkOf<Scalar> widened;
-    widen8(x, widened.data());
-    return widened;
-  }
-}
-
-/// Stores a chunk to parameters of type Param, rounded in registers when
-/// Param is narrower (simd.hpp), exactly as static_cast<Param> rounds one.
-template <class Param, class Scalar>
-ADAMX_ALWAYS_INLINE void store_chunk(const ChunkOf<Scalar>& value, Param* x) {
-  if constexpr (std::is_same<Param, Scalar>::value) {
-    value.store(x);
-  } else {
-    narrow8(value.data(), x);
-  }
-}
-
 /// The state slots of one element (L = Scalar) or one chunk (L = a Chunk)
 /// as a rule's update sees them: load(k) and store(k, x) of slot k at the
 /// lane's position.
@@ -181,52 +167,6 @@ struct LaneState {
   }
 };
 
-/// Runs chunk(i) for each whole chunk of a block of a pass over `here` (n
-/// elements from here's pointers on), with the prefetches that go with it:
-/// `distance` (prefetch_distance's) elements ahead, in this tensor or, past
-/// its end, in the next one of the group, or none past that. Stops early,
-/// returning false, when chunk returns false; returns the index after the
-/// last whole chunk otherwise (through `end`). The chunks are split into
-/// those three runs up front rather than asking per chunk where its prefetch
-/// goes: a tensor of a few thousand elements prefetches only the next one
-/// (prefetch_distance), and a test and two branches per chunk there cost
-/// about 1 700 instructions per 1024-element tensor, more than the rest of
-/// a step's per-tensor work. With Bound > 0 (the fused pass, whose next
-/// tensor binds the same arrays as this one), θ and the slots below Bound
-/// are bound in both tensors, not tested.
-template <int Bound = 0, class Param, class Scalar, int Slots, class OnChunk>
-ADAMX_ALWAYS_INLINE bool for_each_chunk_prefetching(const TensorArrays<Param, Scalar, Slots> here,
-                                                    const TensorArrays<Param, Scalar, Slots> next, Index n,
-                                                    Index& end, OnChunk chunk) {
-  const Index distance = prefetch_distance(here.size);
-  const Index whole = n - n % kNormLanes;
-  // The first chunk index at or after `limit` (a chunk starts at a multiple of kNormLanes).
-  const auto chunk_stop = [whole](Index limit) {
-    if (limit <= 0) return Index{0};
-    const Index rounded = (limit + kNormLanes - 1) / kNormLanes * kNormLanes;
-    return rounded < whole ? rounded : whole;
-  };
-  // Chunk i prefetches here's element i + distance while that is < here.size,
-  // then next's element i + distance − here.size while that is < next.size.
-  const Index in_here = chunk_stop(here.size - distance);
-  const Index in_next = chunk_stop(here.size - distance + next.size);
-  Index i = 0;
-  for (; i < in_here; i += kNormLanes) {
-    prefetch_arrays<Bound>(here, i + distance);
-    if (!chunk(i)) return false;
-  }
-  // `at` as an induction variable of its own: each prefetch is then one
-  // instruction, as in the loop above, not an address computation and one.
-  for (Index at = i + distance - here.size; i < in_next; i += kNormLanes, at += kNormLanes) {
-    prefetch_arrays<Bound>(next, at);
-    if (!chunk(i)) return false;
-  }
-  for (; i < whole; i += kNormLanes)
-    if (!chunk(i)) return false;
-  end = i;
-  return true;
-}
-
 /// Whether a rule's Coefficients offer visit(f): f called with a type that
 /// holds a per-step choice of the rule's as a constant (docs/design.md,
 /// "Update rules").
@@ -238,117 +178,6 @@ template <class C, class = void>
 struct HasVisit : std::false_type {};
 template <class C>
 struct HasVisit<C, std::void_t<decltype(std::declval<const C&>().visit(VisitProbe{}))>> : std::true_type {};
-
-/// The loops of fused_block, for coefficients `coefficients` of type C (the
-/// rule's Coefficients or a specialisation its visit gives).
-template <class Rule, class Param, class Scalar, int Slots, class C>
-ADAMX_ALWAYS_INLINE double fused_block_loops(const C& coefficients, const TensorArrays<Param, Scalar, Slots> here,
-                                             Index n, const TensorArrays<Param, Scalar, Slots> next) {
-  Param* const param = here.param;
-  const Param* const grad = here.grad;
-  // A local copy: stores through θ and the slots could alias the caller's
-  // struct as far as the compiler knows, which would make it reload and
-  // re-broadcast every constant in every chunk.
-  const C c = coefficients;
-  using Chunk = ChunkOf<Scalar>;
-  Lanes lanes;
-  Index i = 0;
-  for_each_chunk_prefetching<Rule::kBoundSlots>(here, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
-    LaneState<Chunk, Scalar, Slots> state;
-    for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
-    state.at = at;
-    Chunk g;
-    const Chunk updated = Rule::update(c, load_chunk<Scalar>(param + at), load_chunk<Scalar>(grad + at), g, state);
-    store_chunk<Param>(updated, param + at);
-    add_squares8(g.data(), lanes.lane);
-    return true;
-  });
-  for (int lane = 0; i < n; ++i, ++lane) {
-    LaneState<Scalar, Scalar, Slots> state;
-    for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
-    state.at = i;
-    Scalar g;
-    param[i] = static_cast<Param>(
-        Rule::update(c, static_cast<Scalar>(param[i]), static_cast<Scalar>(grad[i]), g, state));
-    lanes.lane[lane] += square(static_cast<double>(g));
-  }
-  return combine_lanes(lanes);
-}
-
-/// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
-/// fused update by Rule (rules/): θ and the state slots updated, and the
-/// block's partial of s = Σg² (g as the rule transforms it) returned. Param
-/// is the type of the parameters and gradients, Scalar that of the state and
-/// the arithmetic (float for bfloat16 and half parameters, converted on load
-/// and rounded once on store). The rule's update is one function template:
-/// here it runs on chunks of kNormLanes elements, then on the scalars of the
-/// block's last partial chunk, the same operations in the same order. When
-/// the rule's Coefficients offer visit (HasVisit), the loops are compiled
-/// once per variant it names and the choice is made once per block, not by
-/// a branch per chunk.
-template <class Rule, class Param, class Scalar, int Slots>
-ADAMX_OPTIMISED_PASS double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
-                                        const TensorArrays<Param, Scalar, Slots> here, Index n,
-                                        const TensorArrays<Param, Scalar, Slots> next) {
-  using C = typename Rule::template Coefficients<Scalar>;
-  if constexpr (HasVisit<C>::value) {
-    return coefficients.visit([&](const auto& c) ADAMX_ALWAYS_INLINE_LAMBDA {
-      return fused_block_loops<Rule>(c, here, n, next);
-    });
-  } else {
-    return fused_block_loops<Rule>(coefficients, here, n, next);
-  }
-}
-
-/// Visits one block's transformed gradient (the g the moments would see) for
-/// the passes that only read: on_chunk(g) for each whole chunk, then
-/// on_element(g, k) for each element k of the last partial chunk. Either
-/// returns false to stop early; the visit returns whether it reached the
-/// end. Prefetches as fused_block does, for the arrays the caller passes (g
-/// always, θ when the rule's gradient reads it).
-template <class Rule, class Param, class Scalar, int Slots, class OnChunk, class OnElement>
-ADAMX_OPTIMISED_PASS bool visit_transformed_gradient(
-    const typename Rule::template Coefficients<Scalar>& coefficients,
-    const TensorArrays<Param, Scalar, Slots> here, Index n, const TensorArrays<Param, Scalar, Slots> next,
-    OnChunk on_chunk, OnElement on_element) {
-  const typename Rule::template Coefficients<Scalar> c = coefficients;  // see fused_block
-  const Param* const param = here.param;
-  const Param* const grad = here.grad;
-  TensorArrays<Param, Scalar, Slots> ahead = here;  // the caller leaves the slots null
-  if (!c.gradient_reads_param()) ahead.param = nullptr;
-  Index i = 0;
-  const bool reached_end = for_each_chunk_prefetching(ahead, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
-    return on_chunk(
-        Rule::gradient(c, load_chunk<Scalar>(grad + at), [&] { return load_chunk<Scalar>(param + at); }));
-  });
-  if (!reached_end) return false;
-  for (int k = 0; i < n; ++i, ++k)
-    if (!on_element(Rule::gradient(c, static_cast<Scalar>(grad[i]), [&] { return static_cast<Scalar>(param[i]); }),
-                    k))
-      return false;
-  return true;
-}
-
-/// The same partial of s that fused_block would return, without changing
-/// anything: what the skip and error policies report and name the first bad
-/// tensor by when a gradient is not within kSafeGradient (below).
-template <class Rule, class Param, class Scalar, int Slots>
-ADAMX_OPTIMISED_PASS double squared_norm_block(const typename Rule::template Coefficients<Scalar>& coefficients,
-                                               const TensorArrays<Param, Scalar, Slots> here, Index n,
-                                               const TensorArrays<Param, Scalar, Slots> next) {
-  Lanes lanes;
-  visit_transformed_gradient<Rule>(
-      coefficients, here, n, next,
-      [&](const ChunkOf<Scalar>& g) {
-        add_squares8(g.data(), lanes.lane);
-        return true;
-      },
-      [&](Scalar g, int lane) {
-        lanes.lane[lane] += square(static_cast<double>(g));
-        return true;
-      });
-  return combine_lanes(lanes);
-}
 
 /// A magnitude that no transformed gradient may exceed if s is to be certainly
 /// finite. With every |g| ≤ B, each square rounded to double is ≤ B² ≤ P for a
@@ -366,41 +195,101 @@ constexpr Scalar kSafeGradient = std::numeric_limits<float>::max();
 template <>
 constexpr double kSafeGradient<double> = 0x1p400;
 
-/// Whether every transformed gradient of the block is within kSafeGradient
-/// (false for NaN): the first pass of the skip and error policies, which then
-/// need s itself only when this fails. It reads g as squared_norm_block does
-/// but only compares, so it runs at the speed memory delivers g instead of
-/// waiting on a chain of additions per lane of s.
+}  // namespace detail
+ADAMX_NAMESPACE_END  // namespace adamx
+
+// ---- the passes, once per instruction set -----------------------------------
+
+#define ADAMX_KERNEL_ISA 0
+#include "adamx/kernel_passes.hpp"
+#undef ADAMX_KERNEL_ISA
+
+#if ADAMX_DISPATCH
+// Every function defined in a region is compiled for its set; the update
+// rules and chunk.hpp, defined outside, are compiled for the baseline and
+// inlined into them (a function may inline one compiled for a subset of its
+// own instructions). No FMA in either target: AVX-512F has its own FMA
+// encodings, which ADAMX_KERNEL_PASS keeps g++ from contracting into.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c")
+#endif
+#define ADAMX_KERNEL_ISA 1
+#include "adamx/kernel_passes.hpp"
+#undef ADAMX_KERNEL_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c"))), apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c")
+#endif
+#define ADAMX_KERNEL_ISA 2
+#include "adamx/kernel_passes.hpp"
+#undef ADAMX_KERNEL_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // ADAMX_DISPATCH
+
+ADAMX_NAMESPACE_BEGIN
+namespace detail {
+
+// ---- dispatch ------------------------------------------------------------------
+// One branch per block of kNormBlock elements on the set isa.hpp chose
+// (a relaxed load: sets may change between blocks, which changes no result).
+// A step asks instruction_set() before it changes anything, so the choice is
+// made, or its error raised, by then; unmade, the baseline runs.
+
+#if ADAMX_DISPATCH
+#define ADAMX_DISPATCH_PASS(pass, ...)                                                        \
+  switch (active_instruction_set().load(std::memory_order_relaxed)) {                         \
+    case static_cast<int>(InstructionSet::avx512): return isa_avx512::pass(__VA_ARGS__);      \
+    case static_cast<int>(InstructionSet::avx2): return isa_avx2::pass(__VA_ARGS__);          \
+    default: return isa_baseline::pass(__VA_ARGS__);                                          \
+  }
+#else
+#define ADAMX_DISPATCH_PASS(pass, ...) return isa_baseline::pass(__VA_ARGS__);
+#endif
+
 template <class Rule, class Param, class Scalar, int Slots>
-ADAMX_OPTIMISED_PASS bool gradient_within_safe_bound_block(
-    const typename Rule::template Coefficients<Scalar>& coefficients,
-    const TensorArrays<Param, Scalar, Slots> here, Index n, const TensorArrays<Param, Scalar, Slots> next) {
-  const Scalar bound = kSafeGradient<Scalar>;
-  return visit_transformed_gradient<Rule>(
-      coefficients, here, n, next,
-      [bound](const ChunkOf<Scalar>& g) { return all_within8(g.data(), bound); },
-      [bound](Scalar g, int) { return std::abs(g) <= bound; });
+inline double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                          const TensorArrays<Param, Scalar, Slots> here, Index n,
+                          const TensorArrays<Param, Scalar, Slots> next) {
+  ADAMX_DISPATCH_PASS(fused_block<Rule>, coefficients, here, n, next)
 }
 
-/// Squares of a plain array in the same block pattern (gradient clipping).
-/// bfloat16 and half values are widened to float first (exactly).
-template <class Scalar>
-ADAMX_OPTIMISED_PASS double squared_sum_block(const Scalar* x, Index n, Index available) {
-  Lanes lanes;
-  Index i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes) {
-    if (i + kPrefetchDistance < available) prefetch<false>(x + i + kPrefetchDistance);
-    if constexpr (std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value) {
-      add_squares8(x + i, lanes.lane);
-    } else {
-      float widened[kNormLanes];
-      widen8(x + i, widened);
-      add_squares8(widened, lanes.lane);
-    }
-  }
-  for (int lane = 0; i < n; ++i, ++lane) lanes.lane[lane] += square(static_cast<double>(x[i]));
-  return combine_lanes(lanes);
+template <class Rule, class Param, class Scalar, int Slots>
+inline double squared_norm_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                 const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                 const TensorArrays<Param, Scalar, Slots> next) {
+  ADAMX_DISPATCH_PASS(squared_norm_block<Rule>, coefficients, here, n, next)
 }
+
+template <class Rule, class Param, class Scalar, int Slots>
+inline bool gradient_within_safe_bound_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                             const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                             const TensorArrays<Param, Scalar, Slots> next) {
+  ADAMX_DISPATCH_PASS(gradient_within_safe_bound_block<Rule>, coefficients, here, n, next)
+}
+
+template <class Scalar>
+inline double squared_sum_block(const Scalar* x, Index n, Index available) {
+  ADAMX_DISPATCH_PASS(squared_sum_block, x, n, available)
+}
+
+/// Float to or from bfloat16 or half, n values (kernel_passes.hpp).
+template <class From, class To>
+inline void convert_block(const From* x, To* out, Index n) {
+  ADAMX_DISPATCH_PASS(convert_block, x, out, n)
+}
+
+#undef ADAMX_DISPATCH_PASS
 
 }  // namespace detail
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -813,6 +813,9 @@ class Optimizer {
                                            Reducer& reducer, const StepSubset* subset = nullptr) {
     constexpr bool sharded = !std::is_same<Reducer, detail::NoNormReducer>::value;
     refuse_in_eval_mode("step");
+    // The instruction set of the passes (isa.hpp) is chosen on first use,
+    // and ADAMX_INSTRUCTION_SET can be wrong: ask before changing anything.
+    (void)instruction_set();
     if (subset != nullptr)
       detail::check_subset_step_arguments<Tensor, ConstTensor>(Flavour::name, groups_, *subset, params, grads);
     else

@@ -39,15 +39,24 @@ using KernelArrays = TensorArrays<Param, typename state_scalar<Param>::type, Rul
 ADAMX_NAMESPACE_END  // namespace adamx
 
 // The driver's passes of Rule (a type in adamx::rules) over parameters of
-// type Param, each preceded by KIND: `extern template` declares the
-// instances, `template` defines them. Used at namespace adamx::detail scope.
-#define ADAMX_KERNEL_PASSES(KIND, Rule, Param)                                                           \
-  KIND double fused_block<Rule>(const KernelCoefficients<Rule, Param>&, KernelArrays<Rule, Param>, Index, \
-                                KernelArrays<Rule, Param>);                                              \
-  KIND double squared_norm_block<Rule>(const KernelCoefficients<Rule, Param>&, KernelArrays<Rule, Param>, \
-                                       Index, KernelArrays<Rule, Param>);                                \
-  KIND bool gradient_within_safe_bound_block<Rule>(const KernelCoefficients<Rule, Param>&,               \
-                                                   KernelArrays<Rule, Param>, Index, KernelArrays<Rule, Param>);
+// type Param, for each instruction set compiled (kernel.hpp, isa.hpp), each
+// preceded by KIND: `extern template` declares the instances, `template`
+// defines them. Used at namespace adamx::detail scope.
+#define ADAMX_KERNEL_PASSES_OF_SET(KIND, Set, Rule, Param)                                                        \
+  KIND double Set::fused_block<Rule>(const KernelCoefficients<Rule, Param>&, KernelArrays<Rule, Param>, Index,      \
+                                     KernelArrays<Rule, Param>);                                                 \
+  KIND double Set::squared_norm_block<Rule>(const KernelCoefficients<Rule, Param>&, KernelArrays<Rule, Param>,      \
+                                            Index, KernelArrays<Rule, Param>);                                   \
+  KIND bool Set::gradient_within_safe_bound_block<Rule>(const KernelCoefficients<Rule, Param>&,                    \
+                                                        KernelArrays<Rule, Param>, Index, KernelArrays<Rule, Param>);
+#if ADAMX_DISPATCH
+#define ADAMX_KERNEL_PASSES(KIND, Rule, Param)                \
+  ADAMX_KERNEL_PASSES_OF_SET(KIND, isa_baseline, Rule, Param) \
+  ADAMX_KERNEL_PASSES_OF_SET(KIND, isa_avx2, Rule, Param)     \
+  ADAMX_KERNEL_PASSES_OF_SET(KIND, isa_avx512, Rule, Param)
+#else
+#define ADAMX_KERNEL_PASSES(KIND, Rule, Param) ADAMX_KERNEL_PASSES_OF_SET(KIND, isa_baseline, Rule, Param)
+#endif
 
 // The same for every parameter type an optimizer accepts.
 #define ADAMX_KERNEL_PASSES_EVERY_PARAM(KIND, Rule)    \

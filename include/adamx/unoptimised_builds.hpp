@@ -28,8 +28,40 @@
 #define ADAMX_ALWAYS_INLINE_LAMBDA
 #endif
 
+// ADAMX_KERNEL_PASS: on the passes themselves (kernel_passes.hpp). With g++
+//   it is ADAMX_OPTIMISED_PASS's -O2 (in an unoptimised build) and, in every
+//   build, no contraction of a multiplication and an addition into a fused
+//   multiply-add: g++ contracts by default in its GNU dialects wherever the
+//   target has FMA (-march=native, and AVX-512F, which the AVX-512 passes
+//   target), and a fused result differs from the two roundings of the
+//   reference and of the sets without FMA. The rules' code inlined into a
+//   pass follows the pass's setting. clang++ contracts only within one
+//   source expression, which ADAMX_EXACT_ARITHMETIC_BEGIN/END (below)
+//   forbids around the rules' lane code.
+// ADAMX_EXACT_ARITHMETIC_BEGIN / _END: around an update rule's element
+//   code (rules/): with clang++, no contraction between them (g++ ignores
+//   the pragma, and needs none there: see ADAMX_KERNEL_PASS).
+// ADAMX_KERNEL_PASS_LAMBDA: the same for a lambda that holds a pass's loops
+//   and is called from code compiled for the baseline (a rule's visit,
+//   kernel_passes.hpp), so it cannot be always inlined there.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)
 #define ADAMX_OPTIMISED_PASS __attribute__((optimize("O2")))
+#define ADAMX_KERNEL_PASS __attribute__((optimize("O2", "fp-contract=off")))
+#define ADAMX_KERNEL_PASS_LAMBDA __attribute__((optimize("O2", "fp-contract=off")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define ADAMX_OPTIMISED_PASS
+#define ADAMX_KERNEL_PASS __attribute__((optimize("fp-contract=off")))
+#define ADAMX_KERNEL_PASS_LAMBDA __attribute__((optimize("fp-contract=off")))
 #else
 #define ADAMX_OPTIMISED_PASS
+#define ADAMX_KERNEL_PASS
+#define ADAMX_KERNEL_PASS_LAMBDA
+#endif
+
+#if defined(__clang__)
+#define ADAMX_EXACT_ARITHMETIC_BEGIN _Pragma("float_control(push)") _Pragma("clang fp contract(off)")
+#define ADAMX_EXACT_ARITHMETIC_END _Pragma("float_control(pop)")
+#else
+#define ADAMX_EXACT_ARITHMETIC_BEGIN
+#define ADAMX_EXACT_ARITHMETIC_END
 #endif

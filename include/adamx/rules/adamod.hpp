@@ -29,6 +29,8 @@ struct AdaModOwnOptions {
   }
 };
 
+// No fused multiply-add in the element code (unoptimised_builds.hpp).
+ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -82,6 +84,7 @@ struct AdaMod : Adam {
 };
 
 }  // namespace rules
+ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct AdaMod : Baseline {

@@ -69,6 +69,8 @@ struct AdanOwnOptions {
   }
 };
 
+// No fused multiply-add in the element code (unoptimised_builds.hpp).
+ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Adan {
@@ -168,6 +170,7 @@ struct Adan {
 };
 
 }  // namespace rules
+ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct Adan {

@@ -49,6 +49,8 @@ struct LionOwnOptions {
   }
 };
 
+// No fused multiply-add in the element code (unoptimised_builds.hpp).
+ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Lion {
@@ -118,6 +120,7 @@ struct Lion {
 };
 
 }  // namespace rules
+ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct Lion {

@@ -17,6 +17,8 @@
 #include "adamx/rules/adam.hpp"
 
 ADAMX_NAMESPACE_BEGIN
+// No fused multiply-add in the element code (unoptimised_builds.hpp).
+ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -94,6 +96,7 @@ struct RAdam : Adam {
 };
 
 }  // namespace rules
+ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct RAdam : Baseline {

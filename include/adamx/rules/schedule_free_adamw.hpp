@@ -75,6 +75,8 @@ struct ScheduleFreeAdamWOwnOptions {
   }
 };
 
+// No fused multiply-add in the element code (unoptimised_builds.hpp).
+ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct ScheduleFreeAdamW {
@@ -211,6 +213,7 @@ struct ScheduleFreeAdamW {
 };
 
 }  // namespace rules
+ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct ScheduleFreeAdamW {

@@ -1,0 +1,414 @@
+// The element passes for one instruction set. No include guard: kernel.hpp
+// includes this file once per instruction set (isa.hpp), each time with
+// ADAMX_KERNEL_ISA set (0 baseline, 1 AVX2, 2 AVX-512) and, for AVX2 and
+// AVX-512, inside a region that compiles every function defined here for
+// that set (kernel.hpp, ADAMX_BEGIN_ISA_REGION). Each inclusion defines the
+// same passes in a namespace of its own (detail::isa_baseline, isa_avx2,
+// isa_avx512); kernel.hpp's dispatchers call the one the program chose.
+//
+// What differs between the sets: the width of a chunk's registers (16 or 32
+// bytes for the baseline, as the program's flags give; 32 for AVX2; 64 for
+// AVX-512, where a chunk holds 16 floats), and the intrinsics of the lanes
+// of s, the magnitude test and the bfloat16/half conversions. What does not:
+// the update rules' arithmetic, element by element, and the order in which s
+// is summed (element k of a block into lane k mod kNormLanes, in element
+// order), so every set computes the same bits (docs/design.md, "Instruction
+// sets"). The update rules are compiled for the baseline and inlined here:
+// they may only use what chunk.hpp offers.
+#if !defined(ADAMX_KERNEL_ISA)
+#error "adamx/kernel_passes.hpp is included by adamx/kernel.hpp only"
+#endif
+
+#if ADAMX_KERNEL_ISA == 0
+#define ADAMX_KERNEL_ISA_NAMESPACE isa_baseline
+#elif ADAMX_KERNEL_ISA == 1
+#define ADAMX_KERNEL_ISA_NAMESPACE isa_avx2
+#elif ADAMX_KERNEL_ISA == 2
+#define ADAMX_KERNEL_ISA_NAMESPACE isa_avx512
+#else
+#error "ADAMX_KERNEL_ISA must be 0, 1 or 2"
+#endif
+
+ADAMX_NAMESPACE_BEGIN
+namespace detail {
+namespace ADAMX_KERNEL_ISA_NAMESPACE {
+
+#if ADAMX_KERNEL_ISA == 0
+constexpr int kRegisterBytes = kBaselineRegisterBytes;
+#elif ADAMX_KERNEL_ISA == 1
+constexpr int kRegisterBytes = 32;
+#else
+constexpr int kRegisterBytes = 64;
+#endif
+
+/// Elements per chunk: kNormLanes, or 16 floats in AVX-512's registers.
+template <class Scalar>
+constexpr int kChunkElements = kRegisterBytes == 64 && sizeof(Scalar) == 4 ? 2 * kNormLanes : kNormLanes;
+static_assert(kNormBlock % (2 * kNormLanes) == 0, "blocks must hold whole chunks");
+
+/// The chunk type of these passes.
+template <class Scalar>
+using ChunkOf = Chunk<Scalar, kChunkElements<Scalar>, kRegisterBytes>;
+
+// ---- the set's lane operations, kNormLanes values at a time -----------------
+// The baseline's are simd.hpp's; AVX2 and AVX-512 use 256-bit instructions
+// and F16C (isa.hpp requires it for both).
+
+#if ADAMX_KERNEL_ISA == 0
+using detail::add_squares8;
+using detail::all_within8;
+using detail::narrow8;
+using detail::widen8;
+#else
+/// lanes[k] += double(g[k])² for k < 8 (exact squares for float g).
+ADAMX_ALWAYS_INLINE void add_squares8(const float* g, double* lanes) {
+  const __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(g));
+  const __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(g + 4));
+  _mm256_storeu_pd(lanes, _mm256_add_pd(_mm256_loadu_pd(lanes), _mm256_mul_pd(lo, lo)));
+  _mm256_storeu_pd(lanes + 4, _mm256_add_pd(_mm256_loadu_pd(lanes + 4), _mm256_mul_pd(hi, hi)));
+}
+ADAMX_ALWAYS_INLINE void add_squares8(const double* g, double* lanes) {
+  const __m256d lo = _mm256_loadu_pd(g);
+  const __m256d hi = _mm256_loadu_pd(g + 4);
+  _mm256_storeu_pd(lanes, _mm256_add_pd(_mm256_loadu_pd(lanes), _mm256_mul_pd(lo, lo)));
+  _mm256_storeu_pd(lanes + 4, _mm256_add_pd(_mm256_loadu_pd(lanes + 4), _mm256_mul_pd(hi, hi)));
+}
+
+/// Whether |x[k]| ≤ bound for every k < 8; false if any x[k] is NaN.
+ADAMX_ALWAYS_INLINE bool all_within8(const float* x, float bound) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 within = _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x), magnitude), _mm256_set1_ps(bound), _CMP_LE_OQ);
+  return _mm256_movemask_ps(within) == 0xFF;
+}
+ADAMX_ALWAYS_INLINE bool all_within8(const double* x, double bound) {
+  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffff));
+  const __m256d b = _mm256_set1_pd(bound);
+  const __m256d lo = _mm256_cmp_pd(_mm256_and_pd(_mm256_loadu_pd(x), magnitude), b, _CMP_LE_OQ);
+  const __m256d hi = _mm256_cmp_pd(_mm256_and_pd(_mm256_loadu_pd(x + 4), magnitude), b, _CMP_LE_OQ);
+  return _mm256_movemask_pd(_mm256_and_pd(lo, hi)) == 0xF;
+}
+
+/// Eight 32-bit lanes holding sign-extended 16-bit values, as eight 16-bit values.
+ADAMX_ALWAYS_INLINE __m128i pack8x16(__m256i x) {
+  return _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+}
+
+/// out[k] = float(x[k]) for k < 8 (exact: a bfloat16 is a float's top half).
+ADAMX_ALWAYS_INLINE void widen8(const Eigen::bfloat16* x, float* out) {
+  const __m256i bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+  _mm256_storeu_ps(out, _mm256_castsi256_ps(_mm256_slli_epi32(bits, 16)));
+}
+
+/// out[k] = bfloat16(x[k]) for k < 8, rounded as Eigen rounds (simd.hpp's
+/// float_to_bfloat16_bits on eight lanes).
+ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::bfloat16* out) {
+  const __m256 f = _mm256_loadu_ps(x);
+  const __m256i bits = _mm256_castps_si256(f);
+  const __m256i top = _mm256_srai_epi32(bits, 16);
+  const __m256i lsb = _mm256_and_si256(top, _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+  const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(top, _mm256_set1_epi32(static_cast<int>(0xFFFF8000u))),
+                                            _mm256_set1_epi32(0x7FC0));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), pack8x16(_mm256_blendv_epi8(rounded, quiet_nan, nan)));
+}
+
+/// out[k] = float(x[k]) for k < 8 (exact), by F16C. Eigen's scalar
+/// conversion without F16C keeps a signalling NaN's payload as it is, where
+/// the instruction sets its quiet bit: such lanes are redone by hand.
+ADAMX_ALWAYS_INLINE void widen8(const Eigen::half* x, float* out) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+  __m256 f = _mm256_cvtph_ps(h);
+#if !defined(EIGEN_HAS_FP16_C)
+  const __m256i wide = _mm256_cvtepu16_epi32(h);
+  const __m256i magnitude = _mm256_and_si256(wide, _mm256_set1_epi32(0x7FFF));
+  const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7C00));
+  const __m256i kept = _mm256_or_si256(
+      _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x8000)), 16),
+                      _mm256_set1_epi32(0x7F800000)),
+      _mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x03FF)), 13));
+  f = _mm256_blendv_ps(f, _mm256_castsi256_ps(kept), _mm256_castsi256_ps(nan));
+#endif
+  _mm256_storeu_ps(out, f);
+}
+
+/// out[k] = half(x[k]) for k < 8, rounded as Eigen rounds, by F16C
+/// (to nearest, ties to even). Eigen's scalar conversion without F16C makes
+/// every NaN the quiet NaN 0x7E00 with the input's sign, where the
+/// instruction keeps the payload's top bits: NaN lanes are replaced.
+ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::half* out) {
+  const __m256 f = _mm256_loadu_ps(x);
+  __m128i h = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT);
+#if !defined(EIGEN_HAS_FP16_C)
+  const __m256i sign_spread = _mm256_srai_epi32(_mm256_castps_si256(f), 16);
+  const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(sign_spread, _mm256_set1_epi32(static_cast<int>(0xFFFF8000u))),
+                                            _mm256_set1_epi32(0x7E00));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
+  h = _mm_blendv_epi8(h, pack8x16(quiet_nan), pack8x16(nan));
+#endif
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), h);
+}
+#endif  // ADAMX_KERNEL_ISA != 0
+
+// ---- a chunk's worth -----------------------------------------------------------
+
+/// lanes[k mod kNormLanes] += g[k]² for the E values of a chunk, in order:
+/// the additions into each lane come in the order a kNormLanes-wide chunk
+/// would make them, so s does not depend on the chunk width.
+template <int E, class Scalar>
+ADAMX_ALWAYS_INLINE void add_squares(const Scalar* g, Lanes& lanes) {
+  for (int k = 0; k < E; k += kNormLanes) add_squares8(g + k, lanes.lane);
+}
+
+template <int E, class Scalar>
+ADAMX_ALWAYS_INLINE bool all_within(const Scalar* x, Scalar bound) {
+  bool within = all_within8(x, bound);
+  for (int k = kNormLanes; k < E; k += kNormLanes) within = all_within8(x + k, bound) && within;
+  return within;
+}
+
+/// A chunk of parameters or gradients from `x` in the arithmetic type Scalar:
+/// a plain load when they are of that type, else widened in registers,
+/// exactly as static_cast<Scalar> widens one.
+template <class Scalar, class Param>
+ADAMX_ALWAYS_INLINE ChunkOf<Scalar> load_chunk(const Param* x) {
+  if constexpr (std::is_same<Param, Scalar>::value) {
+    return ChunkOf<Scalar>::load(x);
+  } else {
+    ChunkOf<Scalar> widened;
+    for (int k = 0; k < kChunkElements<Scalar>; k += kNormLanes) widen8(x + k, widened.data() + k);
+    return widened;
+  }
+}
+
+/// Stores a chunk to parameters of type Param, rounded in registers when
+/// Param is narrower, exactly as static_cast<Param> rounds one.
+template <class Param, class Scalar>
+ADAMX_ALWAYS_INLINE void store_chunk(const ChunkOf<Scalar>& value, Param* x) {
+  if constexpr (std::is_same<Param, Scalar>::value) {
+    value.store(x);
+  } else {
+    for (int k = 0; k < kChunkElements<Scalar>; k += kNormLanes) narrow8(value.data() + k, x + k);
+  }
+}
+
+/// Runs chunk(i) for each whole chunk (E elements) of a block of a pass over
+/// `here` (n elements from here's pointers on), with the prefetches that go
+/// with it: `distance` (prefetch_distance's) elements ahead, in this tensor
+/// or, past its end, in the next one of the group, or none past that. Stops
+/// early, returning false, when chunk returns false; returns the index after
+/// the last whole chunk otherwise (through `end`). The chunks are split into
+/// those three runs up front rather than asking per chunk where its prefetch
+/// goes: a tensor of a few thousand elements prefetches only the next one
+/// (prefetch_distance), and a test and two branches per chunk there cost
+/// about 1 700 instructions per 1024-element tensor, more than the rest of
+/// a step's per-tensor work. With Bound > 0 (the fused pass, whose next
+/// tensor binds the same arrays as this one), θ and the slots below Bound
+/// are bound in both tensors, not tested.
+template <int E, int Bound = 0, class Param, class Scalar, int Slots, class OnChunk>
+ADAMX_ALWAYS_INLINE bool for_each_chunk_prefetching(const TensorArrays<Param, Scalar, Slots> here,
+                                                    const TensorArrays<Param, Scalar, Slots> next, Index n,
+                                                    Index& end, OnChunk chunk) {
+  const Index distance = prefetch_distance(here.size);
+  const Index whole = n - n % E;
+  // The first chunk index at or after `limit` (a chunk starts at a multiple of E).
+  const auto chunk_stop = [whole](Index limit) {
+    if (limit <= 0) return Index{0};
+    const Index rounded = (limit + E - 1) / E * E;
+    return rounded < whole ? rounded : whole;
+  };
+  // Chunk i prefetches here's element i + distance while that is < here.size,
+  // then next's element i + distance − here.size while that is < next.size.
+  const Index in_here = chunk_stop(here.size - distance);
+  const Index in_next = chunk_stop(here.size - distance + next.size);
+  Index i = 0;
+  for (; i < in_here; i += E) {
+    prefetch_arrays<Bound>(here, i + distance);
+    if (!chunk(i)) return false;
+  }
+  // `at` as an induction variable of its own: each prefetch is then one
+  // instruction, as in the loop above, not an address computation and one.
+  for (Index at = i + distance - here.size; i < in_next; i += E, at += E) {
+    prefetch_arrays<Bound>(next, at);
+    if (!chunk(i)) return false;
+  }
+  for (; i < whole; i += E)
+    if (!chunk(i)) return false;
+  end = i;
+  return true;
+}
+
+/// The loops of fused_block, for coefficients `coefficients` of type C (the
+/// rule's Coefficients or a specialisation its visit gives).
+template <class Rule, class Param, class Scalar, int Slots, class C>
+ADAMX_ALWAYS_INLINE double fused_block_loops(const C& coefficients, const TensorArrays<Param, Scalar, Slots> here,
+                                             Index n, const TensorArrays<Param, Scalar, Slots> next) {
+  constexpr int E = kChunkElements<Scalar>;
+  Param* const param = here.param;
+  const Param* const grad = here.grad;
+  // A local copy: stores through θ and the slots could alias the caller's
+  // struct as far as the compiler knows, which would make it reload and
+  // re-broadcast every constant in every chunk.
+  const C c = coefficients;
+  using Chunk = ChunkOf<Scalar>;
+  Lanes lanes;
+  Index i = 0;
+  for_each_chunk_prefetching<E, Rule::kBoundSlots>(here, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
+    LaneState<Chunk, Scalar, Slots> state;
+    for (int k = 0; k < Slots; ++k) state.slot[k] = here.slot[k];
+    state.at = at;
+    Chunk g;
+    const Chunk updated = Rule::update(c, load_chunk<Scalar>(param + at), load_chunk<Scalar>(grad + at), g, state);
+    store_chunk<Param>(updated, param + at);
+    add_squares<E>(g.data(), lanes);
+    return true;
+  });
+  // The last partial chunk, element by element; its element k goes to lane
+  // k mod kNormLanes (i is a multiple of E, so of kNormLanes).
+  for (int k = 0; i < n; ++i, ++k) {
+    LaneState<Scalar, Scalar, Slots> state;
+    for (int slot = 0; slot < Slots; ++slot) state.slot[slot] = here.slot[slot];
+    state.at = i;
+    Scalar g;
+    param[i] = static_cast<Param>(
+        Rule::update(c, static_cast<Scalar>(param[i]), static_cast<Scalar>(grad[i]), g, state));
+    lanes.lane[k % kNormLanes] += square(static_cast<double>(g));
+  }
+  return combine_lanes(lanes);
+}
+
+/// One block (n ≤ kNormBlock elements, pointers at the block's start) of the
+/// fused update by Rule (rules/): θ and the state slots updated, and the
+/// block's partial of s = Σg² (g as the rule transforms it) returned. Param
+/// is the type of the parameters and gradients, Scalar that of the state and
+/// the arithmetic (float for bfloat16 and half parameters, converted on load
+/// and rounded once on store). The rule's update is one function template:
+/// here it runs on chunks, then on the scalars of the block's last partial
+/// chunk, the same operations in the same order. When the rule's
+/// Coefficients offer visit (HasVisit), the loops are compiled once per
+/// variant it names and the choice is made once per block, not by a branch
+/// per chunk.
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_KERNEL_PASS double fused_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                     const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                     const TensorArrays<Param, Scalar, Slots> next) {
+  using C = typename Rule::template Coefficients<Scalar>;
+  if constexpr (HasVisit<C>::value) {
+    // The rule's visit is compiled for the baseline: it calls the loops
+    // (compiled for this set) once per block, not inlined.
+    return coefficients.visit([&](const auto& c) ADAMX_KERNEL_PASS_LAMBDA {
+      return fused_block_loops<Rule>(c, here, n, next);
+    });
+  } else {
+    return fused_block_loops<Rule>(coefficients, here, n, next);
+  }
+}
+
+/// Visits one block's transformed gradient (the g the moments would see) for
+/// the passes that only read: on_chunk(g) for each whole chunk, then
+/// on_element(g, k) for each element k of the last partial chunk. Either
+/// returns false to stop early; the visit returns whether it reached the
+/// end. Prefetches as fused_block does, for the arrays the caller passes (g
+/// always, θ when the rule's gradient reads it).
+template <class Rule, class Param, class Scalar, int Slots, class OnChunk, class OnElement>
+ADAMX_ALWAYS_INLINE bool visit_transformed_gradient(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                                    const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                                    const TensorArrays<Param, Scalar, Slots> next, OnChunk on_chunk,
+                                                    OnElement on_element) {
+  const typename Rule::template Coefficients<Scalar> c = coefficients;  // see fused_block_loops
+  const Param* const param = here.param;
+  const Param* const grad = here.grad;
+  TensorArrays<Param, Scalar, Slots> ahead = here;  // the caller leaves the slots null
+  if (!c.gradient_reads_param()) ahead.param = nullptr;
+  Index i = 0;
+  const bool reached_end =
+      for_each_chunk_prefetching<kChunkElements<Scalar>>(ahead, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
+        return on_chunk(
+            Rule::gradient(c, load_chunk<Scalar>(grad + at), [&] { return load_chunk<Scalar>(param + at); }));
+      });
+  if (!reached_end) return false;
+  for (int k = 0; i < n; ++i, ++k)
+    if (!on_element(Rule::gradient(c, static_cast<Scalar>(grad[i]), [&] { return static_cast<Scalar>(param[i]); }),
+                    k))
+      return false;
+  return true;
+}
+
+/// The same partial of s that fused_block would return, without changing
+/// anything: what the skip and error policies report and name the first bad
+/// tensor by when a gradient is not within kSafeGradient (kernel.hpp).
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_KERNEL_PASS double squared_norm_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                            const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                            const TensorArrays<Param, Scalar, Slots> next) {
+  Lanes lanes;
+  visit_transformed_gradient<Rule>(
+      coefficients, here, n, next,
+      [&](const ChunkOf<Scalar>& g) ADAMX_ALWAYS_INLINE_LAMBDA {
+        add_squares<kChunkElements<Scalar>>(g.data(), lanes);
+        return true;
+      },
+      [&](Scalar g, int k) ADAMX_ALWAYS_INLINE_LAMBDA {
+        lanes.lane[k % kNormLanes] += square(static_cast<double>(g));
+        return true;
+      });
+  return combine_lanes(lanes);
+}
+
+/// Whether every transformed gradient of the block is within kSafeGradient
+/// (false for NaN): the first pass of the skip and error policies, which then
+/// need s itself only when this fails. It reads g as squared_norm_block does
+/// but only compares, so it runs at the speed memory delivers g instead of
+/// waiting on a chain of additions per lane of s.
+template <class Rule, class Param, class Scalar, int Slots>
+ADAMX_KERNEL_PASS bool gradient_within_safe_bound_block(const typename Rule::template Coefficients<Scalar>& coefficients,
+                                                        const TensorArrays<Param, Scalar, Slots> here, Index n,
+                                                        const TensorArrays<Param, Scalar, Slots> next) {
+  const Scalar bound = kSafeGradient<Scalar>;
+  return visit_transformed_gradient<Rule>(
+      coefficients, here, n, next,
+      [bound](const ChunkOf<Scalar>& g) ADAMX_ALWAYS_INLINE_LAMBDA {
+        return all_within<kChunkElements<Scalar>>(g.data(), bound);
+      },
+      [bound](Scalar g, int) ADAMX_ALWAYS_INLINE_LAMBDA { return std::abs(g) <= bound; });
+}
+
+/// Squares of a plain array in the same block pattern (gradient clipping).
+/// bfloat16 and half values are widened to float first (exactly).
+template <class Scalar>
+ADAMX_KERNEL_PASS double squared_sum_block(const Scalar* x, Index n, Index available) {
+  Lanes lanes;
+  Index i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    if (i + kPrefetchDistance < available) prefetch<false>(x + i + kPrefetchDistance);
+    if constexpr (std::is_same<Scalar, float>::value || std::is_same<Scalar, double>::value) {
+      add_squares8(x + i, lanes.lane);
+    } else {
+      float widened[kNormLanes];
+      widen8(x + i, widened);
+      add_squares8(widened, lanes.lane);
+    }
+  }
+  for (int lane = 0; i < n; ++i, ++lane) lanes.lane[lane] += square(static_cast<double>(x[i]));
+  return combine_lanes(lanes);
+}
+
+/// out[k] = To(x[k]) for k < n, between float and bfloat16 or half, by this
+/// set's conversions eight at a time and static_cast for the rest: what
+/// the passes' loads and stores do, as one call (tests/test_conversion.cpp
+/// checks it against Eigen's conversions on every set).
+template <class From, class To>
+ADAMX_KERNEL_PASS void convert_block(const From* x, To* out, Index n) {
+  Index i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    if constexpr (std::is_same<To, float>::value) widen8(x + i, out + i);
+    else narrow8(x + i, out + i);
+  }
+  for (; i < n; ++i) out[i] = static_cast<To>(x[i]);
+}
+
+}  // namespace ADAMX_KERNEL_ISA_NAMESPACE
+}  // namespace detail
+ADAMX_NAMESPACE_END  // namespace adamx
+
+#undef ADAMX_KERNEL_ISA_NAMESPACE
