@@ -1,6 +1,8 @@
 // The same inputs give bitwise the same θ, m, v, v_max, γ and h with 1, 2 or 3
 // threads: work is split on the fixed blocks s is summed over, and the blocks'
-// partials are added in one fixed order (include/adamx/parallel.hpp).
+// partials are added in one fixed order (include/adamx/parallel.hpp). And on
+// every instruction set this machine runs (isa.hpp): the sets' passes do the
+// same elementwise arithmetic and sum s in the same order.
 #include <gtest/gtest.h>
 
 #include <adamx/adamx.hpp>
@@ -102,6 +104,25 @@ TYPED_TEST(Determinism, OneTwoAndThreeThreadsGiveBitwiseEqualResults) {
       for (const int threads : {2, 3}) expect_identical(one, run<TypeParam>(threads, 60, amsgrad, policy), threads);
     }
   }
+}
+
+// Every instruction set against the baseline, on one thread and on two.
+TYPED_TEST(Determinism, EveryInstructionSetGivesBitwiseEqualResults) {
+  const adamx::InstructionSet before = adamx::instruction_set();
+  for (const bool amsgrad : {false, true}) {
+    for (const auto policy : {adamx::NonFinitePolicy::propagate, adamx::NonFinitePolicy::skip}) {
+      adamx::set_instruction_set(adamx::InstructionSet::baseline);
+      const Run<TypeParam> baseline = run<TypeParam>(1, 60, amsgrad, policy);
+      for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+        if (set == adamx::InstructionSet::baseline) continue;
+        SCOPED_TRACE(testing::Message() << adamx::instruction_set_name(set) << ", amsgrad " << amsgrad
+                                        << ", policy " << adamx::to_string(policy));
+        adamx::set_instruction_set(set);
+        for (const int threads : {1, 2}) expect_identical(baseline, run<TypeParam>(threads, 60, amsgrad, policy), threads);
+      }
+    }
+  }
+  adamx::set_instruction_set(before);
 }
 
 // Muon's Newton-Schulz products are Eigen's, split over set_threads()
