@@ -19,6 +19,9 @@
 //   nonfinite/AdamX/float/<policy>/N            NonFinitePolicy propagate, skip, error
 //   step/AdamX/bfloat16/N                       bfloat16 parameters and gradients, float state
 //   step/AdamX/half/N                           half parameters and gradients, float state
+//   again/Adam/float/N         step/Adam/float/N once more (A/A: what noise alone moves a ratio)
+//   isa/<set>/<Adam|AdamX>/<float|half|bfloat16>/N  one instruction set forced
+//                              (set_instruction_set), for every set this CPU supports
 //
 // Parameters and gradients are random, generated once per size and reused;
 // each benchmark steps one optimizer instance repeatedly with the same
@@ -28,8 +31,13 @@
 #include <Eigen/Core>
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <stdexcept>
@@ -166,6 +174,17 @@ void bm_step(benchmark::State& state, std::int64_t tensors,
   options.nonfinite = policy;
   Problem<Opt> problem(n, tensors, options);
   run_steps(state, problem, n);
+}
+
+// The same step with the element passes on one instruction set, whichever
+// the run selected otherwise (restored afterwards): what dispatch buys over
+// the baseline the compiler flags give.
+template <class Opt>
+void bm_step_on(benchmark::State& state, adamx::InstructionSet set) {
+  const adamx::InstructionSet selected = adamx::instruction_set();
+  adamx::set_instruction_set(set);
+  bm_step<Opt>(state, 1);
+  adamx::set_instruction_set(selected);
 }
 
 // ---- matrices: Muon against AdamW on the same layers ----------------------
@@ -387,6 +406,33 @@ void register_benchmarks() {
   sizes(benchmark::RegisterBenchmark("roofline/float", bm_roofline));
   sizes(benchmark::RegisterBenchmark("naive_eigen_adam/float", bm_naive_eigen_adam));
 
+  // A/A control: Adam's step rows once more under another name. Random
+  // interleaving puts the two copies at different times of the run, so
+  // their ratio (ideally 1) is the smallest difference this run resolves.
+  for (const std::int64_t n : {std::int64_t{1} << 18, std::int64_t{1} << 20, std::int64_t{1} << 24})
+    benchmark::RegisterBenchmark("again/Adam/float", bm_step<adamx::Adam<float>>, std::int64_t{1},
+                                 adamx::NonFinitePolicy::propagate)
+        ->Arg(n)
+        ->Unit(benchmark::kMicrosecond);
+
+  // Each instruction set this CPU supports, forced: in cache (2^18, 2^20),
+  // where the arithmetic sets the pace, and out of cache (2^24).
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets()) {
+    const std::string prefix = std::string("isa/") + adamx::instruction_set_name(set);
+    benchmark::RegisterBenchmark((prefix + "/Adam/float").c_str(), bm_step_on<adamx::Adam<float>>, set)
+        ->Arg(std::int64_t{1} << 18)
+        ->Arg(std::int64_t{1} << 20)
+        ->Arg(std::int64_t{1} << 24)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((prefix + "/AdamX/half").c_str(), bm_step_on<adamx::AdamX<Eigen::half>>, set)
+        ->Arg(std::int64_t{1} << 20)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((prefix + "/AdamX/bfloat16").c_str(), bm_step_on<adamx::AdamX<Eigen::bfloat16>>,
+                                 set)
+        ->Arg(std::int64_t{1} << 20)
+        ->Unit(benchmark::kMicrosecond);
+  }
+
   // 1024 tensors against one tensor of the same total, one group each: 2^20
   // elements (in the last-level cache: each tensor start's latency is
   // exposed) and 2^24 (out of cache, streaming).
@@ -458,12 +504,58 @@ void register_benchmarks() {
   }
 }
 
+// The CPU's model name as the kernel reports it ("unknown" elsewhere).
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const std::size_t colon = line.find(':');
+    if (colon != std::string::npos && colon + 2 <= line.size()) return line.substr(colon + 2);
+  }
+  return "unknown";
+}
+
+// The bandwidth the roofline loop reaches over 2^24 floats per array (256
+// MiB in all, far out of any cache), best of five passes after a warm-up: a
+// number for the header, measured before the benchmarks start so a reader
+// sees the machine's state at the time. In GB/s of the step's 7-word traffic.
+double measured_bandwidth_gbytes_per_s() {
+  const std::int64_t n = kLargest;
+  std::vector<float> a(static_cast<std::size_t>(n), 1.0f), b(a), c(a), d(a);
+  roofline_pass(a.data(), b.data(), c.data(), d.data(), n);
+  double best = 0.0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto start = std::chrono::steady_clock::now();
+    roofline_pass(a.data(), b.data(), c.data(), d.data(), n);
+    benchmark::DoNotOptimize(a.data());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, static_cast<double>(n * kWordsPerElement * 4) / seconds / 1e9);
+  }
+  return best;
+}
+
+std::string supported_sets() {
+  std::string names;
+  for (const adamx::InstructionSet set : adamx::supported_instruction_sets())
+    names += (names.empty() ? "" : " ") + std::string(adamx::instruction_set_name(set));
+  return names;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   register_benchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // The machine, in the header of the console output and in the JSON.
+  benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("instruction_set", adamx::instruction_set_name(adamx::instruction_set()));
+  benchmark::AddCustomContext("instruction_sets_supported", supported_sets());
+  benchmark::AddCustomContext("baseline", adamx::baseline_description());
+  char bandwidth[32];
+  std::snprintf(bandwidth, sizeof bandwidth, "%.1f", measured_bandwidth_gbytes_per_s());
+  benchmark::AddCustomContext("bandwidth_gbytes_per_s", bandwidth);
   benchmark::AddCustomContext("adamx_version", std::to_string(ADAMX_VERSION_MAJOR) + "." +
                                                   std::to_string(ADAMX_VERSION_MINOR) + "." +
                                                   std::to_string(ADAMX_VERSION_PATCH));

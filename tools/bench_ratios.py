@@ -2,19 +2,34 @@
 """Ratios from a Google Benchmark JSON file written by adamx_bench_step.
 
     tools/bench_ratios.py RESULTS.json [--torch TORCH.json] [--debug DEBUG.json]
-                          [--json SUMMARY.json]
+                          [--torch-python PY.json] [--json SUMMARY.json]
+    tools/bench_ratios.py --check SUMMARY.json --keys KEY,KEY,...
 
 TORCH.json is adamx_bench_torch's output (adamx::torch_optim against
 torch::optim, built when libtorch is found); without it those ratios are null.
+PY.json is bench/bench_torch_python.py's (torch.optim.Adam called from
+Python, one thread, 2^24 floats), divided by adamx's Adam at that size.
 DEBUG.json is adamx_bench_step_debug's (the same benchmarks compiled -O0): its
 runs are named "debug:<name>" here and divided by RESULTS.json's.
-Prints a short table of ratios and, with --json, writes them as one flat JSON
-object (numbers, or null where a benchmark is missing or was skipped).
+Prints the machine (CPU model, selected instruction set, bandwidth), a table
+of ratios and the run's A/A control, and with --json writes the ratios as one
+flat JSON object: every ratio under its key (null where a benchmark is missing
+or was skipped), the ratio of the fastest repetitions under <key>_min, and the
+machine's description under cpu_model, instruction_set,
+instruction_sets_supported and bandwidth_gbytes_per_s.
 
 Every time used is real_time (wall clock), for the single-threaded benchmarks
-as well as the threaded ones, so all ratios have one basis. When the file holds
-repetitions, each benchmark's median is used (its "median" aggregate, or the
-median of its runs if only runs were reported).
+as well as the threaded ones, so all ratios have one basis. With repetitions
+(scripts/bench runs at least 5, randomly interleaved), a ratio is that of the
+two benchmarks' medians; beside it are the ratio of their fastest repetitions
+(the least disturbed by other work on a shared machine) and the spread of the
+slower one's repetitions ((max - min) / median). The A/A rows time the same
+work twice under two names: how far their ratio is from 1 is the smallest
+difference the run can resolve.
+
+--check reads a SUMMARY.json that --json wrote and fails, naming them,
+unless every key listed holds a value (the suite's check that a run reports
+every headline ratio).
 
 Standard library only.
 """
@@ -25,12 +40,14 @@ import statistics
 import sys
 
 TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-P20, P22, P24 = 1 << 20, 1 << 22, 1 << 24
+P18, P20, P22, P24 = 1 << 18, 1 << 20, 1 << 22, 1 << 24
+SETS = ("avx2", "avx512")  # the instruction sets besides the baseline (adamx/isa.hpp)
 
 
 def load(path):
-    """Returns (context, times, errors): median real_time in ns per run name,
-    and the error message of every run name that was skipped."""
+    """Returns (context, runs, errors): the real_time in ns of every
+    repetition per run name (or the median aggregate when only aggregates
+    were written), and the error message of every run name that was skipped."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     runs, medians, errors = {}, {}, {}
@@ -47,21 +64,30 @@ def load(path):
                 medians[name] = ns
         else:
             runs.setdefault(name, []).append(ns)
-    times = {name: statistics.median(values) for name, values in runs.items()}
-    times.update(medians)  # an explicit median aggregate wins
-    for name in times:
+    for name, ns in medians.items():
+        runs.setdefault(name, [ns])  # the repetitions themselves win
+    for name in runs:
         errors.pop(name, None)
-    return data.get("context", {}), times, errors
+    return data.get("context", {}), runs, errors
 
 
 class Ratios:
-    def __init__(self, times, errors):
-        self.times, self.errors = times, errors
-        self.rows = []  # (label, size label, value or None, note)
+    def __init__(self, runs, errors):
+        self.runs, self.errors = runs, errors
+        self.rows = []  # (label, size label, median ratio or None, min ratio, spread, note)
         self.flat = {}
 
     def time(self, name):
-        return self.times.get(name)
+        values = self.runs.get(name)
+        return statistics.median(values) if values else None
+
+    def fastest(self, name):
+        values = self.runs.get(name)
+        return min(values) if values else None
+
+    def spread(self, name):
+        values = self.runs.get(name)
+        return (max(values) - min(values)) / statistics.median(values) if values else None
 
     def why_missing(self, *names):
         for name in names:
@@ -70,13 +96,19 @@ class Ratios:
         return "not in the results"
 
     def ratio(self, key, label, size, numerator, denominator):
-        """numerator_time / denominator_time."""
+        """numerator_time / denominator_time (medians; fastest under key_min)."""
         a, b = self.time(numerator), self.time(denominator)
         value = a / b if a is not None and b else None
+        fast = None
+        spread = None
+        if value is not None:
+            fast = self.fastest(numerator) / self.fastest(denominator)
+            spread = max(self.spread(numerator), self.spread(denominator))
         note = "" if value is not None else self.why_missing(numerator, denominator)
-        self.rows.append((label, size, value, note))
+        self.rows.append((label, size, value, fast, spread, note))
         if key:
             self.flat[key] = value
+            self.flat[key + "_min"] = fast
         return value
 
 
@@ -84,8 +116,12 @@ def size_label(n):
     return "2^%d" % (n.bit_length() - 1)
 
 
-def build(times, errors):
-    r = Ratios(times, errors)
+def key_size(n):
+    return "2p%d" % (n.bit_length() - 1)
+
+
+def build(runs, errors):
+    r = Ratios(runs, errors)
 
     # AdamX against Adam, float, at the sizes that do not fit in cache.
     adamx_over_adam = {}
@@ -103,6 +139,22 @@ def build(times, errors):
             size_label(P24), "roofline/float/%d" % P24, "step/Adam/float/%d" % P24)
     r.ratio("adamx_over_roofline", "AdamX bandwidth / roofline (roofline time / AdamX time)",
             size_label(P24), "roofline/float/%d" % P24, "step/AdamX/float/%d" % P24)
+
+    # Adam's time over the roofline's: how far the step is from the memory
+    # bound in cache (2^18, 2^20: the arithmetic sets the pace) and out of it.
+    for n in (P18, P20, P24):
+        r.ratio("adam_over_roofline_" + key_size(n), "Adam / roofline, time (float)", size_label(n),
+                "step/Adam/float/%d" % n, "roofline/float/%d" % n)
+
+    # What dispatch buys: each instruction set forced, against the baseline
+    # (the compiler flags' own), same binary, same run.
+    for name, kind, sizes in (("Adam", "float", (P18, P20, P24)), ("AdamX", "half", (P20,)),
+                              ("AdamX", "bfloat16", (P20,))):
+        for n in sizes:
+            for isa in SETS:
+                r.ratio("%s_over_baseline_%s_%s_%s" % (isa, name.lower(), kind, key_size(n)),
+                        "%s / baseline instruction set, time (%s %s)" % (isa, name, kind), size_label(n),
+                        "isa/%s/%s/%s/%d" % (isa, name, kind, n), "isa/baseline/%s/%s/%d" % (name, kind, n))
 
     for n in (P20, P24):
         r.ratio("naive_over_fused_" + size_label(n).replace("^", "p"),
@@ -141,7 +193,7 @@ def build(times, errors):
     # Every optimizer the run measured besides Adam's own family (bench_step
     # registers one step/<Name>/float row per optimizer of the library).
     baselines = []
-    for row in r.times:
+    for row in r.runs:
         parts = row.split("/")
         if (len(parts) == 4 and parts[0] == "step" and parts[2] == "float" and
                 parts[1] not in ("Adam", "AdamW", "AdamX") and parts[1] not in baselines):
@@ -160,9 +212,20 @@ def build(times, errors):
         r.ratio("layers_aa_" + model, "AdamW, run again / run first (A/A: noise)", model,
                 "layers/AdamW/float/%s:again" % model, "layers/AdamW/float/" + model)
 
+    # A/A: the same work twice in one run. The largest distance from 1 is the
+    # smallest difference between two rows that this run can tell from noise.
+    aa = []
+    for n in (P18, P20, P24):
+        aa.append(r.ratio("aa_adam_" + key_size(n), "Adam, run again / run first (A/A: noise)", size_label(n),
+                          "again/Adam/float/%d" % n, "step/Adam/float/%d" % n))
+    aa += [r.flat.get(k) for k in ("multitensor_aa", "multitensor_aa_2p24", "layers_aa_mlp",
+                                   "layers_aa_1024x1024")]
+    known = [abs(v - 1.0) for v in aa if v is not None]
+    r.flat["aa_max_deviation"] = max(known) if known else None
+
     adam = r.time("step/Adam/float/%d" % P24)
     value = adam / P24 if adam is not None else None
-    r.rows.append(("Adam ns per element (float, 1 thread)", size_label(P24), value,
+    r.rows.append(("Adam ns per element (float, 1 thread)", size_label(P24), value, None, None,
                    "" if value is not None else r.why_missing("step/Adam/float/%d" % P24)))
     r.flat["adam_ns_per_element_2p24"] = value
 
@@ -178,6 +241,12 @@ def build(times, errors):
                         "2^24" if shape == "single" else "200 x 2^22",
                         "torch/libtorch_%s/%s/threads:%d" % (name, shape, threads),
                         "torch/adamx_%s/%s/threads:%d" % (name, shape, threads))
+
+    # PyTorch's optimizer as a Python user calls it, against adamx's Adam on
+    # the same size (> 1: adamx is faster). Not interleaved with the rest:
+    # the A/A rows bound the noise of the adamx side only.
+    r.ratio("python_torch_adam_over_adamx_2p24", "torch.optim.Adam (Python) / adamx Adam, time (1 thread)",
+            size_label(P24), "torch_python/Adam/single/threads:1", "step/Adam/float/%d" % P24)
 
     # The unoptimised build (-O0) against this one, same benchmark and size.
     for name in ("Adam", "AdamX"):
@@ -197,35 +266,75 @@ def main():
     parser.add_argument("--torch", metavar="FILE", help="adamx_bench_torch's JSON, merged in")
     parser.add_argument("--debug", metavar="FILE",
                         help="adamx_bench_step_debug's JSON, merged in as debug:<name>")
+    parser.add_argument("--torch-python", metavar="FILE", help="bench/bench_torch_python.py's JSON, merged in")
     parser.add_argument("--json", metavar="FILE", help="also write the ratios as flat JSON")
+    parser.add_argument("--check", action="store_true",
+                        help="RESULTS is a file --json wrote: require a value for every --keys entry")
+    parser.add_argument("--keys", default="", help="comma-separated keys for --check")
     args = parser.parse_args()
 
-    context, times, errors = load(args.results)
+    if args.check:
+        with open(args.results, encoding="utf-8") as f:
+            summary = json.load(f)
+        wanted = [k for k in args.keys.split(",") if k]
+        if not wanted:
+            sys.exit("bench_ratios: --check needs --keys")
+        missing = [k for k in wanted if summary.get(k) is None]
+        if missing:
+            sys.exit("bench_ratios: %s has no value for %s" % (args.results, ", ".join(missing)))
+        for k in wanted:
+            print("%s = %s" % (k, summary[k]))
+        return
+
+    context, runs, errors = load(args.results)
     if args.torch:
-        _, torch_times, torch_errors = load(args.torch)
-        times.update(torch_times)
+        _, torch_runs, torch_errors = load(args.torch)
+        runs.update(torch_runs)
         errors.update(torch_errors)
+    if args.torch_python:
+        _, python_runs, python_errors = load(args.torch_python)
+        runs.update(python_runs)
+        errors.update(python_errors)
     if args.debug:
-        debug_context, debug_times, debug_errors = load(args.debug)
-        times.update({"debug:" + k: v for k, v in debug_times.items()})
+        debug_context, debug_runs, debug_errors = load(args.debug)
+        runs.update({"debug:" + k: v for k, v in debug_runs.items()})
         errors.update({"debug:" + k: v for k, v in debug_errors.items()})
-    if not times and not errors:
+    if not runs and not errors:
         sys.exit("bench_ratios: no benchmark results in %s" % args.results)
-    r = build(times, errors)
+    r = build(runs, errors)
+    bandwidth = context.get("bandwidth_gbytes_per_s")
+    r.flat["cpu_model"] = context.get("cpu_model")
+    r.flat["instruction_set"] = context.get("instruction_set")
+    r.flat["instruction_sets_supported"] = context.get("instruction_sets_supported")
+    r.flat["bandwidth_gbytes_per_s"] = float(bandwidth) if bandwidth else None
 
     print("ratios from %s" % args.results)
-    print("  %s, %s, %s; %s CPUs, load average %s" % (
-        context.get("compiler", "?"), context.get("build_type", "?"),
-        context.get("cxx_flags", "?"), context.get("num_cpus", "?"),
-        ", ".join("%.2f" % x for x in context.get("load_avg", [])) or "?"))
+    print("  CPU %s (%s CPUs); instruction set %s of those supported (%s), baseline %s" % (
+        context.get("cpu_model", "?"), context.get("num_cpus", "?"), context.get("instruction_set", "?"),
+        context.get("instruction_sets_supported", "?"), context.get("baseline", "?")))
+    print("  bandwidth %s GB/s (roofline loop at 2^24, before the run); load average %s" % (
+        bandwidth or "?", ", ".join("%.2f" % x for x in context.get("load_avg", [])) or "?"))
+    print("  %s, %s, %s" % (context.get("compiler", "?"), context.get("build_type", "?"),
+                            context.get("cxx_flags", "?")))
     if args.debug:
         print("  debug rows: %s, %s" % (debug_context.get("build_type", "?"),
                                         debug_context.get("cxx_flags", "?")))
-    print("  times: real_time, median over repetitions where there are several")
-    width = max(len(label) for label, _, _, _ in r.rows)
-    for label, size, value, note in r.rows:
+    reps = sorted({len(v) for v in runs.values()})
+    print("  times: real_time; %s repetitions per benchmark; ratio of medians, of the fastest "
+          "repetitions, and the larger spread (max - min) / median of the two rows" %
+          "/".join(str(k) for k in reps))
+    width = max(len(row[0]) for row in r.rows)
+    print("  %-*s  %-11s %7s %7s %7s" % (width, "", "N", "median", "fastest", "spread"))
+    for label, size, value, fast, spread, note in r.rows:
         shown = ("%.3f" % value) if value is not None else "n/a"
-        print("  %-*s  %-11s %7s%s" % (width, label, size, shown, ("  (" + note + ")") if note else ""))
+        extra = ""
+        if fast is not None:
+            extra = " %7.3f %6.1f%%" % (fast, 100.0 * spread)
+        print("  %-*s  %-11s %7s%s%s" % (width, label, size, shown, extra, ("  (" + note + ")") if note else ""))
+    deviation = r.flat.get("aa_max_deviation")
+    if deviation is not None:
+        print("  A/A control: the same work measured twice differs by up to %.1f %% in this run; "
+              "a smaller difference between two rows is not resolved" % (100.0 * deviation))
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

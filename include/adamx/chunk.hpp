@@ -17,8 +17,11 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <utility>
 
 #if defined(__GNUC__) && (defined(__AVX__) || defined(__SSE2__))
 #include <immintrin.h>
@@ -31,6 +34,16 @@ ADAMX_NAMESPACE_BEGIN
 namespace detail {
 
 #if defined(__GNUC__)
+// Joining two vectors into one: g++ 12 and clang have the builtin.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define ADAMX_HAS_SHUFFLEVECTOR 1
+#endif
+#endif
+#ifndef ADAMX_HAS_SHUFFLEVECTOR
+#define ADAMX_HAS_SHUFFLEVECTOR 0
+#endif
+
 /// The register width of the baseline: what this translation unit's own
 /// flags give (isa.hpp). Wider instruction sets pass theirs as Chunk's
 /// RegisterBytes.
@@ -52,6 +65,65 @@ constexpr bool kWholeChunk = true;
 constexpr bool kWholeChunk = false;
 #endif
 
+#if defined(__SSE2__)
+/// The square root of each element of a vector of Bytes bytes by SSE2's
+/// 16-byte instruction: a wider vector is split into halves and joined
+/// again with the extensions' shuffles, which a pass compiled for AVX turns
+/// into register moves (through memory, as a store of two halves and a load
+/// of the whole, every chunk would wait on store forwarding).
+template <class Scalar, int Bytes>
+struct SseSqrt {
+  // Aligned as VectorOf's vectors are (below).
+  typedef Scalar Vector __attribute__((vector_size(Bytes), aligned(Bytes < 16 ? Bytes : 16)));
+  typedef Scalar Half __attribute__((vector_size(Bytes / 2), aligned(Bytes / 2 < 16 ? Bytes / 2 : 16)));
+  static constexpr int kHalfLanes = Bytes / 2 / static_cast<int>(sizeof(Scalar));
+
+  template <std::size_t... Lane>
+  static ADAMX_ALWAYS_INLINE void split(const Vector& x, Half& low, Half& high, std::index_sequence<Lane...>) {
+#if ADAMX_HAS_SHUFFLEVECTOR
+    low = __builtin_shufflevector(x, x, static_cast<int>(Lane)...);
+    high = __builtin_shufflevector(x, x, (kHalfLanes + static_cast<int>(Lane))...);
+#else
+    Scalar lanes[2 * kHalfLanes];
+    std::memcpy(lanes, &x, sizeof lanes);
+    std::memcpy(&low, lanes, sizeof low);
+    std::memcpy(&high, lanes + kHalfLanes, sizeof high);
+#endif
+  }
+  template <std::size_t... Lane>
+  static ADAMX_ALWAYS_INLINE void join(const Half& low, const Half& high, Vector& x, std::index_sequence<Lane...>) {
+#if ADAMX_HAS_SHUFFLEVECTOR
+    x = __builtin_shufflevector(low, high, static_cast<int>(Lane)...);
+#else
+    std::memcpy(reinterpret_cast<char*>(&x), &low, sizeof low);
+    std::memcpy(reinterpret_cast<char*>(&x) + sizeof low, &high, sizeof high);
+#endif
+  }
+  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
+    Half low, high;
+    split(x, low, high, std::make_index_sequence<static_cast<std::size_t>(kHalfLanes)>());
+    SseSqrt<Scalar, Bytes / 2>::apply(low);
+    SseSqrt<Scalar, Bytes / 2>::apply(high);
+    join(low, high, x, std::make_index_sequence<static_cast<std::size_t>(2 * kHalfLanes)>());
+  }
+};
+template <class Scalar>
+struct SseSqrt<Scalar, 16> {
+  typedef Scalar Vector __attribute__((vector_size(16), aligned(16)));
+  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
+    if constexpr (sizeof(Scalar) == 4) x = reinterpret_cast<Vector>(_mm_sqrt_ps(reinterpret_cast<__m128>(x)));
+    else x = reinterpret_cast<Vector>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x)));
+  }
+};
+template <class Scalar>
+struct SseSqrt<Scalar, 8> {  // two floats (a chunk narrower than a register)
+  typedef Scalar Vector __attribute__((vector_size(8), aligned(8)));
+  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
+    for (int k = 0; k < 8 / static_cast<int>(sizeof(Scalar)); ++k) x[k] = std::sqrt(x[k]);
+  }
+};
+#endif
+
 /// A vector of the extensions holding Lanes values of Scalar (kWholeChunk,
 /// or a chunk narrower than a register) or one register's worth
 /// (RegisterBytes) of them, its unaligned-access form (loads and stores at
@@ -63,8 +135,14 @@ struct VectorOf {
       kWholeChunk || Lanes * static_cast<int>(sizeof(Scalar)) < RegisterBytes
           ? Lanes * static_cast<int>(sizeof(Scalar))
           : RegisterBytes;
-  typedef Integer Mask __attribute__((vector_size(kBytes)));
-  typedef Scalar Vector __attribute__((vector_size(kBytes)));
+  // At most 16-byte aligned: a chunk is passed by value between the rules'
+  // functions (compiled for the baseline), and g++ notes at every program
+  // that an argument aligned to 32 bytes or more is passed differently since
+  // GCC 4.6. The functions are always inlined, so no call is ever made; the
+  // vectors live in registers either way.
+  static constexpr int kAlign = kBytes < 16 ? kBytes : 16;
+  typedef Integer Mask __attribute__((vector_size(kBytes), aligned(kAlign)));
+  typedef Scalar Vector __attribute__((vector_size(kBytes), aligned(kAlign)));
   typedef Scalar Unaligned __attribute__((vector_size(kBytes), aligned(alignof(Scalar)), may_alias));
   static constexpr int kLanes = kBytes / static_cast<int>(sizeof(Scalar));
 
@@ -91,9 +169,9 @@ struct VectorOf {
   /// wider than those registers is taken 16 bytes at a time with SSE2's
   /// instruction, which a pass compiled for AVX encodes as VEX.
   static ADAMX_ALWAYS_INLINE void sqrt(Vector& x) {
-    Scalar* const lane = reinterpret_cast<Scalar*>(&x);
 #if defined(__AVX__)
     if constexpr (kBytes % 32 == 0) {
+      Scalar* const lane = reinterpret_cast<Scalar*>(&x);
       constexpr int kStep = 32 / static_cast<int>(sizeof(Scalar));
       for (int k = 0; k < kLanes; k += kStep) {
         if constexpr (sizeof(Scalar) == 4) _mm256_storeu_ps(lane + k, _mm256_sqrt_ps(_mm256_loadu_ps(lane + k)));
@@ -103,12 +181,9 @@ struct VectorOf {
     }
 #endif
 #if defined(__SSE2__)
-    constexpr int kStep = 16 / static_cast<int>(sizeof(Scalar));
-    for (int k = 0; k < kLanes; k += kStep) {
-      if constexpr (sizeof(Scalar) == 4) _mm_storeu_ps(lane + k, _mm_sqrt_ps(_mm_loadu_ps(lane + k)));
-      else _mm_storeu_pd(lane + k, _mm_sqrt_pd(_mm_loadu_pd(lane + k)));
-    }
+    SseSqrt<Scalar, kBytes>::apply(x);
 #else
+    Scalar* const lane = reinterpret_cast<Scalar*>(&x);
     for (int k = 0; k < kLanes; ++k) lane[k] = std::sqrt(lane[k]);
 #endif
   }

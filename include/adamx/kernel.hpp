@@ -30,7 +30,7 @@
 // fused_block, squared_norm_block, gradient_within_safe_bound_block and
 // squared_sum_block below call the one of the set chosen at run time. No
 // pass contracts a multiplication and an addition into a fused
-// multiply-add (ADAMX_KERNEL_PASS, and the rules' ADAMX_EXACT_ARITHMETIC),
+// multiply-add (ADAMX_KERNEL_PASS, and the library-wide region of abi.hpp),
 // which some sets have and others lack: the sets compute the same bits.
 //
 // The same code must also be fast unoptimised (a Debug build of a user's
@@ -132,12 +132,16 @@ ADAMX_ALWAYS_INLINE void prefetch_slots(const TensorArrays<Param, Scalar, Slots>
   }
 }
 
+/// prefetch_arrays' Bound for a pass that reads the gradients alone (and θ
+/// where the rule's gradient needs it): the slots are not even tested.
+constexpr int kGradientOnly = -1;
+
 /// Prefetches element `at` of the arrays that `a` holds (null ones skipped).
 template <int Bound = 0, class Param, class Scalar, int Slots>
 ADAMX_ALWAYS_INLINE void prefetch_arrays(const TensorArrays<Param, Scalar, Slots>& a, Index at) {
   if (Bound > 0 || a.param) prefetch<true>(a.param + at);
   prefetch<false>(a.grad + at);
-  prefetch_slots<0, Bound>(a, at);
+  if constexpr (Bound != kGradientOnly) prefetch_slots<0, Bound>(a, at);
 }
 
 /// The state slots of one element (L = Scalar) or one chunk (L = a Chunk)

@@ -41,6 +41,17 @@ constexpr int kRegisterBytes = 32;
 constexpr int kRegisterBytes = 64;
 #endif
 
+/// The vectors a chunk is made of. g++ 12 turns a comparison of 64-byte
+/// vectors written outside the target region (the rules', compiled for the
+/// baseline and inlined here) into one scalar comparison per element, where
+/// 32-byte vectors become one instruction: with g++ an AVX-512 chunk is two
+/// 32-byte halves (AVX-512VL encodings). clang keeps 64-byte vectors whole.
+#if ADAMX_KERNEL_ISA == 2 && !defined(__clang__)
+constexpr int kChunkRegisterBytes = 32;
+#else
+constexpr int kChunkRegisterBytes = kRegisterBytes;
+#endif
+
 /// Elements per chunk: kNormLanes, or 16 floats in AVX-512's registers.
 template <class Scalar>
 constexpr int kChunkElements = kRegisterBytes == 64 && sizeof(Scalar) == 4 ? 2 * kNormLanes : kNormLanes;
@@ -48,7 +59,7 @@ static_assert(kNormBlock % (2 * kNormLanes) == 0, "blocks must hold whole chunks
 
 /// The chunk type of these passes.
 template <class Scalar>
-using ChunkOf = Chunk<Scalar, kChunkElements<Scalar>, kRegisterBytes>;
+using ChunkOf = Chunk<Scalar, kChunkElements<Scalar>, kChunkRegisterBytes>;
 
 // ---- the set's lane operations, kNormLanes values at a time -----------------
 // The baseline's are simd.hpp's; AVX2 and AVX-512 use 256-bit instructions
@@ -59,6 +70,10 @@ using detail::add_squares8;
 using detail::all_within8;
 using detail::narrow8;
 using detail::widen8;
+template <class Scalar>
+ADAMX_ALWAYS_INLINE bool all_within16(const Scalar* x, Scalar bound) {
+  return all_within8(x, bound) && all_within8(x + kNormLanes, bound);
+}
 #else
 /// lanes[k] += double(g[k])² for k < 8 (exact squares for float g).
 ADAMX_ALWAYS_INLINE void add_squares8(const float* g, double* lanes) {
@@ -74,18 +89,32 @@ ADAMX_ALWAYS_INLINE void add_squares8(const double* g, double* lanes) {
   _mm256_storeu_pd(lanes + 4, _mm256_add_pd(_mm256_loadu_pd(lanes + 4), _mm256_mul_pd(hi, hi)));
 }
 
+/// All ones in each lane k < 8 (floats) or < 4 (doubles) with |x[k]| ≤ bound;
+/// zero where x[k] is NaN or beyond.
+ADAMX_ALWAYS_INLINE __m256 within_mask(const float* x, float bound) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  return _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x), magnitude), _mm256_set1_ps(bound), _CMP_LE_OQ);
+}
+ADAMX_ALWAYS_INLINE __m256d within_mask(const double* x, double bound) {
+  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffff));
+  return _mm256_cmp_pd(_mm256_and_pd(_mm256_loadu_pd(x), magnitude), _mm256_set1_pd(bound), _CMP_LE_OQ);
+}
+
 /// Whether |x[k]| ≤ bound for every k < 8; false if any x[k] is NaN.
 ADAMX_ALWAYS_INLINE bool all_within8(const float* x, float bound) {
-  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 within = _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x), magnitude), _mm256_set1_ps(bound), _CMP_LE_OQ);
-  return _mm256_movemask_ps(within) == 0xFF;
+  return _mm256_movemask_ps(within_mask(x, bound)) == 0xFF;
 }
 ADAMX_ALWAYS_INLINE bool all_within8(const double* x, double bound) {
-  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffff));
-  const __m256d b = _mm256_set1_pd(bound);
-  const __m256d lo = _mm256_cmp_pd(_mm256_and_pd(_mm256_loadu_pd(x), magnitude), b, _CMP_LE_OQ);
-  const __m256d hi = _mm256_cmp_pd(_mm256_and_pd(_mm256_loadu_pd(x + 4), magnitude), b, _CMP_LE_OQ);
-  return _mm256_movemask_pd(_mm256_and_pd(lo, hi)) == 0xF;
+  return _mm256_movemask_pd(_mm256_and_pd(within_mask(x, bound), within_mask(x + 4, bound))) == 0xF;
+}
+
+/// The same for 16 values, with one test and branch: the compares of both
+/// halves are joined before the mask is read.
+ADAMX_ALWAYS_INLINE bool all_within16(const float* x, float bound) {
+  return _mm256_movemask_ps(_mm256_and_ps(within_mask(x, bound), within_mask(x + 8, bound))) == 0xFF;
+}
+ADAMX_ALWAYS_INLINE bool all_within16(const double* x, double bound) {
+  return all_within8(x, bound) && all_within8(x + 8, bound);
 }
 
 /// Eight 32-bit lanes holding sign-extended 16-bit values, as eight 16-bit values.
@@ -100,34 +129,52 @@ ADAMX_ALWAYS_INLINE void widen8(const Eigen::bfloat16* x, float* out) {
 }
 
 /// out[k] = bfloat16(x[k]) for k < 8, rounded as Eigen rounds (simd.hpp's
-/// float_to_bfloat16_bits on eight lanes).
+/// float_to_bfloat16_bits on eight lanes). A NaN becomes Eigen's quiet NaN
+/// with the input's sign; it is rare, so those lanes are fixed up on a
+/// branch of their own rather than blended in every chunk.
 ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::bfloat16* out) {
   const __m256 f = _mm256_loadu_ps(x);
   const __m256i bits = _mm256_castps_si256(f);
-  const __m256i top = _mm256_srai_epi32(bits, 16);
-  const __m256i lsb = _mm256_and_si256(top, _mm256_set1_epi32(1));
-  const __m256i rounded = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb), 16);
-  const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(top, _mm256_set1_epi32(static_cast<int>(0xFFFF8000u))),
-                                            _mm256_set1_epi32(0x7FC0));
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), pack8x16(_mm256_blendv_epi8(rounded, quiet_nan, nan)));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+  const __m256i quiet_nan_bits = _mm256_set1_epi32(0x7FC0);
+  const __m256i sign_bits = _mm256_set1_epi32(static_cast<int>(0xFFFF8000u));
+#if ADAMX_KERNEL_ISA == 2
+  // AVX-512: the NaN test into a mask register, and one truncating move
+  // (VPMOVDW) instead of an extract and a pack.
+  const __mmask8 nan = _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  if (ADAMX_UNLIKELY(nan != 0)) {
+    const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(_mm256_srai_epi32(bits, 16), sign_bits), quiet_nan_bits);
+    rounded = _mm256_mask_blend_epi32(nan, rounded, quiet_nan);
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_cvtepi32_epi16(rounded));
+#else
+  const __m256 nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
+  if (ADAMX_UNLIKELY(_mm256_movemask_ps(nan) != 0)) {
+    const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(_mm256_srai_epi32(bits, 16), sign_bits), quiet_nan_bits);
+    rounded = _mm256_blendv_epi8(rounded, quiet_nan, _mm256_castps_si256(nan));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), pack8x16(rounded));
+#endif
 }
 
 /// out[k] = float(x[k]) for k < 8 (exact), by F16C. Eigen's scalar
 /// conversion without F16C keeps a signalling NaN's payload as it is, where
-/// the instruction sets its quiet bit: such lanes are redone by hand.
+/// the instruction sets its quiet bit: lanes that are NaN (rare) are redone
+/// by hand, on a branch of their own.
 ADAMX_ALWAYS_INLINE void widen8(const Eigen::half* x, float* out) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
   __m256 f = _mm256_cvtph_ps(h);
 #if !defined(EIGEN_HAS_FP16_C)
-  const __m256i wide = _mm256_cvtepu16_epi32(h);
-  const __m256i magnitude = _mm256_and_si256(wide, _mm256_set1_epi32(0x7FFF));
-  const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7C00));
-  const __m256i kept = _mm256_or_si256(
-      _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x8000)), 16),
-                      _mm256_set1_epi32(0x7F800000)),
-      _mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x03FF)), 13));
-  f = _mm256_blendv_ps(f, _mm256_castsi256_ps(kept), _mm256_castsi256_ps(nan));
+  const __m256 nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
+  if (ADAMX_UNLIKELY(_mm256_movemask_ps(nan) != 0)) {
+    const __m256i wide = _mm256_cvtepu16_epi32(h);
+    const __m256i kept = _mm256_or_si256(
+        _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x8000)), 16),
+                        _mm256_set1_epi32(0x7F800000)),
+        _mm256_slli_epi32(_mm256_and_si256(wide, _mm256_set1_epi32(0x03FF)), 13));
+    f = _mm256_blendv_ps(f, _mm256_castsi256_ps(kept), nan);
+  }
 #endif
   _mm256_storeu_ps(out, f);
 }
@@ -135,16 +182,19 @@ ADAMX_ALWAYS_INLINE void widen8(const Eigen::half* x, float* out) {
 /// out[k] = half(x[k]) for k < 8, rounded as Eigen rounds, by F16C
 /// (to nearest, ties to even). Eigen's scalar conversion without F16C makes
 /// every NaN the quiet NaN 0x7E00 with the input's sign, where the
-/// instruction keeps the payload's top bits: NaN lanes are replaced.
+/// instruction keeps the payload's top bits: NaN lanes (rare) are replaced
+/// on a branch of their own.
 ADAMX_ALWAYS_INLINE void narrow8(const float* x, Eigen::half* out) {
   const __m256 f = _mm256_loadu_ps(x);
   __m128i h = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT);
 #if !defined(EIGEN_HAS_FP16_C)
-  const __m256i sign_spread = _mm256_srai_epi32(_mm256_castps_si256(f), 16);
-  const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(sign_spread, _mm256_set1_epi32(static_cast<int>(0xFFFF8000u))),
-                                            _mm256_set1_epi32(0x7E00));
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
-  h = _mm_blendv_epi8(h, pack8x16(quiet_nan), pack8x16(nan));
+  const __m256 nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
+  if (ADAMX_UNLIKELY(_mm256_movemask_ps(nan) != 0)) {
+    const __m256i sign_spread = _mm256_srai_epi32(_mm256_castps_si256(f), 16);
+    const __m256i quiet_nan = _mm256_or_si256(
+        _mm256_and_si256(sign_spread, _mm256_set1_epi32(static_cast<int>(0xFFFF8000u))), _mm256_set1_epi32(0x7E00));
+    h = _mm_blendv_epi8(h, pack8x16(quiet_nan), pack8x16(_mm256_castps_si256(nan)));
+  }
 #endif
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), h);
 }
@@ -162,9 +212,9 @@ ADAMX_ALWAYS_INLINE void add_squares(const Scalar* g, Lanes& lanes) {
 
 template <int E, class Scalar>
 ADAMX_ALWAYS_INLINE bool all_within(const Scalar* x, Scalar bound) {
-  bool within = all_within8(x, bound);
-  for (int k = kNormLanes; k < E; k += kNormLanes) within = all_within8(x + k, bound) && within;
-  return within;
+  static_assert(E == kNormLanes || E == 2 * kNormLanes, "a chunk is one or two groups of kNormLanes");
+  if constexpr (E == kNormLanes) return all_within8(x, bound);
+  else return all_within16(x, bound);
 }
 
 /// A chunk of parameters or gradients from `x` in the arithmetic type Scalar:
@@ -175,8 +225,13 @@ ADAMX_ALWAYS_INLINE ChunkOf<Scalar> load_chunk(const Param* x) {
   if constexpr (std::is_same<Param, Scalar>::value) {
     return ChunkOf<Scalar>::load(x);
   } else {
+    // Written out rather than looped: g++ does not unroll a two-trip loop
+    // holding widen8's NaN branch, and the chunk then goes through memory.
+    static_assert(kChunkElements<Scalar> == kNormLanes || kChunkElements<Scalar> == 2 * kNormLanes,
+                  "a chunk is one or two groups of kNormLanes");
     ChunkOf<Scalar> widened;
-    for (int k = 0; k < kChunkElements<Scalar>; k += kNormLanes) widen8(x + k, widened.data() + k);
+    widen8(x, widened.data());
+    if constexpr (kChunkElements<Scalar> == 2 * kNormLanes) widen8(x + kNormLanes, widened.data() + kNormLanes);
     return widened;
   }
 }
@@ -188,7 +243,8 @@ ADAMX_ALWAYS_INLINE void store_chunk(const ChunkOf<Scalar>& value, Param* x) {
   if constexpr (std::is_same<Param, Scalar>::value) {
     value.store(x);
   } else {
-    for (int k = 0; k < kChunkElements<Scalar>; k += kNormLanes) narrow8(value.data() + k, x + k);
+    narrow8(value.data(), x);  // written out, as in load_chunk
+    if constexpr (kChunkElements<Scalar> == 2 * kNormLanes) narrow8(value.data() + kNormLanes, x + kNormLanes);
   }
 }
 
@@ -221,14 +277,31 @@ ADAMX_ALWAYS_INLINE bool for_each_chunk_prefetching(const TensorArrays<Param, Sc
   // then next's element i + distance − here.size while that is < next.size.
   const Index in_here = chunk_stop(here.size - distance);
   const Index in_next = chunk_stop(here.size - distance + next.size);
+  // One prefetch per 64-byte cache line of the state arrays: a chunk
+  // narrower than that (eight floats in 32-byte registers) runs with its
+  // neighbours, rather than asking for each line twice.
+  constexpr int kLineBytes = 64;
+  constexpr int kChunkBytes = E * static_cast<int>(sizeof(Scalar));
+  constexpr int kPerLine = kChunkBytes >= kLineBytes ? 1 : kLineBytes / kChunkBytes;
   Index i = 0;
+  for (; i + kPerLine * E <= in_here; i += kPerLine * E) {
+    prefetch_arrays<Bound>(here, i + distance);
+    for (int c = 0; c < kPerLine; ++c)
+      if (!chunk(i + c * E)) return false;
+  }
   for (; i < in_here; i += E) {
     prefetch_arrays<Bound>(here, i + distance);
     if (!chunk(i)) return false;
   }
   // `at` as an induction variable of its own: each prefetch is then one
   // instruction, as in the loop above, not an address computation and one.
-  for (Index at = i + distance - here.size; i < in_next; i += E, at += E) {
+  Index at = i + distance - here.size;
+  for (; i + kPerLine * E <= in_next; i += kPerLine * E, at += kPerLine * E) {
+    prefetch_arrays<Bound>(next, at);
+    for (int c = 0; c < kPerLine; ++c)
+      if (!chunk(i + c * E)) return false;
+  }
+  for (; i < in_next; i += E, at += E) {
     prefetch_arrays<Bound>(next, at);
     if (!chunk(i)) return false;
   }
@@ -322,7 +395,7 @@ ADAMX_ALWAYS_INLINE bool visit_transformed_gradient(const typename Rule::templat
   if (!c.gradient_reads_param()) ahead.param = nullptr;
   Index i = 0;
   const bool reached_end =
-      for_each_chunk_prefetching<kChunkElements<Scalar>>(ahead, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
+      for_each_chunk_prefetching<kChunkElements<Scalar>, kGradientOnly>(ahead, next, n, i, [&](Index at) ADAMX_ALWAYS_INLINE_LAMBDA {
         return on_chunk(
             Rule::gradient(c, load_chunk<Scalar>(grad + at), [&] { return load_chunk<Scalar>(param + at); }));
       });

@@ -23,9 +23,13 @@
 #if defined(__GNUC__)
 #define ADAMX_ALWAYS_INLINE inline __attribute__((always_inline))
 #define ADAMX_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
+// A condition that is almost never true (a NaN among the values a pass
+// converts): its code is laid out off the straight path.
+#define ADAMX_UNLIKELY(condition) __builtin_expect(static_cast<bool>(condition), 0)
 #else
 #define ADAMX_ALWAYS_INLINE inline
 #define ADAMX_ALWAYS_INLINE_LAMBDA
+#define ADAMX_UNLIKELY(condition) (condition)
 #endif
 
 // ADAMX_KERNEL_PASS: on the passes themselves (kernel_passes.hpp). With g++
@@ -35,12 +39,14 @@
 //   target has FMA (-march=native, and AVX-512F, which the AVX-512 passes
 //   target), and a fused result differs from the two roundings of the
 //   reference and of the sets without FMA. The rules' code inlined into a
-//   pass follows the pass's setting. clang++ contracts only within one
-//   source expression, which ADAMX_EXACT_ARITHMETIC_BEGIN/END (below)
-//   forbids around the rules' lane code.
-// ADAMX_EXACT_ARITHMETIC_BEGIN / _END: around an update rule's element
-//   code (rules/): with clang++, no contraction between them (g++ ignores
-//   the pragma, and needs none there: see ADAMX_KERNEL_PASS).
+//   pass follows the pass's setting. (Every function of the library is
+//   also compiled without contraction, abi.hpp; the attribute keeps the
+//   passes so whatever surrounds them.)
+// ADAMX_EXACT_ARITHMETIC_BEGIN / _END: for an update rule written outside
+//   the library (a rule of one's own, docs/design.md): around its element
+//   code, clang++ does not contract a multiplication and an addition of one
+//   expression, so its results too are the same on every instruction set.
+//   The library's own code needs no marker (abi.hpp); g++ ignores it.
 // ADAMX_KERNEL_PASS_LAMBDA: the same for a lambda that holds a pass's loops
 //   and is called from code compiled for the baseline (a rule's visit,
 //   kernel_passes.hpp), so it cannot be always inlined there.

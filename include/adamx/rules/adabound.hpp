@@ -32,8 +32,6 @@ struct AdaBoundOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -69,7 +67,6 @@ struct AdaBound : Adam {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct AdaBound : Baseline {

@@ -84,8 +84,6 @@ struct AdamFamilyOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Adam {
@@ -295,7 +293,6 @@ struct Adam {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 // Each flavour names an optimizer, its update rule, the parts of its options

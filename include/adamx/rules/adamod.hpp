@@ -29,8 +29,6 @@ struct AdaModOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -84,7 +82,6 @@ struct AdaMod : Adam {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct AdaMod : Baseline {

@@ -69,8 +69,6 @@ struct AdanOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Adan {
@@ -170,7 +168,6 @@ struct Adan {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct Adan {

@@ -49,8 +49,6 @@ struct LionOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Lion {
@@ -120,7 +118,6 @@ struct Lion {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct Lion {

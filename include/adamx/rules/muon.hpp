@@ -100,8 +100,6 @@ struct MuonOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct Muon {
@@ -272,7 +270,6 @@ struct Muon {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct Muon {

@@ -17,8 +17,6 @@
 #include "adamx/rules/adam.hpp"
 
 ADAMX_NAMESPACE_BEGIN
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 // Adam's slots, gradient and moments are inherited; Coefficients and update
@@ -96,7 +94,6 @@ struct RAdam : Adam {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct RAdam : Baseline {

@@ -75,8 +75,6 @@ struct ScheduleFreeAdamWOwnOptions {
   }
 };
 
-// No fused multiply-add in the element code (unoptimised_builds.hpp).
-ADAMX_EXACT_ARITHMETIC_BEGIN
 namespace rules {
 
 struct ScheduleFreeAdamW {
@@ -213,7 +211,6 @@ struct ScheduleFreeAdamW {
 };
 
 }  // namespace rules
-ADAMX_EXACT_ARITHMETIC_END
 
 namespace flavour {
 struct ScheduleFreeAdamW {
