@@ -115,13 +115,6 @@ struct SseSqrt<Scalar, 16> {
     else x = reinterpret_cast<Vector>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x)));
   }
 };
-template <class Scalar>
-struct SseSqrt<Scalar, 8> {  // two floats (a chunk narrower than a register)
-  typedef Scalar Vector __attribute__((vector_size(8), aligned(8)));
-  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
-    for (int k = 0; k < 8 / static_cast<int>(sizeof(Scalar)); ++k) x[k] = std::sqrt(x[k]);
-  }
-};
 #endif
 
 /// A vector of the extensions holding Lanes values of Scalar (kWholeChunk,
