@@ -11,7 +11,8 @@
 // Families (names are <family>/<variant>/<N>; scripts/bench and
 // tools/bench_ratios.py rely on them):
 //   step/<Adam|AdamW|AdamX>/<float|double>/N   one tensor, N = 4^6 ... 4^12 (2^12 ... 2^24)
-//   roofline/float/N           4-read-3-write copy over four arrays, software prefetch: the bound
+//   roofline/float/N           4-read-3-write copy over four arrays, software prefetch: the bound,
+//                              compiled for the instruction set adamx chose
 //   naive_eigen_adam/float/N   Adam as three whole-array Eigen expressions
 //   multitensor/AdamX/float/tensors:<k>/N       one group of k tensors, N elements in all
 //   multitensor/AdamX/float/tensors:1:again/N   tensors:1 run once more (A/A: the run's noise)
@@ -310,7 +311,15 @@ inline void prefetch(const float* p) {
 #endif
 }
 
-inline void roofline_elements(float* a, float* b, float* c, const float* d, std::int64_t n) {
+// The loop for one instruction set: inlined into a function compiled for
+// it, where the compiler vectorises it with that set's registers.
+#if defined(__GNUC__)
+#define BENCH_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define BENCH_ALWAYS_INLINE inline
+#endif
+
+BENCH_ALWAYS_INLINE void roofline_elements(float* a, float* b, float* c, const float* d, std::int64_t n) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {
     const float x = d[i];
@@ -320,7 +329,7 @@ inline void roofline_elements(float* a, float* b, float* c, const float* d, std:
   }
 }
 
-void roofline_pass(float* a, float* b, float* c, const float* d, std::int64_t n) {
+BENCH_ALWAYS_INLINE void roofline_lines(float* a, float* b, float* c, const float* d, std::int64_t n) {
   std::int64_t i = 0;
   for (; i + kLine <= n; i += kLine) {
     prefetch<1>(a + i);
@@ -330,6 +339,35 @@ void roofline_pass(float* a, float* b, float* c, const float* d, std::int64_t n)
     roofline_elements(a + i, b + i, c + i, d + i, kLine);
   }
   roofline_elements(a + i, b + i, c + i, d + i, n - i);
+}
+
+void roofline_baseline(float* a, float* b, float* c, const float* d, std::int64_t n) {
+  roofline_lines(a, b, c, d, n);
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define BENCH_ROOFLINE_PER_SET 1
+__attribute__((target("avx2"))) void roofline_avx2(float* a, float* b, float* c, const float* d, std::int64_t n) {
+  roofline_lines(a, b, c, d, n);
+}
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void roofline_avx512(float* a, float* b, float* c,
+                                                                                    const float* d, std::int64_t n) {
+  roofline_lines(a, b, c, d, n);
+}
+#endif
+
+// The roofline with the instruction set adamx steps with (its choice, or
+// set_instruction_set's): a bound compiled for SSE2 alone would be beaten by
+// the AVX passes out of cache, and flatter them in it.
+void roofline_pass(float* a, float* b, float* c, const float* d, std::int64_t n) {
+#if defined(BENCH_ROOFLINE_PER_SET)
+  switch (adamx::instruction_set()) {
+    case adamx::InstructionSet::avx512: return roofline_avx512(a, b, c, d, n);
+    case adamx::InstructionSet::avx2: return roofline_avx2(a, b, c, d, n);
+    default: break;
+  }
+#endif
+  roofline_baseline(a, b, c, d, n);
 }
 
 void bm_roofline(benchmark::State& state) {

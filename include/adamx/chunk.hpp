@@ -66,13 +66,36 @@ constexpr bool kWholeChunk = false;
 #endif
 
 #if defined(__SSE2__)
-/// The square root of each element of a vector of Bytes bytes by SSE2's
-/// 16-byte instruction: a wider vector is split into halves and joined
-/// again with the extensions' shuffles, which a pass compiled for AVX turns
-/// into register moves (through memory, as a store of two halves and a load
-/// of the whole, every chunk would wait on store forwarding).
+/// The square root of each element of one register of Bytes bytes, by the
+/// instruction of that width: SSE2's for 16 bytes, here. The AVX widths
+/// (32 and 64 bytes) are only declared: kernel_passes.hpp defines them
+/// inside the AVX2 and AVX-512 regions, so their code is compiled for those
+/// sets, and only those passes' chunks use them. The update rules that call
+/// sqrt are compiled for the baseline; a function compiled for a wider set
+/// cannot be inlined into them, so these are plain inline functions, which
+/// the compilers inline into the pass once the rule is inlined there
+/// (checked in the disassembly of the bench: one VSQRTPS per register).
+/// Taking an AVX register 16 bytes at a time by SSE2's instruction instead
+/// halved the square roots' throughput (Zen 4: 5.5 ns per 16 floats against
+/// 2.7), which was the largest cost of the whole step in cache.
 template <class Scalar, int Bytes>
-struct SseSqrt {
+struct RegisterSqrt;
+template <class Scalar>
+struct RegisterSqrt<Scalar, 16> {
+  typedef Scalar Vector __attribute__((vector_size(16), aligned(16)));
+  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
+    if constexpr (sizeof(Scalar) == 4) x = reinterpret_cast<Vector>(_mm_sqrt_ps(reinterpret_cast<__m128>(x)));
+    else x = reinterpret_cast<Vector>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x)));
+  }
+};
+
+/// The square root of each element of a vector of Bytes bytes, a register of
+/// RegisterBytes at a time: a wider vector is split into halves and joined
+/// again with the extensions' shuffles, which compile to register moves
+/// (through memory, as a store of two halves and a load of the whole, every
+/// chunk would wait on store forwarding).
+template <class Scalar, int Bytes, int RegisterBytes>
+struct SplitSqrt {
   // Aligned as VectorOf's vectors are (below).
   typedef Scalar Vector __attribute__((vector_size(Bytes), aligned(Bytes < 16 ? Bytes : 16)));
   typedef Scalar Half __attribute__((vector_size(Bytes / 2), aligned(Bytes / 2 < 16 ? Bytes / 2 : 16)));
@@ -100,19 +123,15 @@ struct SseSqrt {
 #endif
   }
   static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
-    Half low, high;
-    split(x, low, high, std::make_index_sequence<static_cast<std::size_t>(kHalfLanes)>());
-    SseSqrt<Scalar, Bytes / 2>::apply(low);
-    SseSqrt<Scalar, Bytes / 2>::apply(high);
-    join(low, high, x, std::make_index_sequence<static_cast<std::size_t>(2 * kHalfLanes)>());
-  }
-};
-template <class Scalar>
-struct SseSqrt<Scalar, 16> {
-  typedef Scalar Vector __attribute__((vector_size(16), aligned(16)));
-  static ADAMX_ALWAYS_INLINE void apply(Vector& x) {
-    if constexpr (sizeof(Scalar) == 4) x = reinterpret_cast<Vector>(_mm_sqrt_ps(reinterpret_cast<__m128>(x)));
-    else x = reinterpret_cast<Vector>(_mm_sqrt_pd(reinterpret_cast<__m128d>(x)));
+    if constexpr (Bytes <= RegisterBytes) {
+      RegisterSqrt<Scalar, Bytes>::apply(x);
+    } else {
+      Half low, high;
+      split(x, low, high, std::make_index_sequence<static_cast<std::size_t>(kHalfLanes)>());
+      SplitSqrt<Scalar, Bytes / 2, RegisterBytes>::apply(low);
+      SplitSqrt<Scalar, Bytes / 2, RegisterBytes>::apply(high);
+      join(low, high, x, std::make_index_sequence<static_cast<std::size_t>(2 * kHalfLanes)>());
+    }
   }
 };
 #endif
@@ -158,9 +177,20 @@ struct VectorOf {
   /// Newton step that flushes subnormals to zero; the optimizer promises
   /// IEEE results.) The update rules call this from code compiled for the
   /// baseline, whatever instruction set the pass that inlines it targets
-  /// (isa.hpp), so it may only use the baseline's instructions: a vector
-  /// wider than those registers is taken 16 bytes at a time with SSE2's
-  /// instruction, which a pass compiled for AVX encodes as VEX.
+  /// (isa.hpp): RegisterSqrt's instruction of the pass's register width
+  /// (RegisterBytes) is defined in that pass's region, and SSE2's 16-byte
+  /// one serves the baseline.
+  // g++ in an unoptimised build inlines nothing that is not always-inline,
+  // not even into the passes it compiles at -O2 (unoptimised_builds.hpp),
+  // so an AVX RegisterSqrt would be a call per chunk there (measured: the
+  // -O0 step 2.4x the -O2 one in cache, against 1.1): it keeps to SSE2's
+  // 16-byte instruction, which is always inlined.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)
+  static constexpr int kSqrtRegisterBytes = 16;
+#else
+  static constexpr int kSqrtRegisterBytes = RegisterBytes < 16 ? 16 : RegisterBytes;
+#endif
+
   static ADAMX_ALWAYS_INLINE void sqrt(Vector& x) {
 #if defined(__AVX__)
     if constexpr (kBytes % 32 == 0) {
@@ -174,7 +204,7 @@ struct VectorOf {
     }
 #endif
 #if defined(__SSE2__)
-    SseSqrt<Scalar, kBytes>::apply(x);
+    SplitSqrt<Scalar, kBytes, kSqrtRegisterBytes>::apply(x);
 #else
     Scalar* const lane = reinterpret_cast<Scalar*>(&x);
     for (int k = 0; k < kLanes; ++k) lane[k] = std::sqrt(lane[k]);

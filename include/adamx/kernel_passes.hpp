@@ -31,6 +31,32 @@
 
 ADAMX_NAMESPACE_BEGIN
 namespace detail {
+
+// The square root of one AVX register (chunk.hpp's RegisterSqrt), compiled
+// for this region's set: 32 bytes in the AVX2 region (the AVX-512 passes
+// built by g++, whose chunks are 32-byte halves, inline it too), 64 in the
+// AVX-512 region. Plain inline, not always-inline: the rules that call it
+// are compiled for the baseline (chunk.hpp).
+#if ADAMX_KERNEL_ISA == 1
+template <class Scalar>
+struct RegisterSqrt<Scalar, 32> {
+  typedef Scalar Vector __attribute__((vector_size(32), aligned(16)));
+  static inline ADAMX_KERNEL_PASS void apply(Vector& x) {
+    if constexpr (sizeof(Scalar) == 4) x = reinterpret_cast<Vector>(_mm256_sqrt_ps(reinterpret_cast<__m256>(x)));
+    else x = reinterpret_cast<Vector>(_mm256_sqrt_pd(reinterpret_cast<__m256d>(x)));
+  }
+};
+#elif ADAMX_KERNEL_ISA == 2
+template <class Scalar>
+struct RegisterSqrt<Scalar, 64> {
+  typedef Scalar Vector __attribute__((vector_size(64), aligned(16)));
+  static inline ADAMX_KERNEL_PASS void apply(Vector& x) {
+    if constexpr (sizeof(Scalar) == 4) x = reinterpret_cast<Vector>(_mm512_sqrt_ps(reinterpret_cast<__m512>(x)));
+    else x = reinterpret_cast<Vector>(_mm512_sqrt_pd(reinterpret_cast<__m512d>(x)));
+  }
+};
+#endif
+
 namespace ADAMX_KERNEL_ISA_NAMESPACE {
 
 #if ADAMX_KERNEL_ISA == 0
