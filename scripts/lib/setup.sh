@@ -25,6 +25,18 @@ ADAMX_DEBIAN_PACKAGES=(
   # GDAL, fonts, ...), about 290 MB to download and 1.2 GB installed
   # (apt-cache, November 2026); the build and tests skip it when absent.
   libtorch-dev
+  # The Python package (python/) and its tests: Debian's Python, pybind11's
+  # headers, PyTorch and NumPy for its modules, pytest and hypothesis.
+  python3-dev
+  python3-venv
+  python3-pip
+  python3-setuptools
+  python3-wheel
+  pybind11-dev
+  python3-torch
+  python3-numpy
+  python3-pytest
+  python3-hypothesis
 )
 
 # What the optimizer study (scripts/results, and its --quick run in the test
