@@ -25,6 +25,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "adamx/adamx.hpp"
@@ -89,6 +90,19 @@ std::vector<T> read_raw(const std::string& path, std::size_t count) {
   return out;
 }
 
+// Muon's matrices as the Python package hands them over: stored by rows.
+template <class View, class Scalar, bool Matrices>
+View view_of(Scalar* data, long rows, long cols) {
+  if constexpr (Matrices) {
+    if (rows > 1 && cols > 1) {
+      using Matrix = Eigen::Matrix<std::remove_const_t<Scalar>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      using Map = std::conditional_t<std::is_const<Scalar>::value, Eigen::Map<const Matrix>, Eigen::Map<Matrix>>;
+      return View(Map(data, rows, cols));
+    }
+  }
+  return View(data, rows, cols);
+}
+
 template <class Scalar, class Flavour>
 void run(const Spec& spec, const std::string& dir) {
   using Opt = adamx::Optimizer<Scalar, Flavour>;
@@ -110,7 +124,8 @@ void run(const Spec& spec, const std::string& dir) {
 
   Opt opt;
   std::vector<adamx::ConstTensorRef<Scalar>> shapes;
-  for (const auto& s : spec.shapes) shapes.emplace_back(static_cast<const Scalar*>(nullptr), s.first, s.second);
+  for (const auto& s : spec.shapes)
+    shapes.push_back(view_of<adamx::ConstTensorRef<Scalar>, const Scalar, Opt::matrix_rule>(nullptr, s.first, s.second));
   opt.add_group(shapes, options);
   std::vector<std::int64_t> counts(spec.shapes.size(), 0);
   for (std::size_t step = 0; step < spec.present.size(); ++step) {
@@ -122,8 +137,9 @@ void run(const Spec& spec, const std::string& dir) {
     for (std::size_t j = 0; j < spec.shapes.size(); ++j) {
       const long rows = spec.shapes[j].first, cols = spec.shapes[j].second;
       if (spec.present[step][j] == '1') {
-        p[0].emplace_back(params.data() + offset, rows, cols);
-        g[0].emplace_back(grads.data() + step * total + offset, rows, cols);
+        p[0].push_back(view_of<adamx::TensorRef<Scalar>, Scalar, Opt::matrix_rule>(params.data() + offset, rows, cols));
+        g[0].push_back(view_of<adamx::ConstTensorRef<Scalar>, const Scalar, Opt::matrix_rule>(
+            grads.data() + step * total + offset, rows, cols));
         subset.groups[0].add(j, counts[j]);
       }
       offset += static_cast<std::size_t>(rows * cols);

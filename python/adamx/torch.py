@@ -374,8 +374,13 @@ class AdamxOptimizer(Optimizer):
         self._leave_engine()
         keys = _SLOT_KEYS[self._name]
         state = self.__dict__["_state_dict"]
+        stepped = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+        # Every group's non-finite policy first: an 'error' in any group
+        # changes no group, as in the C++ driver.
+        for g, params in enumerate(stepped):
+            _torch_fallback.check_group(self._name, options[g], params, [p.grad for p in params])
         for g, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
+            params = stepped[g]
             if not params:
                 continue
             slot_states = []
@@ -389,8 +394,13 @@ class AdamxOptimizer(Optimizer):
             )
             for p, slots, count in zip(params, slot_states, steps):
                 entry = state[p]
-                for slot, tensor in slots.items():
-                    entry[keys[slot]] = tensor
+                # The slots the options keep now, and only those (turning
+                # amsgrad off drops max_exp_avg_sq, as the C++ state does).
+                for slot, key in keys.items():
+                    if slot in slots:
+                        entry[key] = slots[slot]
+                    else:
+                        entry.pop(key, None)
                 entry["step"] = torch.tensor(float(count + 1 if applied else count))
             group["step"] = data["t"]
             for scalar in _prototype(self._name).scalar_names:
@@ -547,7 +557,9 @@ def _make(name: str, doc: str):
     class _Optimizer(AdamxOptimizer):
         _name = name
 
-        def __init__(self, params, threads: int = 1, **options):
+        def __init__(self, params, lr: Optional[float] = None, *, threads: int = 1, **options):
+            if lr is not None:
+                options["lr"] = lr
             super().__init__(params, threads=threads, **options)
 
     _Optimizer.__name__ = name
@@ -582,7 +594,9 @@ class ScheduleFreeAdamW(AdamxOptimizer):
 
     _name = "ScheduleFreeAdamW"
 
-    def __init__(self, params, threads: int = 1, **options):
+    def __init__(self, params, lr: Optional[float] = None, *, threads: int = 1, **options):
+        if lr is not None:
+            options["lr"] = lr
         super().__init__(params, threads=threads, **options)
 
     @torch.no_grad()
@@ -621,3 +635,6 @@ class ScheduleFreeAdamW(AdamxOptimizer):
                 move = _torch_fallback.to_eval if to_eval else _torch_fallback.to_train
                 move(self._adamx_options(group, "group %d" % g), params, slot_states, self._group_data[g])
         self._eval_mode = to_eval
+
+
+ScheduleFreeAdamW.__doc__ += "\n\nDefaults: %s." % ", ".join("%s=%r" % kv for kv in _options.defaults("ScheduleFreeAdamW").items())

@@ -113,6 +113,24 @@ Options options_from_dict(Options base, const py::dict& changes, const std::stri
   return base;
 }
 
+// The view of a tensor of shape rows x cols at `data`, as the rule steps it.
+// A rule that steps whole matrices (Muon) sees a parameter of two or more
+// dimensions as the matrix size(0) x rest, stored by rows (C order, as torch
+// and NumPy store it), like the libtorch adapter; anything else is a column
+// of its elements.
+template <class View, class Scalar, bool Matrices>
+View view_of(Scalar* data, const Shape& shape) {
+  if constexpr (Matrices) {
+    if (shape.first > 1 && shape.second > 1) {
+      using Plain = std::remove_const_t<Scalar>;
+      using Matrix = Eigen::Matrix<Plain, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      using Map = std::conditional_t<std::is_const<Scalar>::value, Eigen::Map<const Matrix>, Eigen::Map<Matrix>>;
+      return View(Map(data, shape.first, shape.second));
+    }
+  }
+  return View(data, shape.first, shape.second);
+}
+
 // ---- the engine ---------------------------------------------------------
 
 class Engine {
@@ -177,7 +195,7 @@ class EngineOf final : public Engine {
   bool has_evaluation_point() const override { return adamx::detail::has_evaluation_point<Rule>::value; }
   std::string tensor_problem(const py::dict& options, Shape shape) const override {
     const Options o = options_from_dict(Options{}, options, where("options"), {});
-    const adamx::ConstTensorRef<Scalar> view(static_cast<const Scalar*>(nullptr), shape.first, shape.second);
+    const auto view = const_view(nullptr, shape);
     return adamx::detail::rule_tensor_problem<Rule>(o, view.layout().shape(), 0);
   }
 
@@ -190,7 +208,7 @@ class EngineOf final : public Engine {
     for (std::size_t j = 0; j < shapes.size(); ++j) {
       if (shapes[j].first < 0 || shapes[j].second < 0)
         throw std::invalid_argument(where("add_group") + "tensor " + std::to_string(j) + " has a negative shape");
-      views.emplace_back(static_cast<const Scalar*>(nullptr), shapes[j].first, shapes[j].second);
+      views.push_back(const_view(nullptr, shapes[j]));
       names.push_back(adamx::default_tensor_name(j));
     }
     opt_.add_group(views, o, adamx::default_group_name(g), names);
@@ -238,8 +256,9 @@ class EngineOf final : public Engine {
       last[g] = j;
       auto* p = reinterpret_cast<Scalar*>(std::get<2>(e));
       const auto* d = reinterpret_cast<const Scalar*>(std::get<3>(e));
-      params_[g].emplace_back(p, tensors[j].rows, tensors[j].cols);
-      grads_[g].emplace_back(d, tensors[j].rows, tensors[j].cols);
+      const Shape shape(tensors[j].rows, tensors[j].cols);
+      params_[g].push_back(view_of<adamx::TensorRef<Scalar>, Scalar, Opt::matrix_rule>(p, shape));
+      grads_[g].push_back(const_view(d, shape));
       subset_.groups[g].add(j, tensor_steps_[g][j]);
     }
     const std::vector<adamx::StepReport>* reports = nullptr;
@@ -370,6 +389,9 @@ class EngineOf final : public Engine {
   }
 
  private:
+  static adamx::ConstTensorRef<Scalar> const_view(const Scalar* data, const Shape& shape) {
+    return view_of<adamx::ConstTensorRef<Scalar>, const Scalar, Opt::matrix_rule>(data, shape);
+  }
   static std::string where(const char* function) {
     return std::string("adamx.") + Flavour::name + ": " + function + ": ";
   }
@@ -384,6 +406,7 @@ class EngineOf final : public Engine {
       std::lock_guard<std::mutex> lock(mutex_);
       const std::size_t groups = opt_.num_groups();
       params_.assign(groups, {});
+      scratch_.clear();
       std::vector<std::size_t> next(groups, 0);
       for (const Point& p : points) {
         const std::size_t g = checked_group(std::get<0>(p));
@@ -393,7 +416,17 @@ class EngineOf final : public Engine {
           throw std::invalid_argument(where(to_eval ? "eval" : "train") +
                                       "every parameter must be listed once, in order");
         ++next[g];
-        params_[g].emplace_back(reinterpret_cast<Scalar*>(std::get<2>(p)), tensors[j].rows, tensors[j].cols);
+        // A parameter that has not stepped holds its starting point, which
+        // is also the point to evaluate; its slots are still zeros, and the
+        // rule would move it towards them. It is moved in a copy, left as it is.
+        Scalar* data = reinterpret_cast<Scalar*>(std::get<2>(p));
+        if (tensor_steps_[g][j] == 0) {
+          const std::size_t n = static_cast<std::size_t>(tensors[j].rows * tensors[j].cols);
+          scratch_.emplace_back(data, data + n);
+          data = scratch_.back().data();
+        }
+        params_[g].push_back(
+            view_of<adamx::TensorRef<Scalar>, Scalar, Opt::matrix_rule>(data, Shape(tensors[j].rows, tensors[j].cols)));
       }
       for (std::size_t g = 0; g < groups; ++g)
         if (next[g] != opt_.layout(g).tensors.size())
@@ -412,6 +445,7 @@ class EngineOf final : public Engine {
   std::vector<std::vector<adamx::TensorRef<Scalar>>> params_;
   std::vector<std::vector<adamx::ConstTensorRef<Scalar>>> grads_;
   adamx::StepSubset subset_;
+  std::vector<std::vector<Scalar>> scratch_;  // eval()/train(): copies of parameters that have not stepped
   mutable std::mutex mutex_;
 };
 

@@ -445,3 +445,89 @@ def test_gil_is_released_during_the_step():
             intervals[tag].append((starts[tag], when))
     overlap = any(sa < eb and sb < ea for sa, ea in intervals["a"] for sb, eb in intervals["b"])
     assert overlap
+
+
+# ---- the pure-PyTorch path inside the optimizer ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_switching_paths_carries_the_state(name):
+    """5 steps through the C++ kernel, 5 with the parameters made non-contiguous (the
+    pure-PyTorch path takes over with the kernel's state), 5 more through the kernel
+    again, against 15 kernel steps.
+
+    Tolerance: the two paths compute the same equations with the same per-step
+    constants; only the float64 sum s behind AdamX's gamma may round differently (another
+    summation order), which reaches an element through gamma by at most a few ulps per
+    step. Bound: 64 k eps relative to the largest parameter after k steps (the
+    fallback's own tests derive it, tests/python/test_fallback.py); measured: equal bits
+    for every rule in float32 here."""
+    shapes = [(6, 4), (5, 3)] if name == "Muon" else [(9,), (4, 5)]
+    ref = _params(11, torch.float32, shapes)
+    ours = [p.detach().clone().requires_grad_() for p in ref]
+    grads = _grads(11, ref, 15)
+    opt_ref = getattr(at, name)(ref, lr=0.01)
+    opt = getattr(at, name)(ours, lr=0.01)
+    for s in range(15):
+        if s == 5:  # the same values in non-contiguous memory
+            for p in ours:
+                if p.dim() >= 2:
+                    p.data = p.data.t().contiguous().t()
+                else:
+                    p.data = torch.stack([p.data, p.data], 1)[:, 0]
+                assert not p.is_contiguous()
+        if s == 10:
+            for p in ours:
+                p.data = p.data.contiguous()
+        for p, q, g in zip(ref, ours, grads[s]):
+            p.grad = g.clone()
+            q.grad = g.clone()
+        opt_ref.step()
+        opt.step()
+        assert opt.uses_cpp_kernel == (s < 5 or s >= 10)
+    eps = torch.finfo(torch.float32).eps
+    scale = max(p.abs().max().item() for p in ref)
+    for p, q in zip(ref, ours):
+        assert (p - q).abs().max().item() <= 64 * 15 * eps * scale
+    sr, so = opt_ref.state_dict(), opt.state_dict()
+    for i in sr["state"]:
+        assert set(sr["state"][i]) == set(so["state"][i])
+        assert sr["state"][i]["step"].item() == so["state"][i]["step"].item()
+
+
+def test_state_dict_moves_between_paths():
+    """A state_dict saved by the kernel path loads into an optimizer whose parameters
+    take the pure-PyTorch path, and back, bit for bit where the values are copied."""
+    params = _params(4)
+    opt = at.AdamX(params, lr=0.01)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    sd = opt.state_dict()
+    other = [p.detach().transpose(0, -1).contiguous().transpose(0, -1).requires_grad_() if p.dim() >= 2 else p.detach().clone().requires_grad_() for p in params]
+    opt2 = at.AdamX(other, lr=0.5)
+    opt2.load_state_dict(sd)
+    assert not opt2.uses_cpp_kernel
+    sd2 = opt2.state_dict()
+    for i in sd["state"]:
+        for key in sd["state"][i]:
+            assert _bits(sd["state"][i][key]) == _bits(sd2["state"][i][key])
+    assert sd2["param_groups"][0]["gamma"] == sd["param_groups"][0]["gamma"]
+
+
+def test_schedule_free_eval_train_round_trip_and_unstepped_parameters():
+    """eval() moves stepped parameters to x and leaves a parameter that has never had
+    a gradient as it is (its starting point is its x); train() puts y back bit for bit."""
+    a, b = _params(6)[:2]
+    opt = at.ScheduleFreeAdamW([a, b], lr=0.01)
+    for _ in range(3):
+        a.grad = torch.ones_like(a)
+        opt.step()
+    ya, yb = a.detach().clone(), b.detach().clone()
+    opt.eval()
+    assert not torch.equal(a.detach(), ya)
+    assert torch.equal(b.detach(), yb)
+    with pytest.raises(RuntimeError, match="eval"):
+        opt.step()
+    opt.train()
+    assert _bits(a) == _bits(ya) and _bits(b) == _bits(yb)
