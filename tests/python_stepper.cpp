@@ -107,7 +107,9 @@ template <class Scalar, class Flavour>
 void run(const Spec& spec, const std::string& dir) {
   using Opt = adamx::Optimizer<Scalar, Flavour>;
   typename Opt::Options options;
-  for (const auto& [name, value] : spec.options) {
+  for (const auto& option : spec.options) {
+    const std::string& name = option.first;
+    const std::string& value = option.second;
     bool found = false;
     adamx::for_each_option_field<typename Opt::Options>([&](const auto& field) {
       if (name == field.name) {

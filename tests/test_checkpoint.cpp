@@ -273,6 +273,44 @@ TEST_F(CheckpointFile, SaveWritesAtomicallyAndLoadReadsItBack) {
   EXPECT_TRUE(loaded.state() == opt.state());
 }
 
+// read_checkpoint_header / read_checkpoint_groups: what a program that does
+// not know the optimizer (the Python package's adamx.checkpoint) reads first.
+TEST_F(CheckpointFile, TheHeaderAloneNamesTheOptimizerAndItsGroups) {
+  CheckpointModel<FileOpt> model;
+  FileOpt opt;
+  model.add_groups(opt, CheckpointModel<FileOpt>::busy_options(true));
+  for (int k = 0; k < 3; ++k) model.step(opt, k);
+  const auto path = directory_ / "run.ckpt";
+  adamx::save_checkpoint(opt, path);
+  const adamx::CheckpointHeader header = adamx::read_checkpoint_header(path);
+  EXPECT_EQ(header.optimizer, "AdamX");
+  EXPECT_EQ(header.parameter_type, "float");
+  EXPECT_EQ(header.state_type, "float");
+  const auto groups = adamx::read_checkpoint_groups<float, adamx::flavour::AdamX>(path);
+  ASSERT_EQ(groups.size(), opt.num_groups());
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto expected = opt.state_without_arrays(g);
+    EXPECT_EQ(groups[g].name, expected.name);
+    EXPECT_EQ(groups[g].t, expected.t);
+    EXPECT_TRUE(groups[g].options == expected.options);
+    EXPECT_EQ(groups[g].gamma, expected.gamma);
+    ASSERT_EQ(groups[g].tensors.size(), expected.tensors.size());
+    for (std::size_t j = 0; j < expected.tensors.size(); ++j)
+      EXPECT_TRUE(groups[g].tensors[j].shape() == expected.tensors[j].shape());
+  }
+  // Read as another optimizer or type: refused in load_checkpoint's words.
+  EXPECT_THROW((adamx::read_checkpoint_groups<float, adamx::flavour::Lion>(path)), adamx::CheckpointError);
+  EXPECT_THROW((adamx::read_checkpoint_groups<double, adamx::flavour::AdamX>(path)), adamx::CheckpointError);
+  // A missing file and a file cut inside its header are named.
+  const std::string missing = adamx_test::thrown_message<adamx::CheckpointError>(
+      [&] { adamx::read_checkpoint_header(directory_ / "none.ckpt"); });
+  EXPECT_TRUE(adamx_test::Contains(missing, "none.ckpt"));
+  std::filesystem::resize_file(path, 20);
+  const std::string cut = adamx_test::thrown_message<adamx::CheckpointError>(
+      [&] { adamx::read_checkpoint_header(path); });
+  EXPECT_TRUE(adamx_test::Contains(cut, path.string()));
+}
+
 TEST_F(CheckpointFile, TrailingBytesInAFileAreRefused) {
   CheckpointModel<FileOpt> model;
   FileOpt opt;

@@ -816,6 +816,27 @@ TEST(TorchScheduleFree, StepsEvalAndTrainAsTheEigenOptimizer) {
   ours.step();  // training goes on from y
 }
 
+// A parameter that has never had a gradient holds its starting point, which
+// is also its point to evaluate: eval() leaves it as it is (its z is still
+// zeros; moving it would give y/β1), train() too, while the others move.
+TEST(TorchScheduleFree, EvalLeavesAParameterThatHasNotSteppedAsItIs) {
+  torch::manual_seed(32);
+  torch::Tensor a = torch::randn({40}).requires_grad_();
+  torch::Tensor b = torch::randn({3, 7}).requires_grad_();
+  to::ScheduleFreeAdamW ours({a, b}, to::ScheduleFreeAdamWOptions(1e-2));
+  for (int step = 1; step <= 3; ++step) {
+    a.mutable_grad() = torch::randn({40});
+    ours.step();
+  }
+  const torch::Tensor y_a = a.detach().clone(), y_b = b.detach().clone();
+  ours.eval();
+  EXPECT_FALSE(torch::equal(a.detach(), y_a));
+  EXPECT_TRUE(torch::equal(b.detach(), y_b));
+  ours.train();
+  EXPECT_TRUE(torch::equal(a.detach(), y_a));
+  EXPECT_TRUE(torch::equal(b.detach(), y_b));
+}
+
 // ---- parameters without a gradient ----------------------------------------------
 
 // Rule: a parameter without grad keeps its value and its m, v; the group's

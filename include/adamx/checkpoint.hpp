@@ -1146,4 +1146,63 @@ void load_checkpoint(Optimizer<Scalar, Flavour>& optimizer, const std::filesyste
   }
 }
 
+// ---- reading the header alone ------------------------------------------------
+//
+// A program that does not know which optimizer wrote a file (a converter, a
+// viewer, the Python package's adamx.checkpoint) reads the header first,
+// builds the optimizer it names with the groups it lists, and then loads the
+// file into it with load_checkpoint, which checks everything again.
+
+/// What the header of a checkpoint file says about the optimizer that wrote it.
+struct CheckpointHeader {
+  std::uint32_t version = 0;   ///< the file's format version (kCheckpointVersion or kCheckpointVersionLegacy)
+  std::string optimizer;       ///< the optimizer's name, its flavour's `name` ("AdamX")
+  std::string parameter_type;  ///< "float", "double", "bfloat16" or "half"
+  std::string state_type;      ///< the type of the state arrays, "float" or "double"
+};
+
+/// Reads the header of the checkpoint file `path` alone: the magic bytes,
+/// the format version and the header's checksum are checked, and the
+/// optimizer's name and scalar types returned; the rest of the file is not
+/// read. Throws CheckpointError in load_checkpoint's words (it is the start of
+/// loading), naming the file.
+inline CheckpointHeader read_checkpoint_header(const std::filesystem::path& path) {
+  std::ifstream in;
+  detail::open_for_reading(in, path, "adamx::load_checkpoint");
+  try {
+    detail::CheckpointInput input(in);
+    CheckpointHeader out;
+    const std::string header = detail::read_header_bytes(input, &out.version);
+    detail::HeaderReader reader(header, detail::kCheckpointPreamble);
+    out.optimizer = reader.string("optimizer name");
+    out.parameter_type = detail::describe_scalar(reader.u8("parameter type"));
+    out.state_type = detail::describe_scalar(reader.u8("state type"));
+    return out;
+  } catch (const CheckpointError& error) {
+    throw CheckpointError(std::string(error.what()) + " (file '" + path.string() + "')");
+  }
+}
+
+/// The groups of the checkpoint file `path` as load_checkpoint reads them
+/// for an Optimizer<Scalar, Flavour>, without the arrays (as
+/// state_without_arrays gives them): names, shapes and memory orders,
+/// options, t and group scalars. The header is checked as load_checkpoint
+/// checks it (optimizer and scalar types, the names the optimizer declares,
+/// every value), with its messages; the arrays and the final checksum are
+/// not read, so only load_checkpoint into an optimizer built with these
+/// groups vouches for the whole file.
+template <class Scalar, class Flavour>
+std::vector<typename Optimizer<Scalar, Flavour>::State> read_checkpoint_groups(const std::filesystem::path& path) {
+  std::ifstream in;
+  detail::open_for_reading(in, path, "adamx::load_checkpoint");
+  try {
+    detail::CheckpointInput input(in);
+    auto states = detail::read_header<Scalar, Flavour>(input);
+    detail::check_header_values<Scalar, Flavour>(states);
+    return states;
+  } catch (const CheckpointError& error) {
+    throw CheckpointError(std::string(error.what()) + " (file '" + path.string() + "')");
+  }
+}
+
 ADAMX_NAMESPACE_END  // namespace adamx

@@ -207,16 +207,26 @@ class BasicOptimizer : public torch::optim::Optimizer {
   void eval() {
     if (in_eval_mode()) return;
     ensure_built(check_tensors());
-    std::visit([&](auto& opt) { opt->eval(all_parameters<typename std::decay_t<decltype(*opt)>::scalar_type>()); },
-               engine_);
+    std::visit(
+        [&](auto& opt) {
+          using Scalar = typename std::decay_t<decltype(*opt)>::scalar_type;
+          std::vector<std::vector<Scalar>> copies;
+          opt->eval(movable_parameters<Scalar>(copies));
+        },
+        engine_);
   }
   /// Puts back, bit for bit, the training point eval() kept. Does nothing if
   /// not in eval mode.
   template <class R = typename Flavour::Rule, class = decltype(R::kEvaluationSlot)>
   void train() {
     if (!in_eval_mode()) return;
-    std::visit([&](auto& opt) { opt->train(all_parameters<typename std::decay_t<decltype(*opt)>::scalar_type>()); },
-               engine_);
+    std::visit(
+        [&](auto& opt) {
+          using Scalar = typename std::decay_t<decltype(*opt)>::scalar_type;
+          std::vector<std::vector<Scalar>> copies;
+          opt->train(movable_parameters<Scalar>(copies));
+        },
+        engine_);
   }
   /// Whether the parameters hold the evaluation point (between eval() and train()).
   bool in_eval_mode() const {
@@ -576,12 +586,27 @@ class BasicOptimizer : public torch::optim::Optimizer {
     return view_of<ConstTensorRef<Scalar>>(static_cast<const Scalar*>(data_of<Scalar>(p.grad())), p);
   }
 
-  // Every parameter of every group, as adamx sees them (eval and train).
+  // Every parameter of every group, as adamx sees them, for eval() and
+  // train(). A parameter that has not stepped yet (its slots still zeros)
+  // holds its starting point, which is also its point to evaluate; the rule,
+  // which moves every tensor of a group that has stepped, is given a copy of
+  // it (kept in `copies` for the call) and the parameter stays as it is.
   template <class Scalar>
-  std::vector<std::vector<TensorRef<Scalar>>> all_parameters() const {
+  std::vector<std::vector<TensorRef<Scalar>>> movable_parameters(std::vector<std::vector<Scalar>>& copies) const {
     std::vector<std::vector<TensorRef<Scalar>>> out(param_groups_.size());
-    for (std::size_t g = 0; g < param_groups_.size(); ++g)
-      for (const torch::Tensor& p : param_groups_[g].params()) out[g].push_back(parameter_view<Scalar>(p));
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+      const auto& params = param_groups_[g].params();
+      for (std::size_t j = 0; j < params.size(); ++j) {
+        const bool stepped = g < tensor_steps_.size() && j < tensor_steps_[g].size() && tensor_steps_[g][j] > 0;
+        if (stepped) {
+          out[g].push_back(parameter_view<Scalar>(params[j]));
+          continue;
+        }
+        const Scalar* data = data_of<Scalar>(params[j]);
+        copies.emplace_back(data, data + params[j].numel());
+        out[g].push_back(view_of<TensorRef<Scalar>>(copies.back().data(), params[j]));
+      }
+    }
     return out;
   }
 

@@ -260,7 +260,8 @@ void save_as(const std::string& path, const py::dict& checkpoint) {
         // far larger than its arrays is refused before add_group allocates it.
         if (values.shape(0) != ts.size())
           throw std::invalid_argument(tensor + "slot '" + name + "' has " + std::to_string(values.shape(0)) +
-                                      " elements, its shape " + ts.describe() + " " + std::to_string(ts.size()));
+                                      " elements where its shape " + ts.describe() + " has " +
+                                      std::to_string(ts.size()));
         auto& array = ts.slot(k);
         array.resize(values.shape(0));
         if (values.shape(0) > 0)
