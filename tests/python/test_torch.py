@@ -146,15 +146,17 @@ def test_parity_with_torch_optim(kind, dtype, options, seed):
     gradients of torch's model (so the comparison measures the update rule, not the
     model's chaotic amplification of last-bit differences).
 
-    Tolerance, derived per step: the two evaluate the same formula in a different
-    order (torch: sqrt(v)/sqrt(1-b2^t) + eps, then addcdiv with lr/(1-b1^t); adamx:
-    the fused kernel's per-step coefficients), so an update u differs by at most a
-    few roundings of itself, bounded by 8 eps |u|; storing theta + u rounds once more,
-    at most eps |theta| on each side. Differences only add up (the same gradients go
-    to both), so after the run the largest difference is within
-    sum over steps of (8 eps max|u_t| + 2 eps max|theta_t|), computed from torch's run.
-    A formula difference (eps inside the root, a missing bias correction) changes
-    every update by a relative 1e-3 or more, far outside."""
+    Tolerance: the C++ adapter's parity tolerance (tests/test_torch.cpp), the largest
+    parameter difference within 100 eps of the dtype relative to the largest parameter.
+    Why it holds, step by step: the two evaluate the same formula in a different order
+    (torch: sqrt(v)/sqrt(1-b2^t) + eps, then addcdiv with lr/(1-b1^t); adamx: the fused
+    kernel's per-step coefficients), so an update u differs by at most a few roundings
+    of itself, 8 eps |u|; storing theta + u rounds once more, at most eps |theta| on
+    each side; with the same gradients going to both, differences only add up, to at
+    most sum over steps of (8 eps max|u_t| + 2 eps max|theta_t|), also asserted. In
+    practice most roundings agree or cancel: measured at most 2.3 eps (float64) and
+    2.1 eps (float32) over these 90 runs. A formula difference (eps inside the root, a
+    missing bias correction) changes every update by a relative 1e-3 or more."""
     model = _model(seed, dtype)
     theirs = [p.detach().clone() for p in model.parameters()]
     ours_params = [p.detach().clone().requires_grad_() for p in model.parameters()]
@@ -182,6 +184,8 @@ def test_parity_with_torch_optim(kind, dtype, options, seed):
     ref = [p.detach() for p in model.parameters()]
     deviation = max((a - b).abs().max().item() for a, b in zip(ref, ours_params))
     assert deviation <= bound, (deviation, bound)
+    scale = max(p.abs().max().item() for p in ref)
+    assert deviation / scale <= 100 * eps, deviation / scale / eps
     moved = max((a - b).abs().max().item() for a, b in zip(theirs, ref))
     assert moved > 1e-2
     # The state in torch's layout matches torch's own, within the same kind of bound
